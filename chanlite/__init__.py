@@ -1,0 +1,38 @@
+"""chanlite: the Channels 1.x model — consumers, channels, groups, layers — for any
+Python project, behind a Starlette interface server."""
+
+from __future__ import annotations
+
+from .channels import Channel as Channel
+from .channels import Group as Group
+from .exceptions import ChanliteError as ChanliteError
+from .exceptions import ChannelFull as ChannelFull
+from .exceptions import ConsumeLater as ConsumeLater
+from .exceptions import DenyConnection as DenyConnection
+from .exceptions import InvalidChannelName as InvalidChannelName
+from .exceptions import MessageTooLarge as MessageTooLarge
+from .layers import get_layer as get_layer
+from .messages import Message as Message
+from .routing import Routes as Routes
+from .routing import consumer as consumer
+from .routing import include as include
+from .routing import route as route
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Channel",
+    "ChanliteError",
+    "ChannelFull",
+    "ConsumeLater",
+    "DenyConnection",
+    "Group",
+    "InvalidChannelName",
+    "Message",
+    "MessageTooLarge",
+    "Routes",
+    "consumer",
+    "get_layer",
+    "include",
+    "route",
+]

@@ -1,0 +1,142 @@
+"""``Channel`` and ``Group``: sending, with consumer atomicity.
+
+Inside a consumer, ``send`` is buffered and flushed in call order when the consumer
+returns or raises. ``immediately=True``, and any send outside a consumer, goes at
+once. ``Group.add`` and ``Group.discard`` always act at once. Each sync method has an
+``a``-prefixed async twin; both share one implementation and differ only in how they
+wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._codec import encode
+from .names import validate_channel_name, validate_group_name
+from .protocol import accepts
+from .runtime import current_scope, resolve_layer, run_sync
+
+if TYPE_CHECKING:
+    from .layers.base import BaseChannelLayer
+
+T = TypeVar("T")
+ChannelLike = "Channel | str"
+
+
+class Channel:
+    """A named channel. ``layer`` defaults as described in :mod:`chanlite.runtime`."""
+
+    __slots__ = ("_layer", "name")
+
+    def __init__(self, name: str, layer: BaseChannelLayer | None = None) -> None:
+        self.name = validate_channel_name(name)
+        self._layer = layer
+
+    @property
+    def layer(self) -> BaseChannelLayer:
+        """The layer this channel sends through."""
+        return resolve_layer(self._layer)
+
+    def send(self, content: dict[str, Any], immediately: bool = False) -> None:
+        """Send ``content`` (buffered inside a consumer unless ``immediately``)."""
+        pending = self._prepare(content, immediately)
+        if pending is not None:
+            run_sync(*pending)
+
+    async def asend(self, content: dict[str, Any], immediately: bool = False) -> None:
+        """Async twin of :meth:`send`."""
+        pending = self._prepare(content, immediately)
+        if pending is not None:
+            await pending[0](*pending[1:])
+
+    def _prepare(
+        self, content: dict[str, Any], immediately: bool
+    ) -> tuple[Callable[..., Awaitable[None]], str, bytes] | None:
+        payload = encode(content)
+        scope = current_scope()
+        if scope is not None and self.name == scope.reply_channel and accepts(content):
+            scope.accepted = True
+        if scope is not None and not immediately and self._layer in (None, scope.layer):
+            scope.outbox.append((False, self.name, payload))
+            return None
+        return self.layer.send_encoded, self.name, payload
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Channel) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.name!r}>"
+
+
+class Group:
+    """A named set of channels that ``send`` reaches all at once."""
+
+    __slots__ = ("_layer", "name")
+
+    def __init__(self, name: str, layer: BaseChannelLayer | None = None) -> None:
+        self.name = validate_group_name(name)
+        self._layer = layer
+
+    @property
+    def layer(self) -> BaseChannelLayer:
+        """The layer this group lives on."""
+        return resolve_layer(self._layer)
+
+    def add(self, channel: Channel | str) -> None:
+        """Add ``channel`` to the group, at once (idempotent)."""
+        run_sync(self.layer.group_add, self.name, _channel_name(channel))
+
+    async def aadd(self, channel: Channel | str) -> None:
+        """Async twin of :meth:`add`."""
+        await self.layer.group_add(self.name, _channel_name(channel))
+
+    def discard(self, channel: Channel | str) -> None:
+        """Remove ``channel`` from the group, at once (no-op for non-members)."""
+        run_sync(self.layer.group_discard, self.name, _channel_name(channel))
+
+    async def adiscard(self, channel: Channel | str) -> None:
+        """Async twin of :meth:`discard`."""
+        await self.layer.group_discard(self.name, _channel_name(channel))
+
+    def send(self, content: dict[str, Any], immediately: bool = False) -> None:
+        """Send ``content`` to every member (buffered inside a consumer)."""
+        pending = self._prepare(content, immediately)
+        if pending is not None:
+            run_sync(*pending)
+
+    async def asend(self, content: dict[str, Any], immediately: bool = False) -> None:
+        """Async twin of :meth:`send`."""
+        pending = self._prepare(content, immediately)
+        if pending is not None:
+            await pending[0](*pending[1:])
+
+    def channels(self) -> set[str]:
+        """The names of the group's current members."""
+        return run_sync(self.layer.group_channels, self.name)
+
+    async def achannels(self) -> set[str]:
+        """Async twin of :meth:`channels`."""
+        return await self.layer.group_channels(self.name)
+
+    def _prepare(
+        self, content: dict[str, Any], immediately: bool
+    ) -> tuple[Callable[..., Awaitable[None]], str, bytes] | None:
+        payload = encode(content)
+        scope = current_scope()
+        if scope is not None and not immediately and self._layer in (None, scope.layer):
+            scope.outbox.append((True, self.name, payload))
+            return None
+        return self.layer.group_send_encoded, self.name, payload
+
+    def __repr__(self) -> str:
+        return f"<Group {self.name!r}>"
+
+
+def _channel_name(channel: Channel | str) -> str:
+    if isinstance(channel, Channel):
+        return channel.name
+    return validate_channel_name(channel)

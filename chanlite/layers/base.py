@@ -1,0 +1,225 @@
+"""The channel layer contract.
+
+A layer moves messages between the interface server and workers, possibly across
+processes and machines. Every layer — memory, Redis, SQLite, or one of your own —
+keeps the promises written on the methods of :class:`BaseChannelLayer`, and the one
+contract test suite (``tests/layers/contract.py``) checks them all.
+
+Validation and encoding happen once, here: the public ``send`` and ``group_send``
+check names and encode content with chanlite's codec, then hand opaque payloads to
+the ``*_encoded`` methods a backend implements. Backends store payloads and decode
+them in ``receive``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._codec import encode
+from ..exceptions import ConfigurationError, InvalidChannelName
+from ..names import (
+    is_process_specific,
+    validate_channel_name,
+    validate_group_name,
+    validate_new_channel_prefix,
+)
+
+#: Defaults shared by every layer (DESIGN §5).
+DEFAULT_EXPIRY = 60.0
+DEFAULT_GROUP_EXPIRY = 86400.0
+DEFAULT_CAPACITY = 100
+DEFAULT_PREFIX = "chanlite"
+# 16 random bytes give the 128 bits that keep reply channels unguessable.
+_NEW_CHANNEL_BYTES = 16
+
+ReceiveResult = tuple[str, dict[str, Any]] | tuple[None, None]
+
+
+class BaseChannelLayer(ABC):
+    """A channel layer: named FIFO channels, groups, expiry and capacity.
+
+    Promises every layer keeps:
+
+    * Each channel is an ordered FIFO queue. A message is delivered to at most one
+      receiver, at most once — never twice, even under concurrent receivers in many
+      processes.
+    * A message not received within ``expiry`` seconds is dropped. A process-specific
+      channel whose message expired unread is removed from every group it is in.
+    * A channel holds at most ``capacity`` messages (overridden per glob pattern by
+      ``channel_capacity``, matched against the stored name: ``prefix!`` for
+      ``prefix!local``). Past that, ``send`` raises :class:`~chanlite.ChannelFull`.
+    * Receivers wake when a message arrives; no layer makes a receiver wait longer than
+      its own polling bound (zero for memory and Redis).
+    * What a receiver gets is its own copy: mutating a message after ``send`` does not
+      change what is received.
+    """
+
+    #: URL schemes this layer is built from by :func:`chanlite.get_layer`.
+    schemes: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        expiry: float = DEFAULT_EXPIRY,
+        group_expiry: float = DEFAULT_GROUP_EXPIRY,
+        capacity: int = DEFAULT_CAPACITY,
+        channel_capacity: Mapping[str, int] | None = None,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        self.expiry = _positive_number("expiry", expiry)
+        self.group_expiry = _positive_number("group_expiry", group_expiry)
+        self.capacity = _positive_int("capacity", capacity)
+        self.channel_capacity = _capacity_patterns(channel_capacity)
+        self.prefix = validate_group_name(prefix)
+        self._capacity_cache: dict[str, int] = {}
+        #: Group deliveries skipped because the member's channel was full.
+        self.group_full_skips = 0
+
+    # -- sending --------------------------------------------------------------
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Put ``message`` at the end of ``channel``.
+
+        Raises :class:`~chanlite.ChannelFull` if the channel is at capacity,
+        :class:`~chanlite.MessageTooLarge` if the message encodes to more than the
+        size limit, :class:`~chanlite.InvalidChannelName` for a bad name, and
+        ``TypeError`` for content that is not a dict or cannot be encoded.
+        """
+        validate_channel_name(channel)
+        await self.send_encoded(channel, encode(message))
+
+    @abstractmethod
+    async def send_encoded(self, channel: str, payload: bytes) -> None:
+        """Append an already-encoded payload to ``channel`` (name already valid).
+
+        Atomic with its capacity check: raises :class:`~chanlite.ChannelFull` without
+        storing anything when the channel is full.
+        """
+
+    # -- receiving ------------------------------------------------------------
+
+    @abstractmethod
+    async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
+        """Take the next message from any of ``channels``.
+
+        Waits until a message is on one of them, or ``timeout`` seconds pass
+        (``None``: wait forever; ``0``: do not wait). Returns ``(channel, message)``,
+        or ``(None, None)`` on timeout. A process-specific channel is named by its
+        ``prefix!`` and comes back with its full ``prefix!local`` name; receiving on a
+        full ``prefix!local`` name raises :class:`~chanlite.InvalidChannelName`.
+        A cancelled receive takes nothing off any channel.
+        """
+
+    async def new_channel(self, prefix: str) -> str:
+        """Return a new, unique channel name starting with ``prefix``.
+
+        ``prefix`` must end in ``!`` (process-specific) or ``?``. The random part carries
+        128 bits, so one client cannot guess another's reply channel.
+        """
+        validate_new_channel_prefix(prefix)
+        name = prefix + secrets.token_urlsafe(_NEW_CHANNEL_BYTES)
+        return validate_channel_name(name)
+
+    # -- groups ---------------------------------------------------------------
+
+    @abstractmethod
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group`` (idempotent; refreshes its ``group_expiry``)."""
+
+    @abstractmethod
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; a non-member is a no-op."""
+
+    @abstractmethod
+    async def group_channels(self, group: str) -> set[str]:
+        """The names of the current (unexpired) members of ``group``."""
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to every member of ``group``.
+
+        Never raises :class:`~chanlite.ChannelFull`: full members are skipped and
+        counted in :attr:`group_full_skips`. Raises like :meth:`send` for bad content.
+        """
+        validate_group_name(group)
+        await self.group_send_encoded(group, encode(message))
+
+    @abstractmethod
+    async def group_send_encoded(self, group: str, payload: bytes) -> None:
+        """Deliver an encoded payload to every member of ``group`` (name valid)."""
+
+    # -- housekeeping ---------------------------------------------------------
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Delete every channel and group of this layer (and only this layer's)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional for layers with no resources
+        """Release connections and background tasks. The layer is unusable after."""
+
+    async def stats(self) -> dict[str, Any] | None:
+        """Channel depths and group sizes, where the layer can tell; else ``None``."""
+        return None
+
+    # -- helpers for backends ---------------------------------------------------
+
+    def capacity_for(self, stored_name: str) -> int:
+        """The capacity of a stored channel name (``prefix!`` or a plain name)."""
+        cached = self._capacity_cache.get(stored_name)
+        if cached is not None:
+            return cached
+        capacity = self.capacity
+        for pattern, value in self.channel_capacity:
+            if fnmatch.fnmatchcase(stored_name, pattern):
+                capacity = value
+                break
+        if len(self._capacity_cache) > 10_000:
+            self._capacity_cache.clear()
+        self._capacity_cache[stored_name] = capacity
+        return capacity
+
+    @staticmethod
+    def receive_names(channels: Iterable[str]) -> list[str]:
+        """Validate the ``channels`` of a receive and return them as a list."""
+        if isinstance(channels, str):
+            raise TypeError("receive() takes a list of channel names, not a str")
+        names = [validate_channel_name(name) for name in channels]
+        if not names:
+            raise ValueError("receive() needs at least one channel name")
+        for name in names:
+            if is_process_specific(name) and not name.endswith("!"):
+                raise InvalidChannelName(
+                    name,
+                    "receive on the process prefix (up to and including '!'), "
+                    "not on a full process-specific name",
+                )
+        return names
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} prefix={self.prefix!r}>"
+
+
+def _positive_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(f"layer option {name!r} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"layer option {name!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def _capacity_patterns(patterns: Mapping[str, int] | None) -> list[tuple[str, int]]:
+    if patterns is None:
+        return []
+    if not isinstance(patterns, Mapping):
+        raise ConfigurationError("layer option 'channel_capacity' must be a dict of glob: int")
+    return [
+        (str(glob), _positive_int(f"channel_capacity[{glob!r}]", value))
+        for glob, value in patterns.items()
+    ]

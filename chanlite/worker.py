@@ -1,0 +1,217 @@
+"""The worker: take messages off routed channels and run their consumers.
+
+* ``async def`` consumers run on the event loop; ``def`` consumers run in a bounded
+  thread pool of ``threads`` threads.
+* A message is taken off its channel only when there is room to run it (at most
+  ``concurrency`` in flight), so channel capacity is real backpressure.
+* A consumer's sends are buffered and flushed in order when it returns or raises.
+* A consumer's exception is logged with its qualified name and the channel; the worker
+  carries on. ``ConsumeLater`` requeues the message at the end of its channel, at most
+  :data:`MAX_CONSUME_LATER` times. ``DenyConnection`` (or any exception) from a connect
+  consumer that had not accepted rejects the socket.
+* :meth:`Worker.stop` is graceful: no new messages are taken, in-flight consumers
+  finish, then :meth:`Worker.run` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import fnmatch
+import functools
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .exceptions import ChannelFull, ConfigurationError, ConsumeLater, DenyConnection
+from .layers.base import BaseChannelLayer
+from .messages import Message
+from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
+from .routing import Route, Routes, with_defaults
+from .runtime import ConsumerScope, enter_scope
+
+logger = logging.getLogger("chanlite.worker")
+
+#: How many times ConsumeLater may requeue one message before it is dropped.
+MAX_CONSUME_LATER = 10
+#: Content key that carries the requeue count of a ConsumeLater'd message.
+RETRY_KEY = "__chanlite_retries__"
+#: In-flight limit beyond the thread count when some consumers are async.
+ASYNC_CONCURRENCY = 64
+# Channels whose unmatched messages are dropped without a log line.
+_SILENT_DROPS = frozenset({WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT})
+
+
+class Worker:
+    """Runs the consumers of ``routes`` for messages arriving on ``layer``."""
+
+    def __init__(
+        self,
+        routes: Routes,
+        layer: BaseChannelLayer,
+        *,
+        threads: int = 4,
+        concurrency: int | None = None,
+        only_channels: Iterable[str] | None = None,
+        exclude_channels: Iterable[str] | None = None,
+    ) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigurationError(f"threads must be a positive integer, got {threads!r}")
+        self.routes = routes
+        self.layer = layer
+        self.threads = threads
+        self.channels = select_channels(routes.channels, only_channels, exclude_channels)
+        if not self.channels:
+            raise ConfigurationError("the worker has no channels to listen on")
+        self.concurrency = concurrency or _default_concurrency(routes, threads)
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._receiving: asyncio.Task[Any] | None = None
+        self._stopping = False
+
+    async def run(self) -> None:
+        """Receive and dispatch until :meth:`stop`; then wait for in-flight work."""
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="chanlite-worker")
+        logger.info("worker listening on %s", ", ".join(self.channels))
+        try:
+            await self._receive_loop()
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._executor.shutdown(wait=True)
+
+    def stop(self) -> None:
+        """Stop taking messages; :meth:`run` returns once in-flight consumers finish."""
+        self._stopping = True
+        if self._receiving is not None:
+            self._receiving.cancel()
+
+    async def _receive_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            await self._slots.acquire()
+            if self._stopping:
+                self._slots.release()
+                break
+            self._receiving = loop.create_task(self.layer.receive(self.channels))
+            try:
+                channel, content = await self._receiving
+            except asyncio.CancelledError:
+                self._slots.release()
+                if self._stopping:
+                    break
+                raise
+            finally:
+                self._receiving = None
+            task = loop.create_task(self._handle(channel, content))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def dispatch(self, channel: str, content: dict[str, Any]) -> None:
+        """Run the consumer for one message as the receive loop would."""
+        await self._handle(channel, content)
+
+    async def _handle(self, channel: str, content: dict[str, Any]) -> None:
+        retries = content.pop(RETRY_KEY, 0)
+        found = self.routes.match_content(channel, content)
+        if found is None:
+            if channel not in _SILENT_DROPS:
+                logger.error("no consumer for a message on channel %r; dropped", channel)
+            return
+        item, kwargs = found
+        message = Message(content, channel, self.layer)
+        scope = ConsumerScope(self.layer, content.get("reply_channel"))
+        enter_scope(scope)
+        failed = False
+        try:
+            await self._run_consumer(item, message, kwargs)
+        except ConsumeLater:
+            await self._requeue(channel, content, retries)
+        except DenyConnection:
+            failed = True
+        except Exception:
+            failed = True
+            logger.exception("consumer %s failed on channel %r", item.name, channel)
+        finally:
+            await scope.flush()
+        if failed and channel == WEBSOCKET_CONNECT and not scope.accepted:
+            await self._reject(scope.reply_channel)
+
+    async def _run_consumer(self, item: Route, message: Message, kwargs: dict[str, str]) -> None:
+        if item.is_async:
+            await item.consumer(message, **kwargs)
+            return
+        call = functools.partial(item.consumer, message, **kwargs)
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, context.run, call)
+
+    async def _requeue(self, channel: str, content: dict[str, Any], retries: int) -> None:
+        if retries >= MAX_CONSUME_LATER:
+            logger.warning(
+                "message on %r raised ConsumeLater %d times; dropped", channel, retries + 1
+            )
+            return
+        try:
+            await self.layer.send(channel, {**content, RETRY_KEY: retries + 1})
+        except ChannelFull:
+            logger.warning("channel %r is full; a ConsumeLater message was dropped", channel)
+
+    async def _reject(self, reply_channel: str | None) -> None:
+        if reply_channel:
+            try:
+                await self.layer.send(reply_channel, {"accept": False})
+            except ChannelFull:
+                logger.warning("could not reject %r: its reply channel is full", reply_channel)
+
+
+def select_channels(
+    channels: Iterable[str],
+    only: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+) -> list[str]:
+    """``channels`` filtered by ``only`` and ``exclude`` glob patterns, sorted."""
+    only_list = list(only or ())
+    exclude_list = list(exclude or ())
+    selected = []
+    for name in sorted(channels):
+        if only_list and not any(fnmatch.fnmatchcase(name, glob) for glob in only_list):
+            continue
+        if any(fnmatch.fnmatchcase(name, glob) for glob in exclude_list):
+            continue
+        selected.append(name)
+    return selected
+
+
+def _default_concurrency(routes: Routes, threads: int) -> int:
+    if any(item.is_async for item in routes):
+        return threads + ASYNC_CONCURRENCY
+    return threads
+
+
+async def default_connect(message: Message) -> None:
+    """Accept a socket that no routed connect consumer took (appended last)."""
+    if message.reply_channel is not None:
+        await message.reply_channel.asend({"accept": True})
+
+
+async def drop(message: Message) -> None:
+    """Drop unrouted ``websocket.receive`` and ``websocket.disconnect`` messages."""
+
+
+#: Routes appended last to every served table (DESIGN §3).
+DEFAULT_ROUTES = (
+    Route(WEBSOCKET_CONNECT, default_connect),
+    Route((WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT), drop),
+)
+
+
+def served_routes(routes: Routes) -> Routes:
+    """``routes`` with :data:`DEFAULT_ROUTES` appended: the table a server runs."""
+    return with_defaults(routes, DEFAULT_ROUTES)

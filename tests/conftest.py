@@ -1,0 +1,35 @@
+"""Shared fixtures: the async backend, layers, and the Redis requirement."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def redis_available() -> bool:
+    """True if a Redis server answers PING on 127.0.0.1:6379."""
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def require_redis() -> None:
+    """Skip (or, with CHANLITE_REQUIRE_REDIS=1, fail) when no Redis answers."""
+    if redis_available():
+        return
+    reason = f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}"
+    if os.environ.get("CHANLITE_REQUIRE_REDIS") == "1":
+        pytest.fail(f"{reason}, and CHANLITE_REQUIRE_REDIS=1 requires one")
+    pytest.skip(reason)

@@ -1,0 +1,45 @@
+"""The curated public API: every promised name is importable from ``chanlite``."""
+
+from __future__ import annotations
+
+import chanlite
+
+PROMISED = {
+    "consumer",
+    "route",
+    "include",
+    "Routes",
+    "Message",
+    "Channel",
+    "Group",
+    "get_layer",
+    "ChannelFull",
+    "MessageTooLarge",
+    "InvalidChannelName",
+    "ConsumeLater",
+    "DenyConnection",
+    "ChanliteError",
+}
+
+
+def test_promised_names_are_exported() -> None:
+    missing = {name for name in PROMISED if not hasattr(chanlite, name)}
+    assert missing == set()
+
+
+def test_all_lists_only_real_names() -> None:
+    for name in chanlite.__all__:
+        assert hasattr(chanlite, name), name
+
+
+def test_errors_share_one_root() -> None:
+    for name in (
+        "ChannelFull",
+        "MessageTooLarge",
+        "InvalidChannelName",
+        "ConsumeLater",
+        "DenyConnection",
+    ):
+        assert issubclass(getattr(chanlite, name), chanlite.ChanliteError)
+    assert issubclass(chanlite.InvalidChannelName, ValueError)
+    assert issubclass(chanlite.MessageTooLarge, ValueError)
