@@ -3,6 +3,7 @@ Python project, behind a Starlette interface server."""
 
 from __future__ import annotations
 
+from .app import Chanlite as Chanlite
 from .channels import Channel as Channel
 from .channels import Group as Group
 from .exceptions import ChanliteError as ChanliteError
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Channel",
+    "Chanlite",
     "ChanliteError",
     "ChannelFull",
     "ConsumeLater",

@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .config import LAYER_ENV
 from .exceptions import ChanliteError, ChannelFull
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("chanlite")
 T = TypeVar("T")
 
-#: Environment variable naming the default layer URL.
-LAYER_ENV = "CHANLITE_LAYER"
 
 _app_layer: BaseChannelLayer | None = None
 _default_layer: BaseChannelLayer | None = None

@@ -1,0 +1,246 @@
+"""``Chanlite``: the ASGI app that ties interface server, layer and workers together.
+
+Its lifespan starts the layer's reply reader and, unless ``workers=False``,
+in-process workers. With ``app=host_app`` every request no chanlite route takes goes
+to the host app unchanged, and the host's lifespan runs inside chanlite's. When
+mounted under another Starlette app (whose ``Mount`` does not forward lifespan
+events), chanlite starts on its first request instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import (
+    LAYER_ENV,
+    InterfaceSettings,
+    normalize_origins,
+    resolve_secret_key,
+)
+from .exceptions import ConfigurationError
+from .layers import get_layer
+from .layers.base import BaseChannelLayer
+from .routing import Routes
+from .runtime import set_app_layer
+from .server import InterfaceServer
+from .worker import Worker, served_routes
+
+logger = logging.getLogger("chanlite")
+
+
+class Chanlite:
+    """The chanlite ASGI app (DESIGN §8)."""
+
+    def __init__(
+        self,
+        routes: Any = None,
+        *,
+        app: ASGIApp | None = None,
+        layer: str | BaseChannelLayer | None = None,
+        secret_key: str | None = None,
+        session_store: Any = None,
+        user_loader: Callable[[Any], Any] | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        workers: bool = True,
+        threads: int = 4,
+        http_timeout: float = 60,
+        websocket_connect_timeout: float = 5,
+        receive_full_timeout: float = 5,
+        max_frame_size: int = 1024 * 1024,
+        debug: bool = False,
+    ) -> None:
+        self.routes = routes if isinstance(routes, Routes) else Routes(routes or [])
+        self.host_app = app
+        self.layer_setting: str | BaseChannelLayer = (
+            layer or os.environ.get(LAYER_ENV) or "memory://"
+        )
+        self.secret_key_setting = secret_key
+        self.session_store = session_store
+        self.user_loader = user_loader
+        self.workers = workers
+        self.threads = threads
+        self.debug = debug
+        self.settings = InterfaceSettings(
+            http_timeout=http_timeout,
+            websocket_connect_timeout=websocket_connect_timeout,
+            receive_full_timeout=receive_full_timeout,
+            max_frame_size=max_frame_size,
+            allowed_origins=normalize_origins(allowed_origins),
+        )
+        self.secret_key: str | None = None
+        self.layer: BaseChannelLayer | None = None
+        self.interface: InterfaceServer | None = None
+        self.worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._started = False
+
+    # -- configuration ----------------------------------------------------------
+
+    def configure(
+        self, *, layer: str | None = None, workers: bool | None = None, threads: int | None = None
+    ) -> None:
+        """Override settings before start (the CLI's ``--layer`` and friends)."""
+        if self._started:
+            raise ConfigurationError("a running Chanlite app cannot be reconfigured")
+        if layer is not None:
+            self.layer_setting = layer
+        if workers is not None:
+            self.workers = workers
+        if threads is not None:
+            self.threads = threads
+
+    def check(self) -> None:
+        """Validate the configuration without starting: layer, key, worker settings.
+
+        Raises ConfigurationError naming the problem.
+        """
+        layer = get_layer(self.layer_setting)
+        key, generated = resolve_secret_key(
+            self.secret_key_setting, spans_processes=self.spans_processes(layer), debug=self.debug
+        )
+        self.layer, self.secret_key = layer, key
+        if generated:
+            logger.warning(
+                "no secret key is set; using a random key for this process only. "
+                "Set CHANLITE_SECRET_KEY (or Chanlite(secret_key=...)) to keep sessions "
+                "across restarts and processes."
+            )
+        if self.workers:
+            Worker(served_routes(self.routes), layer, threads=self.threads)
+
+    def spans_processes(self, layer: BaseChannelLayer) -> bool:
+        """True when this app shares its layer with other processes."""
+        return not self.workers or "memory" not in type(layer).schemes
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Start the layer, the reply reader and the in-process workers."""
+        if self._started:
+            return
+        if self.layer is None or self.secret_key is None:
+            self.check()
+        assert self.layer is not None
+        set_app_layer(self.layer, asyncio.get_running_loop())
+        self.interface = InterfaceServer(self.layer, served_routes(self.routes), self.settings)
+        self.interface.start()
+        if self.workers:
+            self.worker = Worker(served_routes(self.routes), self.layer, threads=self.threads)
+            self._worker_task = asyncio.get_running_loop().create_task(self.worker.run())
+        self._started = True
+
+    async def drain(self) -> None:
+        """Stop taking messages, let in-flight consumers finish, deliver their
+        replies, then close every socket with 1001 (idempotent)."""
+        if self.worker is not None and self._worker_task is not None:
+            self.worker.stop()
+            await self._worker_task
+            self.worker = self._worker_task = None
+        if self.interface is not None:
+            await self.interface.drain_replies()
+            await self.interface.close_all()
+
+    async def shutdown(self) -> None:
+        """Graceful stop: :meth:`drain`, then stop the reply reader and the layer."""
+        if not self._started:
+            return
+        self._started = False
+        await self.drain()
+        if self.interface is not None:
+            await self.interface.stop()
+        if self.layer is not None:
+            await self.layer.aclose()
+        set_app_layer(None, None)
+
+    async def _ensure_started(self) -> None:
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            await self.startup()
+
+    # -- ASGI -------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        await self._ensure_started()
+        assert self.interface is not None
+        if scope["type"] == "websocket":
+            await self.interface.handle_websocket(scope, receive, send)
+        elif scope["type"] == "http":
+            await self.interface.handle_http(scope, receive, send, self._fallback)
+
+    async def _fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.host_app is not None:
+            await self.host_app(scope, receive, send)
+        else:
+            await PlainTextResponse("Not Found", 404)(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        host = _HostLifespan(self.host_app, scope) if self.host_app is not None else None
+        await receive()  # lifespan.startup
+        try:
+            await self.startup()
+            if host is not None:
+                await host.startup()
+        except Exception as exc:
+            logger.error("startup failed: %s", exc)
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            if host is not None:
+                await host.shutdown()
+        finally:
+            await self.shutdown()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def __repr__(self) -> str:
+        return f"<Chanlite routes={len(self.routes)} layer={self.layer_setting!r}>"
+
+
+class _HostLifespan:
+    """Runs a host app's lifespan protocol inside chanlite's own."""
+
+    def __init__(self, app: ASGIApp, scope: Scope) -> None:
+        self.app = app
+        self.scope = scope
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        await self._step("lifespan.startup")
+
+    async def shutdown(self) -> None:
+        if self._task is not None and not self._task.done():
+            await self._step("lifespan.shutdown")
+            await self._task
+
+    async def _run(self) -> None:
+        try:
+            await self.app(dict(self.scope), self._inbox.get, self._outbox.put)
+        except Exception as exc:
+            # An app without lifespan support raises here; chanlite carries on.
+            logger.debug("host app lifespan ended: %r", exc)
+        finally:
+            await self._outbox.put({"type": "_ended"})
+
+    async def _step(self, event: str) -> None:
+        await self._inbox.put({"type": event})
+        reply = await self._outbox.get()
+        if reply["type"].endswith(".failed"):
+            raise ConfigurationError(f"host app {event} failed: {reply.get('message', '')}")

@@ -1,0 +1,353 @@
+"""The ``chanlite`` command: a thin layer over the library.
+
+Every user error (a bad target, URL, option or JSON) prints one line naming it and
+exits with code 2, with no traceback. SIGTERM and SIGINT stop gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .app import Chanlite
+from .config import LAYER_ENV
+from .exceptions import ChanliteError
+from .layers import get_layer
+from .layers.base import BaseChannelLayer
+from .names import validate_channel_name, validate_group_name
+from .routing import Routes
+from .worker import Worker, served_routes
+
+logger = logging.getLogger("chanlite")
+
+#: Exit code for a user error.
+EXIT_USAGE = 2
+# Environment variables that carry `serve --reload` settings into the reloaded process.
+_RELOAD_ENV = "CHANLITE_RELOAD_ARGS"
+
+
+class UsageError(ChanliteError):
+    """A command-line mistake: printed as one line, exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` and return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        result: int = args.handler(args)
+    except (ChanliteError, ValueError) as exc:
+        print(f"chanlite: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    parser = argparse.ArgumentParser(
+        prog="chanlite", description="Serve and operate chanlite apps (Channels 1.x model)."
+    )
+    parser.add_argument("--version", action="version", version=f"chanlite {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands)
+    _add_worker(commands)
+    routes = commands.add_parser("routes", help="print the flattened routing table")
+    routes.add_argument("target", help="module:attr, path/to/file.py:attr, or a module")
+    routes.set_defaults(handler=cmd_routes)
+    send = commands.add_parser("send", help="send a JSON message to a channel or group")
+    send.add_argument("channel", help="channel name (or group name with --group)")
+    send.add_argument("json", help="the message content, a JSON object")
+    send.add_argument("--group", action="store_true", help="send to a group")
+    _add_layer_option(send)
+    send.set_defaults(handler=cmd_send)
+    stats = commands.add_parser("stats", help="show channel depths and group sizes")
+    _add_layer_option(stats)
+    stats.set_defaults(handler=cmd_stats)
+    flush = commands.add_parser("flush", help="delete every message and group of the layer")
+    _add_layer_option(flush)
+    flush.set_defaults(handler=cmd_flush)
+    return parser
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the interface server (and workers)")
+    serve.add_argument("target", help="module:attr, path/to/file.py:attr, or a module")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_port, default=8000)
+    _add_layer_option(serve)
+    serve.add_argument("--threads", type=_positive_int, default=None, help="worker threads")
+    serve.add_argument("--no-worker", action="store_true", help="run no in-process workers")
+    serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def _add_worker(commands: Any) -> None:
+    for name in ("worker", "runworker"):
+        worker = commands.add_parser(name, help="run workers against a cross-process layer")
+        worker.add_argument("target", help="module:attr, path/to/file.py:attr, or a module")
+        _add_layer_option(worker)
+        worker.add_argument("--threads", type=_positive_int, default=None)
+        worker.add_argument("--only-channels", action="append", metavar="GLOB", default=None)
+        worker.add_argument("--exclude-channels", action="append", metavar="GLOB", default=None)
+        worker.set_defaults(handler=cmd_worker)
+
+
+def _add_layer_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layer", default=None, metavar="URL", help=f"layer URL (or {LAYER_ENV})")
+
+
+def _port(value: str) -> int:
+    port = _positive_int(value)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {value}")
+    return port
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+# -- targets --------------------------------------------------------------------
+
+
+def load_app(target: str) -> Chanlite:
+    """A ``Chanlite`` app from ``target``: an app, a routing table, or a module."""
+    from ._importer import import_from_string, import_module
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if ":" in target:
+        obj: object = import_from_string(target)
+    else:
+        obj = Routes.from_module(import_module(target))
+    if isinstance(obj, Chanlite):
+        return obj
+    try:
+        routes = obj if isinstance(obj, Routes) else Routes(obj)
+    except TypeError as exc:
+        raise UsageError(
+            f"{target!r} is neither a Chanlite app nor a routing table: {exc}"
+        ) from None
+    return Chanlite(routes)
+
+
+def _cross_process_layer(url: str | None, command: str) -> BaseChannelLayer:
+    url = url or os.environ.get(LAYER_ENV)
+    if not url:
+        raise UsageError(
+            f"chanlite {command} needs a cross-process layer: pass --layer redis://... "
+            f"or sqlite:///path.db, or set {LAYER_ENV}"
+        )
+    layer = get_layer(url)
+    if "memory" in type(layer).schemes:
+        raise UsageError(
+            f"chanlite {command} cannot use memory:// (it lives inside one process); "
+            "use redis://... or sqlite:///path.db"
+        )
+    return layer
+
+
+# -- commands -------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``chanlite serve``: interface server plus in-process workers."""
+    import uvicorn
+
+    app = load_app(args.target)
+    app.configure(layer=args.layer, workers=not args.no_worker, threads=args.threads)
+    app.check()
+    if args.reload:
+        os.environ[_RELOAD_ENV] = orjson.dumps(
+            [args.target, args.layer, args.no_worker, args.threads]
+        ).decode()
+        uvicorn.run(
+            "chanlite.cli:reload_factory",
+            factory=True,
+            reload=True,
+            host=args.host,
+            port=args.port,
+            ws_max_size=app.settings.max_frame_size,
+            log_level=args.log_level,
+        )
+        return 0
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        ws_max_size=app.settings.max_frame_size,
+        log_level=args.log_level,
+        lifespan="on",
+    )
+    server = GracefulServer(config, app)
+    server.run()
+    return 0 if server.started else 1
+
+
+def reload_factory() -> Chanlite:
+    """Rebuild the app in a ``serve --reload`` child process."""
+    target, layer, no_worker, threads = orjson.loads(os.environ[_RELOAD_ENV])
+    app = load_app(target)
+    app.configure(layer=layer, workers=not no_worker, threads=threads)
+    return app
+
+
+class GracefulServer:
+    """uvicorn's server, draining chanlite before uvicorn closes connections.
+
+    uvicorn closes sockets with 1012 as its first shutdown step; chanlite first lets
+    in-flight consumers finish and deliver their replies, then closes with 1001.
+    """
+
+    def __init__(self, config: Any, app: Chanlite) -> None:
+        import uvicorn
+
+        chanlite_app = app
+
+        class _Server(uvicorn.Server):
+            async def shutdown(self, sockets: Any = None) -> None:
+                await chanlite_app.drain()
+                await super().shutdown(sockets)
+
+        self._server = _Server(config)
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    def run(self) -> None:
+        self._server.run()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``chanlite worker``: run consumers against a cross-process layer."""
+    app = load_app(args.target)
+    url = args.layer or (app.layer_setting if isinstance(app.layer_setting, str) else None)
+    layer = _cross_process_layer(url, "worker")
+    app.configure(layer=url, workers=False)
+    app.check()  # the secret key is required across processes
+    worker = Worker(
+        served_routes(app.routes),
+        layer,
+        threads=args.threads or app.threads,
+        only_channels=args.only_channels,
+        exclude_channels=args.exclude_channels,
+    )
+    asyncio.run(_run_worker(worker, layer))
+    return 0
+
+
+async def _run_worker(worker: Worker, layer: BaseChannelLayer) -> None:
+    from .runtime import set_app_layer
+
+    loop = asyncio.get_running_loop()
+    set_app_layer(layer, loop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _stop_worker, worker, sig)
+    try:
+        await worker.run()
+    finally:
+        await layer.aclose()
+        logger.info("worker stopped")
+
+
+def _stop_worker(worker: Worker, sig: signal.Signals) -> None:
+    logger.info("received %s; finishing in-flight consumers", sig.name)
+    worker.stop()
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    """``chanlite routes``: print the flattened table, defaults last."""
+    app = load_app(args.target)
+    for item in served_routes(app.routes):
+        filters = " ".join(f"{key}={value!r}" for key, value in item.patterns.items())
+        print(f"{','.join(item.channels):<24} {filters:<40} -> {item.name}")
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """``chanlite send``: one message to a channel or group."""
+    try:
+        content = orjson.loads(args.json)
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"the message is not valid JSON: {exc}") from None
+    if not isinstance(content, dict):
+        raise UsageError('the message must be a JSON object, e.g. \'{"text": "hi"}\'')
+    if args.group:
+        validate_group_name(args.channel)
+    else:
+        validate_channel_name(args.channel)
+    layer = _cross_process_layer(args.layer, "send")
+    asyncio.run(_send(layer, args.channel, content, args.group))
+    return 0
+
+
+async def _send(layer: BaseChannelLayer, name: str, content: dict[str, Any], group: bool) -> None:
+    try:
+        if group:
+            await layer.group_send(name, content)
+        else:
+            await layer.send(name, content)
+    finally:
+        await layer.aclose()
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``chanlite stats``: channel depths and group sizes, where the layer can tell."""
+    layer = _cross_process_layer(args.layer, "stats")
+    stats = asyncio.run(_stats(layer))
+    if stats is None:
+        print(f"{type(layer).__name__} cannot report statistics")
+        return 0
+    for section in ("channels", "groups"):
+        print(f"{section}:")
+        for name, size in sorted(stats.get(section, {}).items()):
+            print(f"  {name:<40} {size}")
+    return 0
+
+
+async def _stats(layer: BaseChannelLayer) -> dict[str, Any] | None:
+    try:
+        return await layer.stats()
+    finally:
+        await layer.aclose()
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    """``chanlite flush``: delete every message and group of the layer."""
+    layer = _cross_process_layer(args.layer, "flush")
+    asyncio.run(_flush(layer))
+    print("flushed")
+    return 0
+
+
+async def _flush(layer: BaseChannelLayer) -> None:
+    try:
+        await layer.flush()
+    finally:
+        await layer.aclose()
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(levelname)s:     %(name)s: %(message)s", stream=sys.stderr
+    )

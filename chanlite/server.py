@@ -1,0 +1,509 @@
+"""The interface server: HTTP requests and WebSocket connections in, replies out.
+
+It runs no user code. Each connection gets a reply channel ``<prefix>!<random>``
+under the process's one reply prefix, and one reader takes every reply for every
+connection with a single ``receive`` on that prefix, handing each to its connection.
+Replies for connections that are gone are dropped.
+
+WebSocket lifecycle (DESIGN §6): ``websocket.connect`` (order 0), one
+``websocket.receive`` per frame (order 1..n), ``websocket.disconnect`` (order n+1) for
+every socket that got a reply channel, also when it was rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import InterfaceSettings
+from .exceptions import ChannelFull, MessageTooLarge
+from .layers.base import BaseChannelLayer
+from .protocol import HTTP_REQUEST, WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
+from .routing import Routes
+
+logger = logging.getLogger("chanlite.server")
+
+
+#: Close codes the interface uses.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+#: The code reported in ``websocket.disconnect`` for a socket that never opened.
+CLOSE_NEVER_OPENED = 1006
+# Backoff bounds while a frame waits for room on a full channel.
+_FULL_BACKOFF_MIN = 0.001
+_FULL_BACKOFF_MAX = 0.05
+# Pause after a layer error in the reply reader before reading again.
+_READER_RETRY = 0.5
+# Reply keys a socket understands.
+_SOCKET_REPLY_KEYS = frozenset({"accept", "subprotocol", "text", "bytes", "close"})
+
+_CONNECTING, _OPEN, _CLOSED = "connecting", "open", "closed"
+
+
+class InterfaceServer:
+    """Turns ASGI connections into channel messages and relays replies."""
+
+    def __init__(
+        self, layer: BaseChannelLayer, routes: Routes, settings: InterfaceSettings
+    ) -> None:
+        self.layer = layer
+        self.routes = routes
+        self.settings = settings
+        self.prefix = f"interface.{secrets.token_hex(6)}!"
+        self._targets: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self._sockets: dict[str, _Socket] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the one reader of this process's replies."""
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+
+    async def stop(self) -> None:
+        """Stop reading replies."""
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+
+    async def drain_replies(self) -> None:
+        """Deliver every reply already waiting for this process's connections."""
+        while True:
+            channel, message = await self.layer.receive([self.prefix], timeout=0)
+            if channel is None or message is None:
+                break
+            self._deliver(channel, message)
+        for sock in list(self._sockets.values()):
+            await sock.flushed()
+
+    async def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
+        """Close every open socket with ``code`` (graceful shutdown uses 1001)."""
+        for sock in list(self._sockets.values()):
+            await sock.close(code)
+
+    @property
+    def connection_count(self) -> int:
+        """How many connections currently hold a reply channel."""
+        return len(self._targets)
+
+    async def _read_replies(self) -> None:
+        while True:
+            try:
+                channel, message = await self.layer.receive([self.prefix])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reading replies failed; retrying")
+                await asyncio.sleep(_READER_RETRY)
+                continue
+            if channel is not None and message is not None:
+                self._deliver(channel, message)
+
+    def _deliver(self, channel: str, message: dict[str, Any]) -> None:
+        target = self._targets.get(channel)
+        if target is not None:
+            target(message)
+
+    # -- WebSocket --------------------------------------------------------------
+
+    async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one WebSocket connection from handshake to disconnect."""
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        origin = _header(scope, b"origin")
+        if not self.settings.origin_allowed(origin):
+            logger.info("rejected a WebSocket from origin %r (not in allowed_origins)", origin)
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        reply_channel = await self.layer.new_channel(self.prefix)
+        sock = _Socket(send, reply_channel, self.settings.max_pending_replies)
+        self._targets[reply_channel] = sock.deliver
+        self._sockets[reply_channel] = sock
+        try:
+            await self._run_socket(sock, scope, receive)
+        finally:
+            del self._targets[reply_channel]
+            del self._sockets[reply_channel]
+            await self._send_disconnect(sock, scope)
+
+    async def _run_socket(self, sock: _Socket, scope: Scope, receive: Receive) -> None:
+        path = route_path(scope)
+        content = websocket_connect_content(scope, path, sock.reply_channel)
+        try:
+            await self.layer.send(WEBSOCKET_CONNECT, content)
+        except ChannelFull:
+            logger.warning("websocket.connect is full; refusing a socket with 503")
+            await sock.deny(503)
+            return
+        if not await sock.wait_open(self.settings.websocket_connect_timeout):
+            return
+        await self._read_frames(sock, path, receive)
+
+    async def _read_frames(self, sock: _Socket, path: str, receive: Receive) -> None:
+        while True:
+            event = await receive()
+            if event["type"] == "websocket.disconnect":
+                sock.client_closed(event.get("code", CLOSE_NORMAL))
+                return
+            if event["type"] != "websocket.receive":
+                continue
+            frame = self._frame_content(sock, path, event)
+            if frame is None or not await self._forward_frame(sock, frame):
+                await sock.close(sock.close_code or CLOSE_TOO_BIG)
+                return
+
+    def _frame_content(self, sock: _Socket, path: str, event: Message) -> dict[str, Any] | None:
+        text, data = event.get("text"), event.get("bytes")
+        size = len(data) if data is not None else len(text.encode()) if text is not None else 0
+        if size > self.settings.max_frame_size:
+            logger.info("closed a socket with 1009: a %d-byte frame is over the limit", size)
+            sock.close_code = CLOSE_TOO_BIG
+            return None
+        sock.order += 1
+        content: dict[str, Any] = {
+            "reply_channel": sock.reply_channel,
+            "path": path,
+            "order": sock.order,
+        }
+        if text is not None:
+            content["text"] = text
+        else:
+            content["bytes"] = data or b""
+        return content
+
+    async def _forward_frame(self, sock: _Socket, content: dict[str, Any]) -> bool:
+        """Send a frame's message, waiting while the channel is full (backpressure)."""
+        deadline = time.monotonic() + self.settings.receive_full_timeout
+        delay = _FULL_BACKOFF_MIN
+        while True:
+            try:
+                await self.layer.send(WEBSOCKET_RECEIVE, content)
+                return True
+            except MessageTooLarge:
+                logger.info("closed a socket with 1009: its frame's message is over the limit")
+                sock.close_code = CLOSE_TOO_BIG
+                return False
+            except ChannelFull:
+                if time.monotonic() >= deadline or sock.state == _CLOSED:
+                    logger.warning(
+                        "closed a socket with 1013: websocket.receive stayed full for %.1fs",
+                        self.settings.receive_full_timeout,
+                    )
+                    sock.close_code = CLOSE_TRY_AGAIN
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _FULL_BACKOFF_MAX)
+
+    async def _send_disconnect(self, sock: _Socket, scope: Scope) -> None:
+        code = sock.close_code if sock.opened else CLOSE_NEVER_OPENED
+        content = {
+            "reply_channel": sock.reply_channel,
+            "path": route_path(scope),
+            "code": code or CLOSE_NORMAL,
+            "order": sock.order + 1,
+        }
+        try:
+            await self.layer.send(WEBSOCKET_DISCONNECT, content)
+        except ChannelFull:
+            logger.warning("websocket.disconnect is full; a disconnect message was dropped")
+
+    # -- HTTP -------------------------------------------------------------------
+
+    async def handle_http(
+        self, scope: Scope, receive: Receive, send: Send, fallback: ASGIApp
+    ) -> None:
+        """Serve one HTTP request through an ``http.request`` consumer, or ``fallback``."""
+        content = http_request_content(scope, route_path(scope))
+        if self.routes.match_content(HTTP_REQUEST, content) is None:
+            await fallback(scope, receive, send)
+            return
+        body = await _read_body(receive, self.settings.max_frame_size)
+        if body is None:
+            await PlainTextResponse("Request body too large", 413)(scope, receive, send)
+            return
+        content["body"] = body
+        replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        content["reply_channel"] = reply_channel = await self.layer.new_channel(self.prefix)
+        self._targets[reply_channel] = replies.put_nowait
+        try:
+            await self._relay_http(content, replies, scope, receive, send)
+        finally:
+            del self._targets[reply_channel]
+
+    async def _relay_http(
+        self,
+        content: dict[str, Any],
+        replies: asyncio.Queue[dict[str, Any]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        try:
+            await self.layer.send(HTTP_REQUEST, content)
+        except ChannelFull:
+            await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
+            return
+        started = False
+        while True:
+            try:
+                reply = await asyncio.wait_for(replies.get(), self.settings.http_timeout)
+            except TimeoutError:
+                if not started:
+                    logger.warning(
+                        "no reply to %s %s within http_timeout; 503",
+                        content["method"],
+                        content["path"],
+                    )
+                    await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
+                return
+            if not started:
+                if not await _start_response(reply, send):
+                    await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
+                    return
+                started = True
+            more = bool(reply.get("more_content", False))
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": _as_bytes(reply.get("content", b"")),
+                    "more_body": more,
+                }
+            )
+            if not more:
+                return
+
+
+class _Socket:
+    """One WebSocket: its state, and the replies waiting to be written to it."""
+
+    __slots__ = (
+        "_decided",
+        "_pending",
+        "_writer",
+        "close_code",
+        "limit",
+        "opened",
+        "order",
+        "reply_channel",
+        "send",
+        "state",
+    )
+
+    def __init__(self, send: Send, reply_channel: str, limit: int) -> None:
+        self.send = send
+        self.reply_channel = reply_channel
+        self.limit = limit
+        self.state = _CONNECTING
+        self.opened = False
+        self.order = 0
+        self.close_code: int | None = None
+        self._pending: deque[dict[str, Any]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._decided = asyncio.Event()
+
+    def deliver(self, reply: dict[str, Any]) -> None:
+        """Queue a reply; a writer task runs only while replies are waiting."""
+        if self.state == _CLOSED:
+            return
+        if len(self._pending) >= self.limit:
+            logger.warning(
+                "closed a socket with 1013: %d replies waiting, it is not reading", self.limit
+            )
+            self._pending.clear()
+            self._pending.append({"close": CLOSE_TRY_AGAIN})
+        else:
+            self._pending.append(reply)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                await self._apply(self._pending.popleft())
+        except Exception:  # the client is gone mid-write
+            self.state = _CLOSED
+            self._pending.clear()
+        finally:
+            self._writer = None
+
+    async def flushed(self) -> None:
+        """Wait until every queued reply has been written."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _apply(self, reply: dict[str, Any]) -> None:
+        unknown = reply.keys() - _SOCKET_REPLY_KEYS
+        if unknown or ("text" in reply and "bytes" in reply):
+            problem = f"unknown keys {sorted(unknown)}" if unknown else "both 'text' and 'bytes'"
+            logger.error("dropped a reply to a socket: it has %s", problem)
+            return
+        if self.state == _CONNECTING:
+            await self._handshake(reply)
+        if self.state != _OPEN:
+            return
+        if reply.get("text") is not None:
+            await self.send({"type": "websocket.send", "text": str(reply["text"])})
+        elif reply.get("bytes") is not None:
+            await self.send({"type": "websocket.send", "bytes": _as_bytes(reply["bytes"])})
+        close = reply.get("close")
+        if close is not None and close is not False:
+            await self.close(CLOSE_NORMAL if close is True else int(close))
+
+    async def _handshake(self, reply: dict[str, Any]) -> None:
+        if reply.get("accept") is True or "text" in reply or "bytes" in reply:
+            self._mark(_OPEN)
+            message: dict[str, Any] = {"type": "websocket.accept"}
+            if reply.get("subprotocol"):
+                message["subprotocol"] = reply["subprotocol"]
+            await self.send(message)
+        elif reply.get("accept") is False or reply.get("close") not in (None, False):
+            self._mark(_CLOSED)
+            await self.send({"type": "websocket.close", "code": 1000})
+
+    def _mark(self, state: str) -> None:
+        self.state = state
+        self.opened = self.opened or state == _OPEN
+        self._decided.set()
+
+    async def wait_open(self, timeout: float) -> bool:
+        """Wait for the connect consumer's verdict; reject (403) on timeout."""
+        try:
+            await asyncio.wait_for(self._decided.wait(), timeout)
+        except TimeoutError:
+            if self.state == _CONNECTING:
+                logger.info(
+                    "rejected a socket: no reply to websocket.connect within %.1fs", timeout
+                )
+                self._mark(_CLOSED)
+                await self.send({"type": "websocket.close", "code": 1000})
+        return self.state == _OPEN
+
+    async def deny(self, status: int) -> None:
+        """Refuse the handshake with an HTTP status (403 where the server cannot)."""
+        self._mark(_CLOSED)
+        await self.send({"type": "websocket.close", "code": 1000, "reason": str(status)})
+
+    def client_closed(self, code: int) -> None:
+        """The client (or the server on our behalf) closed the socket with ``code``."""
+        if self.close_code is None:
+            self.close_code = code
+        self.state = _CLOSED
+
+    async def close(self, code: int) -> None:
+        """Close an open socket with ``code`` (idempotent)."""
+        if self.state != _OPEN:
+            return
+        self.state = _CLOSED
+        self.close_code = code
+        with contextlib.suppress(Exception):  # the client may already be gone
+            await self.send({"type": "websocket.close", "code": code})
+
+
+def route_path(scope: Scope) -> str:
+    """The path as the app sees it: relative to ``root_path`` when mounted."""
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
+def websocket_connect_content(scope: Scope, path: str, reply_channel: str) -> dict[str, Any]:
+    """The ``websocket.connect`` message for an ASGI scope."""
+    return {
+        "reply_channel": reply_channel,
+        "path": path,
+        "query_string": scope.get("query_string", b"").decode("latin-1"),
+        "headers": _headers(scope),
+        "client": list(scope["client"]) if scope.get("client") else None,
+        "server": list(scope["server"]) if scope.get("server") else None,
+        "scheme": scope.get("scheme", "ws"),
+        "subprotocols": list(scope.get("subprotocols", ())),
+        "order": 0,
+    }
+
+
+def http_request_content(scope: Scope, path: str) -> dict[str, Any]:
+    """The ``http.request`` message for an ASGI scope (body and reply channel added later)."""
+    return {
+        "http_version": scope.get("http_version", "1.1"),
+        "method": scope["method"],
+        "scheme": scope.get("scheme", "http"),
+        "path": path,
+        "query_string": scope.get("query_string", b"").decode("latin-1"),
+        "root_path": scope.get("root_path", ""),
+        "headers": _headers(scope),
+        "body": b"",
+        "client": list(scope["client"]) if scope.get("client") else None,
+        "server": list(scope["server"]) if scope.get("server") else None,
+    }
+
+
+def _headers(scope: Scope) -> list[list[str]]:
+    return [
+        [name.decode("latin-1").lower(), value.decode("latin-1")]
+        for name, value in scope.get("headers", ())
+    ]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        event = await receive()
+        if event["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = event.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not event.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _start_response(reply: dict[str, Any], send: Send) -> bool:
+    status = reply.get("status")
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        logger.error(
+            "dropped an HTTP reply: 'status' must be an int from 100 to 599, got %r", status
+        )
+        return False
+    try:
+        headers = [
+            [_as_bytes(name).lower(), _as_bytes(value)] for name, value in reply.get("headers", ())
+        ]
+    except (TypeError, ValueError):
+        logger.error("dropped an HTTP reply: 'headers' must be [name, value] pairs of str or bytes")
+        return False
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    return True
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("latin-1") if value.isascii() else value.encode()
+    raise TypeError(f"expected str or bytes, got {type(value).__name__}")
