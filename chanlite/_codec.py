@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,9 @@ _BYTES_MARKER = b'"\\u0000b"'
 # Every tagged value costs this much beyond its base64 text: {"\u0000b":""}
 _TAG_OVERHEAD = len(b'{"\\u0000b":""}')
 _SCALARS = (str, int, float, bool, type(None), bytes)
+# datetimes and dataclasses would silently become str/dict: send them to the hook,
+# which refuses them like any other type a message cannot carry.
+_DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class _BytesTagger:
@@ -61,9 +65,14 @@ def encode(content: object, *, limit: int = MESSAGE_SIZE_LIMIT) -> bytes:
         raise TypeError(f"message content must be a dict, not {type(content).__name__}")
     tagger = _BytesTagger()
     try:
-        data = orjson.dumps(content, default=tagger)
+        data = orjson.dumps(content, default=tagger, option=_DUMPS_OPTIONS)
     except TypeError as exc:
         raise TypeError(_describe_unencodable(content) or f"message content: {exc}") from None
+    if b"null" in data:
+        # orjson writes NaN and infinities as null; refuse them rather than change them.
+        problem = _find_non_finite(content, "content")
+        if problem:
+            raise TypeError(problem)
     if data.count(_BYTES_MARKER) != tagger.count:
         _refuse_reserved_key(content, "content")
     size = len(data) - tagger.overhead
@@ -116,6 +125,8 @@ def _describe_unencodable(value: object, path: str = "content") -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"{path} has a key of type {type(key).__name__} ({key!r}); keys must be str"
+            if not _is_utf8(key):
+                return f"{path} has a key {key!r} that is not valid UTF-8 (a lone surrogate)"
             found = _describe_unencodable(item, f"{path}[{key!r}]")
             if found:
                 return found
@@ -128,6 +139,33 @@ def _describe_unencodable(value: object, path: str = "content") -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         return f"{path} is an integer outside the 64-bit range"
+    if isinstance(value, str) and not _is_utf8(value):
+        return f"{path} is a str that is not valid UTF-8 (a lone surrogate)"
     if isinstance(value, (*_SCALARS, bytearray, memoryview)):
         return None
     return f"{path} is of type {type(value).__name__}, which a message cannot carry"
+
+
+def _find_non_finite(value: object, path: str) -> str | None:
+    """Say where the first NaN or infinite float is, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path} is {value!r}, which a message cannot carry"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _find_non_finite(item, f"{path}[{key!r}]")
+        if found:
+            return found
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

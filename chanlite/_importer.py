@@ -30,6 +30,8 @@ def import_module(name: str) -> ModuleType:
     """Import a module by dotted name or by ``.py`` file path."""
     if name.endswith(".py"):
         return _import_file(Path(name))
+    if name.startswith("."):
+        raise ImportStringError(f"module {name!r} is relative; give its full dotted name")
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -41,12 +43,14 @@ def import_module(name: str) -> ModuleType:
 def get_attribute(module: ModuleType, attr: str, target: str) -> object:
     """Follow a dotted ``attr`` from ``module``, naming the missing part."""
     value: object = module
-    for part in attr.split("."):
+    parts = attr.split(".")
+    for index, part in enumerate(parts):
         try:
             value = getattr(value, part)
         except AttributeError:
+            missing = ".".join(parts[: index + 1])
             raise ImportStringError(
-                f"attribute {attr!r} not found in module {module.__name__!r} ({target})"
+                f"attribute {missing!r} not found in module {module.__name__!r} ({target})"
             ) from None
     return value
 
@@ -65,5 +69,10 @@ def _import_file(path: Path) -> ModuleType:
         raise ImportStringError(f"cannot load {str(path)!r} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        # As the import system does: a module that failed to run is not left behind.
+        sys.modules.pop(name, None)
+        raise
     return module

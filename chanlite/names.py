@@ -25,7 +25,7 @@ _SEEN_LIMIT = 10_000
 
 def validate_channel_name(name: object) -> str:
     """Return ``name`` if it is a valid channel name, else raise InvalidChannelName."""
-    if name in _seen_channels:
+    if isinstance(name, str) and name in _seen_channels:
         return name
     name = _check_common(name)
     if not _CHANNEL_RE.fullmatch(name):
@@ -36,7 +36,7 @@ def validate_channel_name(name: object) -> str:
 
 def validate_group_name(name: object) -> str:
     """Return ``name`` if it is a valid group name, else raise InvalidChannelName."""
-    if name in _seen_groups:
+    if isinstance(name, str) and name in _seen_groups:
         return name
     name = _check_common(name)
     if not _GROUP_RE.fullmatch(name):

@@ -96,9 +96,9 @@ def consumer(channel: str | Iterable[str], **filters: str) -> Callable[[F], F]:
     Marks are collected by :meth:`Routes.from_module` (and ``chanlite serve module``).
     """
     spec = (_channel_tuple(channel), dict(filters))
-    Route(spec[0], _placeholder, **spec[1])  # check the filters now, not at collection
 
     def mark(func: F) -> F:
+        Route(spec[0], func, **spec[1])  # check the filters now, not at collection
         marks: list[tuple[tuple[str, ...], dict[str, str]]] = list(getattr(func, _MARK, []))
         marks.insert(0, spec)  # decorators apply bottom-up; keep top-down order
         setattr(func, _MARK, marks)
@@ -126,7 +126,6 @@ class Routes:
     def consumer(self, channel: str | Iterable[str], **filters: str) -> Callable[[F], F]:
         """Register the decorated function in this table (and return it unchanged)."""
         channels = _channel_tuple(channel)
-        Route(channels, _placeholder, **filters)
 
         def register(func: F) -> F:
             self.add(Route(channels, func, **filters))
@@ -246,10 +245,6 @@ def consumer_name(func: Any) -> str:
     module = getattr(func, "__module__", None) or "?"
     name = getattr(func, "__qualname__", None) or type(func).__qualname__
     return f"{module}.{name}"
-
-
-def _placeholder(message: Any) -> None:
-    """Stands in for a consumer while a route's filters are checked early."""
 
 
 def _channel_tuple(channels: str | Iterable[str]) -> tuple[str, ...]:

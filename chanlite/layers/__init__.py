@@ -55,7 +55,7 @@ def get_layer(url_or_instance: str | BaseChannelLayer, **options: Any) -> BaseCh
     merged = {**query_options, **options}
     cls = _backend_class(scheme)
     if scheme == "memory":
-        if base_url.rstrip("/") != "memory:":
+        if base_url.rstrip("/").lower() != "memory:":
             raise ConfigurationError(
                 f"layer URL {url_or_instance!r}: memory:// takes no host or path"
             )

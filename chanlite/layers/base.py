@@ -74,7 +74,7 @@ class BaseChannelLayer(ABC):
         self.group_expiry = _positive_number("group_expiry", group_expiry)
         self.capacity = _positive_int("capacity", capacity)
         self.channel_capacity = _capacity_patterns(channel_capacity)
-        self.prefix = validate_group_name(prefix)
+        self.prefix = _prefix(prefix)
         self._capacity_cache: dict[str, int] = {}
         #: Group deliveries skipped because the member's channel was full.
         self.group_full_skips = 0
@@ -212,6 +212,13 @@ def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigurationError(f"layer option {name!r} must be a positive integer, got {value!r}")
     return value
+
+
+def _prefix(value: object) -> str:
+    try:
+        return validate_group_name(value)
+    except InvalidChannelName as exc:
+        raise ConfigurationError(f"layer option 'prefix' got {value!r}: {exc.rule}") from None
 
 
 def _capacity_patterns(patterns: Mapping[str, int] | None) -> list[tuple[str, int]]:

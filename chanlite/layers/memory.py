@@ -38,9 +38,11 @@ class _Waiter:
         self.future = future
         self.woken = False
 
-    def wake(self) -> None:
-        """Resolve the future from any thread (caller holds the layer lock)."""
-        self.woken = True
+    def wake(self) -> bool:
+        """Resolve the future from any thread (caller holds the layer lock).
+
+        Returns False, waking nobody, if the waiter's event loop has been closed.
+        """
         loop = self.future.get_loop()
         try:
             running = asyncio.get_running_loop()
@@ -49,7 +51,12 @@ class _Waiter:
         if running is loop:
             _resolve(self.future)
         else:
-            loop.call_soon_threadsafe(_resolve, self.future)
+            try:
+                loop.call_soon_threadsafe(_resolve, self.future)
+            except RuntimeError:  # its loop was closed under it: nobody is waiting
+                return False
+        self.woken = True
+        return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -107,8 +114,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         waiters = self._waiters.get(key)
         while waiters:
             waiter = waiters.popleft()
-            if not waiter.woken and not waiter.future.done():
-                waiter.wake()
+            if not waiter.woken and not waiter.future.done() and waiter.wake():
                 return
 
     # -- receiving ------------------------------------------------------------
