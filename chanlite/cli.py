@@ -227,6 +227,8 @@ class GracefulServer:
             async def shutdown(self, sockets: Any = None) -> None:
                 await chanlite_app.drain()
                 await super().shutdown(sockets)
+                # uvicorn re-raises the signal that stopped it; a graceful stop exits 0.
+                self._captured_signals.clear()
 
         self._server = _Server(config)
 

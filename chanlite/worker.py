@@ -64,12 +64,20 @@ class Worker:
         self.channels = select_channels(routes.channels, only_channels, exclude_channels)
         if not self.channels:
             raise ConfigurationError("the worker has no channels to listen on")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ConfigurationError(
+                f"concurrency must be a positive integer or None, got {concurrency!r}"
+            )
         self.concurrency = concurrency or _default_concurrency(routes, threads)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiving: asyncio.Task[Any] | None = None
         self._stopping = False
+        self._taken = 0
+        self._settled = asyncio.Event()
 
     async def run(self) -> None:
         """Receive and dispatch until :meth:`stop`; then wait for in-flight work."""
@@ -95,7 +103,7 @@ class Worker:
             if self._stopping:
                 self._slots.release()
                 break
-            self._receiving = loop.create_task(self.layer.receive(self.channels))
+            self._receiving = loop.create_task(self._take())
             try:
                 channel, content = await self._receiving
             except asyncio.CancelledError:
@@ -109,13 +117,43 @@ class Worker:
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
+    async def _take(self) -> tuple[str, dict[str, Any]]:
+        channel, content = await self.layer.receive(self.channels)
+        # Counted in the same step as the layer took it, so wait_idle never sees a
+        # message that is neither on its channel nor in flight.
+        self._taken += 1
+        return channel, content  # type: ignore[return-value]
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._taken -= 1
         self._slots.release()
+        self._settled.set()
+
+    async def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until no message is in flight and the layer reports none waiting on
+        this worker's channels (layers without ``stats`` report nothing waiting).
+
+        Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while self._taken or await self._messages_waiting():
+                self._settled.clear()
+                if self._taken:
+                    await self._settled.wait()
+                else:
+                    await asyncio.sleep(0)  # let the receive loop take what is waiting
+
+    async def _messages_waiting(self) -> bool:
+        stats = await self.layer.stats()
+        depths = (stats or {}).get("channels", {})
+        return any(depths.get(name) for name in self.channels)
 
     async def dispatch(self, channel: str, content: dict[str, Any]) -> None:
         """Run the consumer for one message as the receive loop would."""
-        await self._handle(channel, content)
+        # In a task of its own, as the receive loop does, so the consumer scope it
+        # enters does not leak into the caller's context.
+        await asyncio.get_running_loop().create_task(self._handle(channel, content))
 
     async def _handle(self, channel: str, content: dict[str, Any]) -> None:
         retries = content.pop(RETRY_KEY, 0)
@@ -125,7 +163,11 @@ class Worker:
                 logger.error("no consumer for a message on channel %r; dropped", channel)
             return
         item, kwargs = found
-        message = Message(content, channel, self.layer)
+        try:
+            message = Message(content, channel, self.layer)
+        except ValueError as exc:
+            logger.error("malformed message on channel %r; dropped: %s", channel, exc)
+            return
         scope = ConsumerScope(self.layer, content.get("reply_channel"))
         enter_scope(scope)
         failed = False

@@ -1,0 +1,101 @@
+"""Run ``chanlite`` commands as real subprocesses for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+#: How long a server may take to start listening.
+START_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m chanlite ARGS`` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "chanlite", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@dataclass
+class Served:
+    """A running ``chanlite serve`` process."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def terminate(self, timeout: float = 20) -> tuple[int, str]:
+        """SIGTERM the server and return its exit code and output."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return self.process.returncode, output
+
+
+@contextmanager
+def serve(target: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Start ``chanlite serve TARGET`` on a free port; stop it afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chanlite", "serve", target, "--port", str(port), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    served = Served(process, port)
+    try:
+        _wait_listening(served)
+        yield served
+    finally:
+        served.terminate()
+
+
+def _wait_listening(served: Served) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            output = served.process.stdout.read() if served.process.stdout else ""
+            raise RuntimeError(f"chanlite serve exited early:\n{output}")
+        try:
+            socket.create_connection(("127.0.0.1", served.port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)  # readiness poll, not a race: the port opens once
+    raise RuntimeError("chanlite serve did not start listening in time")
