@@ -19,6 +19,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from starlette.responses import PlainTextResponse
@@ -147,7 +148,7 @@ class InterfaceServer:
             await self.layer.send(WEBSOCKET_CONNECT, content)
         except ChannelFull:
             logger.warning("websocket.connect is full; refusing a socket with 503")
-            await sock.deny(503)
+            await sock.deny(scope, 503)
             return
         if not await sock.wait_open(self.settings.websocket_connect_timeout):
             return
@@ -255,6 +256,7 @@ class InterfaceServer:
         try:
             await self.layer.send(HTTP_REQUEST, content)
         except ChannelFull:
+            logger.warning("http.request is full; answering 503")
             await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
             return
         started = False
@@ -392,10 +394,19 @@ class _Socket:
                 await self.send({"type": "websocket.close", "code": 1000})
         return self.state == _OPEN
 
-    async def deny(self, status: int) -> None:
-        """Refuse the handshake with an HTTP status (403 where the server cannot)."""
+    async def deny(self, scope: Scope, status: int) -> None:
+        """Refuse the handshake with an HTTP ``status``, where the server supports
+        the ASGI denial-response extension (uvicorn does); else with 403."""
         self._mark(_CLOSED)
-        await self.send({"type": "websocket.close", "code": 1000, "reason": str(status)})
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await self.send({"type": "websocket.close", "code": 1000})
+            return
+        body = f"{status} {HTTPStatus(status).phrase}".encode()
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+        await self.send(
+            {"type": "websocket.http.response.start", "status": status, "headers": headers}
+        )
+        await self.send({"type": "websocket.http.response.body", "body": body})
 
     def client_closed(self, code: int) -> None:
         """The client (or the server on our behalf) closed the socket with ``code``."""

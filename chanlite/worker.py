@@ -72,6 +72,7 @@ class Worker:
             )
         self.concurrency = concurrency or _default_concurrency(routes, threads)
         self._slots = asyncio.Semaphore(self.concurrency)
+        self._free_threads = asyncio.Semaphore(threads)
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiving: asyncio.Task[Any] | None = None
@@ -113,9 +114,15 @@ class Worker:
                 raise
             finally:
                 self._receiving = None
-            task = loop.create_task(self._handle(channel, content))
+            found = self.routes.match_content(channel, content)
+            threaded = found is not None and not found[0].is_async
+            if threaded:
+                # A def consumer waits here, not in the executor's queue, so the
+                # next message stays on its channel until a thread is free.
+                await self._free_threads.acquire()
+            task = loop.create_task(self._handle(channel, content, found))
             self._tasks.add(task)
-            task.add_done_callback(self._done)
+            task.add_done_callback(functools.partial(self._done, threaded))
 
     async def _take(self) -> tuple[str, dict[str, Any]]:
         channel, content = await self.layer.receive(self.channels)
@@ -124,10 +131,12 @@ class Worker:
         self._taken += 1
         return channel, content  # type: ignore[return-value]
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, threaded: bool, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._taken -= 1
         self._slots.release()
+        if threaded:
+            self._free_threads.release()
         self._settled.set()
 
     async def wait_idle(self, timeout: float = 5.0) -> None:
@@ -153,11 +162,13 @@ class Worker:
         """Run the consumer for one message as the receive loop would."""
         # In a task of its own, as the receive loop does, so the consumer scope it
         # enters does not leak into the caller's context.
-        await asyncio.get_running_loop().create_task(self._handle(channel, content))
-
-    async def _handle(self, channel: str, content: dict[str, Any]) -> None:
-        retries = content.pop(RETRY_KEY, 0)
         found = self.routes.match_content(channel, content)
+        await asyncio.get_running_loop().create_task(self._handle(channel, content, found))
+
+    async def _handle(
+        self, channel: str, content: dict[str, Any], found: tuple[Route, dict[str, str]] | None
+    ) -> None:
+        retries = content.pop(RETRY_KEY, 0)
         if found is None:
             if channel not in _SILENT_DROPS:
                 logger.error("no consumer for a message on channel %r; dropped", channel)
