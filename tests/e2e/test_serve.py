@@ -162,3 +162,17 @@ async def test_sigterm_finishes_in_flight_consumer_then_closes_1001() -> None:
         code, output = served.terminate()
     assert caught.value.rcvd is not None and caught.value.rcvd.code == 1001
     assert code == 0, output
+
+
+async def test_serve_with_reload_serves() -> None:
+    with serve("tests.apps.basic:app", "--reload") as served:
+        async with connect(f"{served.ws}/echo/") as ws:
+            await ws.send("reloadable")
+            assert await ws.recv() == "reloadable"
+
+
+async def test_serve_a_bare_module_of_marked_consumers() -> None:
+    with serve("tests.apps.marked") as served:
+        async with connect(f"{served.ws}/marked/") as ws:
+            await ws.send("marked")
+            assert await ws.recv() == "marked"
