@@ -146,3 +146,15 @@ host = Starlette(routes=[StarletteRoute("/host/", host_home)])
 app = Chanlite(routes, app=host, websocket_connect_timeout=0.5, http_timeout=0.5)
 #: The same, only allowing one origin.
 guarded = Chanlite(routes, allowed_origins=["https://good.example"])
+
+
+@routes.consumer("websocket.connect", path=r"^/watch/$")
+async def watch(message: Message) -> None:
+    await message.reply_channel.asend({"accept": True})  # type: ignore[union-attr]
+    await Group("watchers").aadd(message.reply_channel)  # type: ignore[arg-type]
+
+
+@routes.consumer("jobs")
+async def job(message: Message) -> None:
+    """A background channel: tells every watcher what arrived."""
+    await Group("watchers").asend({"text": f"job:{message['text']}"})

@@ -1,0 +1,63 @@
+"""Interface and workers as separate processes on one machine, over SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from .server import ROOT, run_cli, serve
+
+pytestmark = pytest.mark.anyio
+
+SECRET = {"CHANLITE_SECRET_KEY": "topology-test-secret-key-0123456789"}
+
+
+def start_worker(layer: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "chanlite", "worker", "tests.apps.basic:routes", "--layer", layer],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **SECRET},
+    )
+
+
+async def test_interface_and_two_workers_over_sqlite(tmp_path: Path) -> None:
+    layer = f"sqlite:///{tmp_path / 'layer.db'}"
+    workers = [start_worker(layer), start_worker(layer)]
+    try:
+        with serve(
+            "tests.apps.basic:routes", "--no-worker", "--layer", layer, env=SECRET
+        ) as served:
+            async with connect(f"{served.ws}/echo/") as ws:
+                for text in ("one", "two", "three"):
+                    await ws.send(text)
+                    assert await ws.recv() == text
+            async with connect(f"{served.ws}/watch/") as watcher:
+                sent = run_cli("send", "jobs", '{"text": "from the CLI"}', "--layer", layer)
+                assert sent.returncode == 0, sent.stderr
+                assert await watcher.recv() == "job:from the CLI"
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        outputs = [worker.communicate(timeout=20)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    assert all("worker stopped" in output for output in outputs)
+
+
+def test_stats_and_flush_commands(tmp_path: Path) -> None:
+    layer = f"sqlite:///{tmp_path / 'layer.db'}"
+    assert run_cli("send", "jobs", '{"text": "waiting"}', "--layer", layer).returncode == 0
+    stats = run_cli("stats", "--layer", layer)
+    assert stats.returncode == 0, stats.stderr
+    assert "jobs" in stats.stdout and stats.stdout.split("jobs")[1].split()[0] == "1"
+    assert run_cli("flush", "--layer", layer).returncode == 0
+    after = run_cli("stats", "--layer", layer)
+    assert "jobs" not in after.stdout
