@@ -1,0 +1,1107 @@
+"""``redis://``: the production layer, on one or several Redis servers.
+
+Data layout (key formats are the ``*_KEY`` constants; every key starts with the
+layer's ``prefix`` so layers sharing a database stay apart):
+
+* A channel is a list under ``QUEUE_KEY`` of its stored name (``prefix!`` for
+  ``prefix!local``). Each entry is ``b"<expires_ms> <channel> <payload>"``: the full
+  channel name travels inside the entry, so one read of ``prefix!`` serves every reply
+  channel of a process. Entries are appended in time order, so expired ones are
+  always at the head, where every script trims them.
+* A group is a sorted set per shard under ``GROUP_KEY`` (member -> membership expiry
+  in ms) holding the members whose queues live on that shard. Keeping each member on
+  its own queue's shard makes ``group_send`` one script call per shard, and lets the
+  script evict a dead member atomically. ``MEMBERSHIP_KEY`` indexes the groups of a
+  process-specific channel, so an expired message evicts it from all of them.
+* Times come from the Redis server (``TIME``), never from client clocks.
+
+Every operation is one Lua script call (one round trip per shard); the scripts are
+the ``*_SCRIPT`` constants below. Receiving blocks in ``BLPOP`` on a connection of its
+own, so a waiting receiver wakes as soon as a message lands; see :class:`_Reader` for
+how that read is shared and why a cancelled receive never loses a message.
+
+Several hosts shard by jump consistent hash of the stored channel name:
+``redis://a:6379/0,redis://b:6379/0``. ``rediss://`` uses TLS and
+``redis+sentinel://s1:26379,s2:26379/mymaster/0`` finds the master through Sentinel.
+
+When Redis goes away, commands retry connecting for ``CONNECT_PATIENCE`` seconds and
+then raise ``redis.exceptions.ConnectionError``; a command that may have reached the
+server is never sent twice (at-most-once). A waiting ``receive`` keeps waiting and
+retries with backoff. Each outage is logged once per server, as a WARNING when it
+starts and an INFO when the server answers again.
+
+Needs Redis 6.0 or later; not Redis Cluster (scripts touch keys they compute). A layer
+is bound to the event loop it is first used on, as redis.asyncio connections are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+import random
+import re
+import string
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .._codec import decode
+from ..exceptions import ChannelFull, ConfigurationError
+from ..names import queue_name, validate_channel_name, validate_group_name
+from .base import BaseChannelLayer, ReceiveResult
+
+__all__ = [
+    "RedisAddress",
+    "RedisChannelLayer",
+    "RedisScript",
+    "RedisShard",
+    "RedisShards",
+    "parse_redis_url",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The list of entries of one stored channel name (``name`` or ``prefix!``).
+QUEUE_KEY = "{prefix}:q:{name}"
+#: One shard's part of a group: a sorted set of member -> membership expiry (ms).
+GROUP_KEY = "{prefix}:g:{name}"
+#: The groups a process-specific channel is in, for eviction when it stops reading.
+MEMBERSHIP_KEY = "{prefix}:m:{name}"
+
+#: The layer's URL when none is given.
+DEFAULT_URL = "redis://localhost:6379/0"
+# Default ports of a Redis server and of a Sentinel.
+REDIS_PORT, SENTINEL_PORT = 6379, 26379
+#: How long a command keeps trying to connect to an unreachable server (seconds).
+CONNECT_PATIENCE = 2.0
+# Reconnect backoff: first and longest pause between attempts (seconds).
+BACKOFF_START, BACKOFF_MAX = 0.05, 1.0
+#: Server-side bound of one BLPOP; a reader re-issues it, so this only bounds how long
+#: a silently dead connection can go unnoticed.
+BLOCK_SECONDS = 5
+# Extra time allowed for a BLPOP reply to arrive after its server-side timeout.
+READ_GRACE = 5.0
+# Socket timeouts of command connections (seconds).
+SOCKET_TIMEOUT, SOCKET_CONNECT_TIMEOUT = 5.0, 2.0
+#: Concurrent command connections per server; more callers wait their turn.
+COMMAND_CONNECTIONS = 64
+# Blocking connections per server: one per distinct set of channels being received.
+BLOCKING_CONNECTIONS = 10_000
+# Keys asked for per SCAN call in flush() and stats().
+SCAN_COUNT = 1000
+# Errors meaning "the server could not be reached or the connection broke".
+_NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Characters a channel name can hold: capacity globs are resolved against them.
+_NAME_ALPHABET = string.ascii_letters + string.digits + "-_.!?"
+
+# -- Lua -------------------------------------------------------------------------------
+
+# Shared by every script. ARGV[1..3] are the key prefixes of queues, groups and
+# memberships, so the key formats above are the only definition of them.
+_LUA_HELPERS = """
+local QUEUE, GROUP, MEMBERSHIP = ARGV[1], ARGV[2], ARGV[3]
+
+local function now_ms()
+    local time = redis.call('TIME')
+    return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+local function stored_name(channel)
+    local bang = string.find(channel, '!', 1, true)
+    if bang then return string.sub(channel, 1, bang) end
+    return channel
+end
+
+local function evict(channel)
+    local key = MEMBERSHIP .. channel
+    for _, group in ipairs(redis.call('SMEMBERS', key)) do
+        redis.call('ZREM', GROUP .. group, channel)
+    end
+    redis.call('DEL', key)
+end
+
+-- Drop expired entries from the head; a process-specific channel whose message
+-- expired unread leaves every group it is in.
+local function trim(key, now)
+    while true do
+        local head = redis.call('LINDEX', key, 0)
+        if not head then return end
+        local expires, channel = string.match(head, '^(%d+) (%S+) ')
+        if tonumber(expires) > now then return end
+        redis.call('LPOP', key)
+        if string.find(channel, '!', 1, true) then evict(channel) end
+    end
+end
+
+local function extend(key, ttl)
+    if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+
+local function push(key, channel, payload, expires_at, ttl)
+    redis.call('RPUSH', key, string.format('%d', expires_at) .. ' ' .. channel .. ' ' .. payload)
+    extend(key, ttl)
+end
+"""
+
+# KEYS[1]: the queue. ARGV[4..8]: channel, payload, expiry ms, queue ttl ms, capacity.
+# Returns 1 if stored, 0 if the channel is full. Atomic because Redis runs a script
+# alone: nothing can push or pop between the capacity check and the push.
+_SEND = """
+local now = now_ms()
+trim(KEYS[1], now)
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[8]) then return 0 end
+push(KEYS[1], ARGV[4], ARGV[5], now + tonumber(ARGV[6]), tonumber(ARGV[7]))
+return 1
+"""
+
+# KEYS[1]: this shard's part of the group. ARGV[4..8]: payload, expiry ms, queue ttl ms
+# of plain and of process-specific queues, default capacity; then pairs of (Lua
+# pattern, capacity) from channel_capacity. Returns how many full members were
+# skipped. Atomic (one script), so expired memberships are dropped, dead members
+# evicted and every live member served in one step whatever the group size; members
+# are iterated, never unpacked, so no Lua stack limit applies.
+_GROUP_SEND = """
+local capacities = {}
+local function capacity_of(stored)
+    if capacities[stored] then return capacities[stored] end
+    local found = tonumber(ARGV[8])
+    for i = 9, #ARGV, 2 do
+        if string.find(stored, ARGV[i]) then found = tonumber(ARGV[i + 1]); break end
+    end
+    capacities[stored] = found
+    return found
+end
+
+local now, group, full = now_ms(), KEYS[1], 0
+local expires_at = now + tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', group, '-inf', now)
+for _, member in ipairs(redis.call('ZRANGE', group, 0, -1)) do
+    local stored = stored_name(member)
+    local key = QUEUE .. stored
+    trim(key, now)
+    if redis.call('ZSCORE', group, member) then
+        if redis.call('LLEN', key) >= capacity_of(stored) then
+            full = full + 1
+        else
+            local ttl = tonumber(string.find(member, '!', 1, true) and ARGV[7] or ARGV[6])
+            push(key, member, ARGV[4], expires_at, ttl)
+        end
+    end
+end
+return full
+"""
+
+# KEYS[1]: this shard's part of the group. Returns the live members, after dropping
+# expired memberships and evicting members whose messages expired unread.
+_GROUP_MEMBERS = """
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if string.find(member, '!', 1, true) then trim(QUEUE .. stored_name(member), now) end
+end
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+# KEYS[1]: the group part, KEYS[2]: the channel's memberships. ARGV[4..6]: group,
+# channel, group expiry ms. One script, so the member and its index never disagree.
+_GROUP_ADD = """
+local ttl = tonumber(ARGV[6])
+redis.call('ZADD', KEYS[1], now_ms() + ttl, ARGV[5])
+extend(KEYS[1], ttl)
+if string.find(ARGV[5], '!', 1, true) then
+    redis.call('SADD', KEYS[2], ARGV[4])
+    extend(KEYS[2], ttl)
+end
+return 1
+"""
+
+# KEYS and ARGV as for _GROUP_ADD.
+_GROUP_DISCARD = """
+redis.call('ZREM', KEYS[1], ARGV[5])
+redis.call('SREM', KEYS[2], ARGV[4])
+return 1
+"""
+
+# KEYS: queues, in the order to try. Returns the first live entry, taken off its
+# queue, or false. Atomic, so two receivers can never take the same entry.
+_POP = """
+local now = now_ms()
+for _, key in ipairs(KEYS) do
+    trim(key, now)
+    local entry = redis.call('LPOP', key)
+    if entry then return entry end
+end
+return false
+"""
+
+# ARGV[4..]: process-specific channels whose messages expired unread (found by BLPOP).
+_EVICT = """
+for i = 4, #ARGV do evict(ARGV[i]) end
+return 1
+"""
+
+# KEYS[1]: a queue. ARGV[4..5]: an entry taken by a reader nobody was left to receive
+# it for, and the queue ttl ms. Puts it back at the head, where it came from.
+_REQUEUE = """
+redis.call('LPUSH', KEYS[1], ARGV[4])
+extend(KEYS[1], tonumber(ARGV[5]))
+return 1
+"""
+
+
+class RedisScript:
+    """A Lua script run with EVALSHA, falling back to EVAL when the server lacks it."""
+
+    def __init__(self, name: str, body: str) -> None:
+        self.name = name
+        self.source = _LUA_HELPERS + body
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"<RedisScript {self.name}>"
+
+
+SEND_SCRIPT = RedisScript("send", _SEND)
+GROUP_SEND_SCRIPT = RedisScript("group_send", _GROUP_SEND)
+GROUP_MEMBERS_SCRIPT = RedisScript("group_members", _GROUP_MEMBERS)
+GROUP_ADD_SCRIPT = RedisScript("group_add", _GROUP_ADD)
+GROUP_DISCARD_SCRIPT = RedisScript("group_discard", _GROUP_DISCARD)
+POP_SCRIPT = RedisScript("pop", _POP)
+EVICT_SCRIPT = RedisScript("evict", _EVICT)
+REQUEUE_SCRIPT = RedisScript("requeue", _REQUEUE)
+
+
+def lua_pattern(glob: str) -> str:
+    """Translate an ``fnmatch`` glob to an anchored Lua pattern.
+
+    Exact for channel names: a ``[...]`` set becomes the characters of the channel
+    name alphabet that ``fnmatch`` itself says it matches.
+    """
+    out, index = ["^"], 0
+    while index < len(glob):
+        char = glob[index]
+        index += 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[" and (end := _set_end(glob, index)) >= 0:
+            matched = [
+                c for c in _NAME_ALPHABET if fnmatch.fnmatchcase(c, glob[index - 1 : end + 1])
+            ]
+            # %z (the NUL byte) is in no name: an empty set matches nothing.
+            out.append("[" + "".join(map(_lua_escape, matched)) + "]" if matched else "%z")
+            index = end + 1
+        else:
+            out.append(_lua_escape(char))
+    return "".join(out) + "$"
+
+
+def _set_end(glob: str, start: int) -> int:
+    """Where the ``]`` closing a set opened just before ``start`` is, as fnmatch reads
+    it; -1 if the ``[`` is a literal."""
+    end = start
+    if end < len(glob) and glob[end] == "!":
+        end += 1
+    if end < len(glob) and glob[end] == "]":
+        end += 1
+    while end < len(glob) and glob[end] != "]":
+        end += 1
+    return end if end < len(glob) else -1
+
+
+def _lua_escape(char: str) -> str:
+    return char if char.isascii() and char.isalnum() else "%" + char
+
+
+# -- addresses -------------------------------------------------------------------------
+
+SCHEMES = ("redis", "rediss", "redis+sentinel")
+# A comma starting the next URL (not one between the hosts of a Sentinel URL).
+_NEXT_URL = re.compile(r",(?=[a-zA-Z][a-zA-Z0-9+.-]*://)")
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """One server (or Sentinel-managed master) of a layer: one shard."""
+
+    scheme: str
+    hosts: tuple[tuple[str, int], ...]
+    db: int = 0
+    service: str | None = None
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """``host:port`` (or the Sentinel service and its sentinels), for logs."""
+        hosts = ",".join(f"{host}:{port}" for host, port in self.hosts)
+        if self.service is not None:
+            return f"{self.service} via sentinel {hosts}"
+        return hosts
+
+
+def parse_redis_url(url: str) -> list[RedisAddress]:
+    """Parse a layer URL: one or more comma-separated ``redis://``, ``rediss://`` or
+    ``redis+sentinel://`` URLs, one per shard.
+
+    Raises :class:`~chanlite.exceptions.ConfigurationError` naming what is wrong.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"a Redis layer URL must be a non-empty str, got {url!r}")
+    if "?" in url:
+        raise ConfigurationError(
+            f"Redis URL {_redact(url)!r} has a query string; give layer options as keyword "
+            "arguments, or put them in the URL given to get_layer()"
+        )
+    addresses = [_parse_address(part, url) for part in _NEXT_URL.split(url)]
+    seen = set()
+    for address in addresses:
+        where = (address.hosts, address.db, address.service)
+        if where in seen:
+            raise ConfigurationError(f"Redis URL {_redact(url)!r} names {address.label} twice")
+        seen.add(where)
+    return addresses
+
+
+def _parse_address(part: str, url: str) -> RedisAddress:
+    scheme = part.split("://", 1)[0].lower() if "://" in part else ""
+    if scheme not in SCHEMES:
+        raise ConfigurationError(
+            f"{_redact(part)!r} in Redis URL {_redact(url)!r} is not a "
+            "redis://, rediss:// or redis+sentinel:// URL"
+        )
+    parts = urlsplit(part)
+    if parts.fragment:
+        raise ConfigurationError(f"Redis URL {_redact(part)!r} must not have a #fragment")
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinel = scheme == "redis+sentinel"
+    hosts = _parse_hosts(hostlist, SENTINEL_PORT if sentinel else REDIS_PORT, part)
+    if not sentinel and len(hosts) > 1:
+        raise ConfigurationError(
+            f"Redis URL {_redact(part)!r} names several hosts; give each shard its own URL: "
+            "redis://a:6379/0,redis://b:6379/0"
+        )
+    service, db = _parse_path(parts.path, sentinel, part)
+    return RedisAddress(
+        scheme, hosts, db, service, unquote(username) or None, unquote(password) or None
+    )
+
+
+def _parse_hosts(hostlist: str, default_port: int, part: str) -> tuple[tuple[str, int], ...]:
+    hosts = []
+    for item in hostlist.split(","):
+        if item.startswith("["):  # [IPv6]:port
+            host, _, rest = item[1:].partition("]")
+            port_text = rest.removeprefix(":")
+        else:
+            host, _, port_text = item.partition(":")
+        if not host and len(hostlist.split(",")) > 1:
+            raise ConfigurationError(f"Redis URL {_redact(part)!r} has an empty host")
+        hosts.append((host or "localhost", _parse_port(port_text, default_port, part)))
+    return tuple(hosts)
+
+
+def _parse_port(text: str, default: int, part: str) -> int:
+    if not text:
+        return default
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigurationError(
+            f"Redis URL {_redact(part)!r}: the port must be a number from 1 to 65535, got {text!r}"
+        )
+    return int(text)
+
+
+def _parse_path(path: str, sentinel: bool, part: str) -> tuple[str | None, int]:
+    pieces = [piece for piece in path.split("/") if piece]
+    service = pieces.pop(0) if sentinel and pieces else None
+    if sentinel and service is None:
+        raise ConfigurationError(
+            f"Sentinel URL {_redact(part)!r} must name the master: "
+            "redis+sentinel://host:26379/mymaster/0"
+        )
+    if len(pieces) > 1 or (pieces and not pieces[0].isdigit()):
+        raise ConfigurationError(
+            f"Redis URL {_redact(part)!r}: the database must be a number, got {path!r}"
+        )
+    return service, int(pieces[0]) if pieces else 0
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced, fit for an error message."""
+    return re.sub(r"(://[^:@/,]*:)[^@/]*@", r"\1***@", url)
+
+
+# -- connections -----------------------------------------------------------------------
+
+
+def _make_pools(address: RedisAddress) -> tuple[Any, Any, list[Any]]:
+    """A command pool, a pool for blocking reads, and Sentinel clients to close."""
+    options: dict[str, Any] = {
+        "db": address.db,
+        "username": address.username,
+        "password": address.password,
+        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT,
+        "socket_keepalive": True,
+    }
+    commands = {"socket_timeout": SOCKET_TIMEOUT, "max_connections": COMMAND_CONNECTIONS}
+    # A blocking read must outlast its BLPOP; a read past that means a dead connection.
+    blocking_timeout = BLOCK_SECONDS + READ_GRACE
+    blocking = {"socket_timeout": blocking_timeout, "max_connections": BLOCKING_CONNECTIONS}
+    # redis-py's constructors are untyped: called through Any for mypy --strict.
+    if address.service is not None:
+        sentinel_class: Any = Sentinel
+        sentinel_pool: Any = SentinelConnectionPool
+        sentinel = sentinel_class(
+            list(address.hosts), sentinel_kwargs=_sentinel_options(), **options
+        )
+        return (
+            sentinel_pool(address.service, sentinel, **options, **commands),
+            sentinel_pool(address.service, sentinel, **options, **blocking),
+            list(sentinel.sentinels),
+        )
+    host, port = address.hosts[0]
+    kind = SSLConnection if address.scheme == "rediss" else Connection
+    options.update(connection_class=kind, host=host, port=port)
+    pool: Any = ConnectionPool
+    return pool(**options, **commands), pool(**options, **blocking), []
+
+
+def _sentinel_options() -> dict[str, Any]:
+    return {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT}
+
+
+class RedisShard:
+    """One Redis server: pooled connections, reconnecting, and outage logging.
+
+    Shared by anything that keeps data in Redis (the channel layer, a session store).
+    """
+
+    def __init__(self, address: RedisAddress) -> None:
+        self.address = address
+        #: The redis-py pool of command connections (blocking reads have their own).
+        self.pool: Any
+        self.pool, self._blocking_pool, self._sentinels = _make_pools(address)
+        self._slots = asyncio.Semaphore(COMMAND_CONNECTIONS)
+        self._reachable = True
+
+    def __repr__(self) -> str:
+        return f"<RedisShard {self.address.label} db={self.address.db}>"
+
+    # -- health -----------------------------------------------------------------
+
+    def mark_down(self, error: BaseException) -> None:
+        """Note a failure; the first of an outage is logged as a WARNING."""
+        if self._reachable:
+            self._reachable = False
+            logger.warning("redis at %s unreachable; retrying (%s)", self.address.label, error)
+
+    def mark_up(self) -> None:
+        """Note a success; the first after an outage is logged as INFO."""
+        if not self._reachable:
+            self._reachable = True
+            logger.info("redis at %s is reachable again", self.address.label)
+
+    # -- commands -----------------------------------------------------------------
+
+    async def call(
+        self, *args: Any, retry: bool = False, patience: float = CONNECT_PATIENCE
+    ) -> Any:
+        """Run one command and return its raw reply.
+
+        Connecting is retried for ``patience`` seconds. A failure after the command
+        was sent is retried only if ``retry`` says the command is safe to repeat.
+        """
+        replies = await self.call_many([args], retry=retry, patience=patience)
+        if isinstance(replies[0], ResponseError):
+            raise replies[0]
+        return replies[0]
+
+    async def call_many(
+        self,
+        commands: Sequence[Sequence[Any]],
+        *,
+        retry: bool = False,
+        patience: float = CONNECT_PATIENCE,
+    ) -> list[Any]:
+        """Send ``commands`` in one write and return their replies, in order (a
+        :class:`ResponseError` in place of a failed command's reply)."""
+        deadline = time.monotonic() + patience
+        async with self._slots:
+            for delay in _backoff():
+                connection = await self._connect(self.pool, deadline)
+                try:
+                    return await _round_trip(connection, commands)
+                except _NETWORK_ERRORS as error:
+                    await connection.disconnect()
+                    self.mark_down(error)
+                    if not retry or time.monotonic() >= deadline:
+                        raise
+                finally:
+                    await self.pool.release(connection)
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        raise AssertionError("unreachable")  # pragma: no cover - _backoff never ends
+
+    async def run(
+        self,
+        script: RedisScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        retry: bool = False,
+        patience: float = CONNECT_PATIENCE,
+    ) -> Any:
+        """Run a Lua script; loads it on the server when missing (NOSCRIPT means the
+        script did not run, so running it again cannot repeat it)."""
+        tail = (len(keys), *keys, *args)
+        try:
+            return await self.call("EVALSHA", script.sha, *tail, retry=retry, patience=patience)
+        except NoScriptError:
+            return await self.call("EVAL", script.source, *tail, retry=retry, patience=patience)
+
+    async def scan(self, pattern: str) -> AsyncIterator[list[bytes]]:
+        """Yield batches of the keys matching ``pattern`` (SCAN, never KEYS)."""
+        cursor = b"0"
+        while True:
+            reply = await self.call(
+                "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, retry=True
+            )
+            cursor, keys = reply
+            if keys:
+                yield list(keys)
+            if int(cursor) == 0:
+                return
+
+    async def _connect(self, pool: Any, deadline: float) -> Any:
+        """A pooled connection, connected; attempts go on until ``deadline``."""
+        for delay in _backoff():
+            try:
+                connection = await pool.get_connection()
+            except _NETWORK_ERRORS as error:
+                self.mark_down(error)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                await asyncio.sleep(min(delay, left))
+            else:
+                self.mark_up()
+                return connection
+        raise AssertionError("unreachable")  # pragma: no cover - _backoff never ends
+
+    # -- blocking reads -----------------------------------------------------------
+
+    async def blocking_connection(self) -> Any:
+        """A connection of its own for a blocking read (one connection attempt)."""
+        return await self._connect(self._blocking_pool, deadline=0.0)
+
+    async def release_blocking(self, connection: Any, *, broken: bool = False) -> None:
+        """Give back a blocking connection; a ``broken`` one is closed first."""
+        if broken:
+            await connection.disconnect()
+        await self._blocking_pool.release(connection)
+
+    async def aclose(self) -> None:
+        """Close every connection to this server."""
+        await self.pool.aclose()
+        await self._blocking_pool.aclose()
+        for sentinel in self._sentinels:
+            await sentinel.aclose()
+
+
+async def _round_trip(connection: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    await connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response())
+        except ResponseError as error:
+            replies.append(error)
+    return replies
+
+
+def _backoff() -> Iterable[float]:
+    """Pauses between reconnection attempts: doubling, capped, with jitter."""
+    delay = BACKOFF_START
+    while True:
+        yield delay * random.uniform(0.5, 1.0)
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
+class RedisShards:
+    """The servers of a comma-separated Redis URL, and which one holds a name.
+
+    Names are placed by jump consistent hash, so adding a server at the end of the URL
+    moves only the share of names the new server takes.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.addresses = parse_redis_url(url)
+        self.shards = [RedisShard(address) for address in self.addresses]
+        self._placed: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<RedisShards {[shard.address.label for shard in self.shards]}>"
+
+    def index_for(self, name: str) -> int:
+        """The index of the shard that holds ``name``."""
+        index = self._placed.get(name)
+        if index is None:
+            digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+            index = jump_hash(int.from_bytes(digest, "big"), len(self.shards))
+            if len(self._placed) > 10_000:
+                self._placed.clear()
+            self._placed[name] = index
+        return index
+
+    def shard_for(self, name: str) -> RedisShard:
+        """The shard that holds ``name``."""
+        return self.shards[self.index_for(name)]
+
+    async def aclose(self) -> None:
+        """Close every connection to every shard."""
+        for shard in self.shards:
+            await shard.aclose()
+
+
+def jump_hash(key: int, buckets: int) -> int:
+    """Lamping and Veach's jump consistent hash of a 64-bit ``key``."""
+    bucket, jump = -1, 0
+    while jump < buckets:
+        bucket = jump
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        jump = int((bucket + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return bucket
+
+
+# -- receiving ------------------------------------------------------------------------
+
+
+def parse_entry(entry: bytes) -> tuple[int, str, bytes]:
+    """Split a stored entry into (expires at, in server ms; channel; payload)."""
+    expires, channel, payload = entry.split(b" ", 2)
+    return int(expires), channel.decode("ascii"), payload
+
+
+class _Waiter:
+    """One waiting receive. A reader offers it an entry and waits for the answer:
+    taken, or declined because the receive was cancelled first."""
+
+    __slots__ = ("ack", "future", "readers")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[bytes] = loop.create_future()
+        self.ack: asyncio.Future[bool] | None = None
+        self.readers: list[_Reader] = []
+
+    def offer(self, entry: bytes) -> asyncio.Future[bool] | None:
+        """Hand ``entry`` over; returns a future that says if it was taken, or None if
+        this receive is no longer waiting."""
+        if self.future.done():
+            return None
+        self.future.set_result(entry)
+        self.ack = self.future.get_loop().create_future()
+        return self.ack
+
+    async def wait(self, timeout: float | None) -> bytes | None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.future
+        except TimeoutError:
+            return self.settle(take=True)  # an entry offered as time ran out is taken
+        except asyncio.CancelledError:
+            self.settle(take=False)
+            raise
+        return self.settle(take=True)
+
+    def settle(self, *, take: bool) -> bytes | None:
+        """End the wait: take the offered entry, or decline it so the reader passes it
+        on. Synchronous, so a cancelled task settles without awaiting."""
+        future = self.future
+        if not future.done():
+            future.cancel()  # no offer can land after this
+            return None
+        if future.cancelled() or future.exception() is not None:
+            return None
+        if self.ack is not None and not self.ack.done():
+            self.ack.set_result(take)
+        return future.result() if take else None
+
+
+class _Reader:
+    """The blocking read of one set of queues on one shard.
+
+    Every local receive waiting on exactly those queues shares it, and it runs while
+    any of them waits: a process reads all its reply channels with one BLPOP on
+    ``prefix!``. BLPOP runs on a connection of its own and is never cancelled
+    mid-command (a cancelled read may already have taken a message). When the last
+    receiver leaves, ``CLIENT UNBLOCK`` ends the read early; what it took anyway goes
+    to another local receiver of that queue, or back to the head of the queue. A taken
+    entry is offered to one receiver at a time, the longest waiting first, and the
+    reader waits for it to be taken before reading again: so a receiver cancelled just
+    as it was woken passes its message on, in order, as the memory layer does.
+    """
+
+    def __init__(self, layer: RedisChannelLayer, index: int, names: tuple[str, ...]) -> None:
+        self.layer, self.index, self.names = layer, index, names
+        self.shard = layer.shards.shards[index]
+        self.users = 0
+        self.closing = False
+        self._client_id: int | None = None
+        self._blocking = False
+        self._rotation = 0
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def leave(self) -> None:
+        """A receiver stopped waiting; end the read if it was the last."""
+        self.users -= 1
+        if self.users <= 0:
+            self.wake()
+
+    def wake(self) -> None:
+        """Unblock a BLPOP in flight, so the reader notices it has nobody to read for."""
+        if self._blocking and self._client_id is not None:
+            self.layer.spawn(self.shard.call("CLIENT", "UNBLOCK", self._client_id, retry=True))
+
+    async def _run(self) -> None:
+        connection: Any = None
+        delays = iter(_backoff())
+        try:
+            while self.users and not self.closing:
+                try:
+                    connection = connection or await self.shard.blocking_connection()
+                    popped = await self._pop(connection)
+                except Exception as error:
+                    self._failed(error)
+                    if connection is not None:
+                        await self.shard.release_blocking(connection, broken=True)
+                        connection = None
+                    await asyncio.sleep(next(delays))
+                    continue
+                delays = iter(_backoff())
+                if popped is not None:
+                    await self._deliver(*popped)
+        finally:
+            self.layer.reader_done(self)
+            if connection is not None:
+                await self.shard.release_blocking(connection)
+
+    def _failed(self, error: Exception) -> None:
+        if isinstance(error, _NETWORK_ERRORS):
+            self.shard.mark_down(error)  # an outage: keep waiting, and retry
+        else:  # say, a key of the wrong type: the receivers would wait forever
+            logger.error("reading %s failed: %s", ", ".join(self.names), error)
+            self.layer.fail_waiters(self.names, error)
+
+    async def _pop(self, connection: Any) -> tuple[bytes, int] | None:
+        """One BLPOP, pipelined between CLIENT ID (for UNBLOCK) and TIME (to judge
+        expiry by the server's clock); returns (entry, server time in ms) or None."""
+        keys = self.layer.queue_keys(self._rotated())
+        commands = [("CLIENT", "ID"), ("BLPOP", *keys, BLOCK_SECONDS), ("TIME",)]
+        await connection.send_packed_command(connection.pack_commands(commands))
+        self._client_id = int(await connection.read_response())
+        self._blocking = True
+        if not self.users or self.closing:
+            self.wake()
+        try:
+            reply = await connection.read_response()
+        finally:
+            self._blocking = False
+        seconds, micros = await connection.read_response()
+        if reply is None:
+            return None
+        return reply[1], int(seconds) * 1000 + int(micros) // 1000
+
+    async def _deliver(self, entry: bytes, now_ms: int) -> None:
+        try:
+            await self.layer.deliver(entry, now_ms)
+        except Exception as error:  # a broken entry must not stop the reader
+            logger.exception("dropped a message that could not be delivered: %s", error)
+
+    def _rotated(self) -> list[str]:
+        # Start each read at another queue, so a busy queue cannot starve the rest.
+        start = self._rotation % len(self.names)
+        self._rotation += 1
+        return [*self.names[start:], *self.names[:start]]
+
+
+# -- the layer ------------------------------------------------------------------------
+
+
+class RedisChannelLayer(BaseChannelLayer):
+    """A channel layer on Redis (``redis://``, ``rediss://``, ``redis+sentinel://``)."""
+
+    schemes = ("redis", "rediss", "redis+sentinel")
+
+    def __init__(self, url: str = DEFAULT_URL, **options: Any) -> None:
+        super().__init__(**options)
+        self.shards = RedisShards(url)
+        self._prefixes = tuple(
+            key.format(prefix=self.prefix, name="")
+            for key in (QUEUE_KEY, GROUP_KEY, MEMBERSHIP_KEY)
+        )
+        self._expiry_ms = max(1, round(self.expiry * 1000))
+        self._group_expiry_ms = max(1, round(self.group_expiry * 1000))
+        self._capacity_args = [
+            arg for glob, capacity in self.channel_capacity for arg in (lua_pattern(glob), capacity)
+        ]
+        self._waiters: dict[str, deque[_Waiter]] = {}
+        self._readers: dict[tuple[int, tuple[str, ...]], _Reader] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._rotation = 0
+
+    def __repr__(self) -> str:
+        hosts = [f"{shard.address.label}/{shard.address.db}" for shard in self.shards.shards]
+        return f"<RedisChannelLayer prefix={self.prefix!r} hosts={hosts}>"
+
+    # -- keys -------------------------------------------------------------------
+
+    def queue_keys(self, names: Iterable[str]) -> list[str]:
+        """The Redis keys of the queues of stored channel names."""
+        return [self._prefixes[0] + name for name in names]
+
+    def _queue_ttl(self, name: str) -> int:
+        # A process-specific queue outlives its messages by group_expiry, so a group
+        # send that comes late still finds the expired message and evicts the member.
+        return self._expiry_ms + (self._group_expiry_ms if name.endswith("!") else 0)
+
+    def _group_keys(self, group: str, channel: str) -> list[str]:
+        return [
+            GROUP_KEY.format(prefix=self.prefix, name=group),
+            MEMBERSHIP_KEY.format(prefix=self.prefix, name=channel),
+        ]
+
+    # -- sending --------------------------------------------------------------
+
+    async def send_encoded(self, channel: str, payload: bytes) -> None:
+        """Append ``payload`` to ``channel`` in one script call; ChannelFull if full."""
+        name = queue_name(channel)
+        capacity = self.capacity_for(name)
+        args = [channel, payload, self._expiry_ms, self._queue_ttl(name), capacity]
+        shard = self.shards.shard_for(name)
+        if not await shard.run(SEND_SCRIPT, self.queue_keys([name]), [*self._prefixes, *args]):
+            raise ChannelFull(channel, capacity)
+
+    async def group_send_encoded(self, group: str, payload: bytes) -> None:
+        """Deliver ``payload`` to every member: one script call per shard, in parallel."""
+        key = GROUP_KEY.format(prefix=self.prefix, name=group)
+        process_ttl = self._expiry_ms + self._group_expiry_ms
+        ttls = [self._expiry_ms, self._expiry_ms, process_ttl]  # expiry, then the two ttls
+        args = [*self._prefixes, payload, *ttls, self.capacity]
+        args.extend(self._capacity_args)
+        skipped = await asyncio.gather(
+            *(shard.run(GROUP_SEND_SCRIPT, [key], args) for shard in self.shards.shards)
+        )
+        self.group_full_skips += sum(int(count) for count in skipped)
+
+    # -- receiving ------------------------------------------------------------
+
+    async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
+        """Take the next message from any of ``channels`` (see the base contract)."""
+        names = list(dict.fromkeys(self.receive_names(channels)))
+        if timeout is not None and timeout <= 0:
+            entry = await self._receive_now(names)
+        else:
+            entry = await self._receive_waiting(names, timeout)
+        if entry is None:
+            return None, None
+        _, channel, payload = parse_entry(entry)
+        return channel, decode(payload)
+
+    async def _receive_now(self, names: list[str]) -> bytes | None:
+        """One non-blocking pop; if cancelled meanwhile, what it took is passed on."""
+        task = asyncio.ensure_future(self._pop_now(names))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._pass_on)
+            raise
+
+    async def _pop_now(self, names: list[str]) -> bytes | None:
+        for index, group in self._rotated(self._by_shard(names)):
+            keys = self.queue_keys(self._rotated(list(group)))
+            shard = self.shards.shards[index]
+            entry = await shard.run(POP_SCRIPT, keys, self._prefixes, patience=0.0)
+            if entry is not None:
+                return bytes(entry)
+        return None
+
+    def _pass_on(self, task: asyncio.Task[bytes | None]) -> None:
+        if not task.cancelled() and task.exception() is None and (entry := task.result()):
+            self.spawn(self._hand_over(entry))
+
+    async def _receive_waiting(self, names: list[str], timeout: float | None) -> bytes | None:
+        waiter = _Waiter(asyncio.get_running_loop())
+        for name in names:
+            self._waiters.setdefault(name, deque()).append(waiter)
+        for index, group in self._by_shard(names):
+            reader = self._readers.get((index, group))
+            if reader is None:
+                reader = self._readers[index, group] = _Reader(self, index, group)
+            reader.users += 1
+            waiter.readers.append(reader)
+        try:
+            return await waiter.wait(timeout)
+        finally:
+            self._forget(waiter, names)
+
+    def _forget(self, waiter: _Waiter, names: list[str]) -> None:
+        for name in names:
+            waiters = self._waiters.get(name)
+            if waiters is not None:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[name]
+        for reader in waiter.readers:
+            reader.leave()
+
+    def _by_shard(self, names: list[str]) -> list[tuple[int, tuple[str, ...]]]:
+        groups: dict[int, list[str]] = {}
+        for name in names:
+            groups.setdefault(self.shards.index_for(name), []).append(name)
+        return [(index, tuple(sorted(group))) for index, group in sorted(groups.items())]
+
+    def _rotated(self, items: list[Any]) -> list[Any]:
+        start = self._rotation % len(items)
+        self._rotation += 1
+        return [*items[start:], *items[:start]]
+
+    # -- handing over what readers took ------------------------------------------
+
+    async def deliver(self, entry: bytes, now_ms: int) -> None:
+        """Give an entry a reader took to a local receiver (or drop it if expired)."""
+        expires, channel, _ = parse_entry(entry)
+        if expires > now_ms:
+            await self._hand_over(entry)
+        elif "!" in channel:
+            shard = self.shards.shard_for(queue_name(channel))
+            await shard.run(EVICT_SCRIPT, [], [*self._prefixes, channel], retry=True)
+
+    async def _hand_over(self, entry: bytes) -> None:
+        """Offer ``entry`` to the receivers of its queue, longest waiting first, until
+        one takes it; with none left, put it back at the head of its queue."""
+        name = queue_name(parse_entry(entry)[1])
+        while (waiter := self._first_waiter(name)) is not None:
+            ack = waiter.offer(entry)
+            if ack is not None and await ack:
+                return
+        shard = self.shards.shard_for(name)
+        args = [*self._prefixes, entry, self._queue_ttl(name)]
+        try:
+            await shard.run(REQUEUE_SCRIPT, self.queue_keys([name]), args)
+        except _NETWORK_ERRORS as error:
+            logger.warning("lost a message for %s: could not put it back (%s)", name, error)
+
+    def _first_waiter(self, name: str) -> _Waiter | None:
+        for waiter in self._waiters.get(name, ()):
+            if not waiter.future.done():
+                return waiter
+        return None
+
+    def reader_done(self, reader: _Reader) -> None:
+        """Forget a reader that has stopped (called by the reader itself)."""
+        if self._readers.get((reader.index, reader.names)) is reader:
+            del self._readers[reader.index, reader.names]
+        if reader.users > 0:  # the layer was closed under waiting receives
+            self.fail_waiters(reader.names, RuntimeError("the Redis layer was closed"))
+
+    def fail_waiters(self, names: Iterable[str], error: Exception) -> None:
+        """Make the receives waiting on ``names`` raise ``error``."""
+        for name in names:
+            for waiter in self._waiters.get(name, ()):
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+
+    def spawn(self, coroutine: Any) -> None:
+        """Run a background coroutine, keeping it alive until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("background Redis call failed: %s", task.exception())
+
+    # -- groups ---------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group`` (on its queue's shard); refreshes its expiry."""
+        validate_group_name(group)
+        validate_channel_name(channel)
+        args = [*self._prefixes, group, channel, self._group_expiry_ms]
+        shard = self.shards.shard_for(queue_name(channel))
+        await shard.run(GROUP_ADD_SCRIPT, self._group_keys(group, channel), args, retry=True)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; a non-member is a no-op."""
+        validate_group_name(group)
+        validate_channel_name(channel)
+        args = [*self._prefixes, group, channel]
+        shard = self.shards.shard_for(queue_name(channel))
+        await shard.run(GROUP_DISCARD_SCRIPT, self._group_keys(group, channel), args, retry=True)
+
+    async def group_channels(self, group: str) -> set[str]:
+        """The live members of ``group``, from every shard."""
+        validate_group_name(group)
+        key = GROUP_KEY.format(prefix=self.prefix, name=group)
+        replies = await asyncio.gather(
+            *(
+                shard.run(GROUP_MEMBERS_SCRIPT, [key], self._prefixes, retry=True)
+                for shard in self.shards.shards
+            )
+        )
+        return {member.decode("ascii") for members in replies for member in members}
+
+    # -- housekeeping ---------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Delete every key under this layer's prefix, on every shard (SCAN + UNLINK)."""
+        pattern = f"{self.prefix}:*"
+        for shard in self.shards.shards:
+            async for keys in shard.scan(pattern):
+                await shard.call("UNLINK", *keys, retry=True)
+
+    async def stats(self) -> dict[str, Any]:
+        """Channel depths and group sizes, found with SCAN on every shard."""
+        channels: dict[str, int] = {}
+        groups: dict[str, int] = {}
+        for shard in self.shards.shards:
+            await self._count(shard, self._prefixes[0], "LLEN", channels)
+            await self._count(shard, self._prefixes[1], "ZCARD", groups)
+        return {"channels": channels, "groups": groups}
+
+    async def _count(
+        self, shard: RedisShard, prefix: str, command: str, into: dict[str, int]
+    ) -> None:
+        async for keys in shard.scan(prefix + "*"):
+            counts = await shard.call_many([(command, key) for key in keys], retry=True)
+            for key, count in zip(keys, counts, strict=True):
+                if isinstance(count, int) and count:
+                    name = key.decode("ascii")[len(prefix) :]
+                    into[name] = into.get(name, 0) + count
+
+    async def aclose(self) -> None:
+        """Stop the readers (putting back anything they took), then close connections."""
+        readers = list(self._readers.values())
+        for reader in readers:
+            reader.closing = True
+            reader.wake()
+        if readers:
+            _, pending = await asyncio.wait([r.task for r in readers], timeout=READ_GRACE)
+            for task in pending:
+                task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=READ_GRACE)
+        await self.shards.aclose()

@@ -1,0 +1,853 @@
+"""The ``redis://`` layer: the layer contract, plus what only Redis promises.
+
+Tests that need Redis use the server on 127.0.0.1:6379 (database 14, a key prefix of
+their own, flushed before use), or redis-server processes of their own on free ports
+(sharding, outages, command counting). Without Redis they skip, or fail with
+CHANLITE_REQUIRE_REDIS=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import itertools
+import logging
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+import redis.asyncio
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from chanlite import ChanliteError, get_layer
+from chanlite._codec import decode
+from chanlite.exceptions import ConfigurationError
+from chanlite.layers import BaseChannelLayer
+from chanlite.layers.redis import (
+    CONNECT_PATIENCE,
+    GROUP_SEND_SCRIPT,
+    SEND_SCRIPT,
+    RedisChannelLayer,
+    RedisShards,
+    jump_hash,
+    lua_pattern,
+    parse_entry,
+    parse_redis_url,
+)
+
+from ..conftest import require_redis
+from .contract import PATIENCE, WAKE_WITHIN, LayerContract
+from .redis_helpers import STOP, RedisServer, free_port
+
+#: The shared test server's database for these tests.
+TEST_URL = "redis://127.0.0.1:6379/14"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOGGER = "chanlite.layers.redis"
+
+
+def unique_prefix() -> str:
+    return "t" + secrets.token_hex(6)
+
+
+def require_redis_server() -> None:
+    """Skip (or, with CHANLITE_REQUIRE_REDIS=1, fail) without a redis-server binary."""
+    if shutil.which("redis-server"):
+        return
+    if os.environ.get("CHANLITE_REQUIRE_REDIS") == "1":
+        pytest.fail("no redis-server binary, and CHANLITE_REQUIRE_REDIS=1 requires one")
+    pytest.skip("no redis-server binary to start a private server with")
+
+
+@pytest.mark.redis
+class TestRedisLayer(LayerContract):
+    async def make_layer(self, **options: Any) -> BaseChannelLayer:
+        require_redis()
+        options.setdefault("prefix", unique_prefix())
+        layer = RedisChannelLayer(TEST_URL, **options)
+        await layer.flush()
+        return layer
+
+
+# -- fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def shared_layer() -> AsyncIterator[RedisChannelLayer]:
+    """A layer on the shared test server, with a prefix of its own."""
+    require_redis()
+    layer = RedisChannelLayer(TEST_URL, prefix=unique_prefix())
+    yield layer
+    await layer.flush()
+    await layer.aclose()
+
+
+@pytest.fixture(scope="module")
+def two_servers() -> Iterator[tuple[RedisServer, RedisServer]]:
+    """Two private redis-servers, for sharding; killed by PID afterwards."""
+    require_redis_server()
+    servers = (RedisServer(), RedisServer())
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.kill()
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A private redis-server for this test alone."""
+    require_redis_server()
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+async def sharded(
+    two_servers: tuple[RedisServer, RedisServer],
+) -> AsyncIterator[RedisChannelLayer]:
+    url = ",".join(server.url for server in two_servers)
+    layer = RedisChannelLayer(url, prefix=unique_prefix(), capacity=1000)
+    yield layer
+    await layer.flush()
+    await layer.aclose()
+
+
+async def inspect(url: str) -> redis.asyncio.Redis:
+    """A plain redis-py client, to look at what the layer stored."""
+    client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url)
+    return client
+
+
+# What the layer's Lua scripts call; Redis counts those calls in commandstats too.
+SCRIPT_COMMANDS = {
+    command.lower()
+    for script in (SEND_SCRIPT, GROUP_SEND_SCRIPT)
+    for command in re.findall(r"redis\.call\('(\w+)'", script.source)
+}
+
+
+async def command_calls(client: redis.asyncio.Redis) -> dict[str, int]:
+    """Commands clients sent since the last CONFIG RESETSTAT (not those scripts ran,
+    nor the inspecting client's own)."""
+    stats = await client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+    ignored = SCRIPT_COMMANDS | {"info", "config|resetstat"}
+    return {name: count for name, count in calls.items() if name not in ignored}
+
+
+# -- URLs and options ------------------------------------------------------------------
+
+
+def test_several_urls_make_several_shards():
+    layer = RedisChannelLayer("redis://a.example:6379/0,redis://b.example:6380/2")
+    shards = layer.shards.shards
+    assert [(s.address.hosts, s.address.db) for s in shards] == [
+        ((("a.example", 6379),), 0),
+        ((("b.example", 6380),), 2),
+    ]
+
+
+def test_url_defaults_are_localhost_6379_db_0():
+    (address,) = parse_redis_url("redis://")
+    assert (address.hosts, address.db, address.scheme) == ((("localhost", 6379),), 0, "redis")
+
+
+def test_db_number_comes_from_the_path():
+    (address,) = parse_redis_url("redis://cache:7000/11")
+    assert (address.hosts, address.db) == ((("cache", 7000),), 11)
+
+
+def test_credentials_are_read_and_never_shown():
+    layer = RedisChannelLayer("redis://user:s3cret@host:6379/1")
+    (address,) = layer.shards.addresses
+    assert (address.username, address.password) == ("user", "s3cret")
+    assert "s3cret" not in repr(layer) + repr(address) + repr(layer.shards)
+
+
+def test_rediss_url_connects_with_tls():
+    layer = RedisChannelLayer("rediss://secure.example:6380/3")
+    shard = layer.shards.shards[0]
+    assert shard.address.scheme == "rediss"
+    assert shard.pool.connection_class is SSLConnection
+
+
+def test_sentinel_url_finds_the_master_through_its_sentinels():
+    layer = get_layer("redis+sentinel://s1:26379,s2:26380/mymaster/4")
+    assert isinstance(layer, RedisChannelLayer)
+    (shard,) = layer.shards.shards
+    assert shard.address.hosts == (("s1", 26379), ("s2", 26380))
+    assert (shard.address.service, shard.address.db) == ("mymaster", 4)
+    assert isinstance(shard.pool, SentinelConnectionPool)
+    assert shard.pool.service_name == "mymaster"
+    assert "mymaster via sentinel s1:26379" in shard.address.label
+
+
+def test_sentinel_default_port_is_26379():
+    (address,) = parse_redis_url("redis+sentinel://watcher/main")
+    assert address.hosts == (("watcher", 26379),)
+
+
+@pytest.mark.parametrize("scheme", ["redis", "rediss", "redis+sentinel"])
+def test_get_layer_builds_a_redis_layer_for_each_scheme(scheme):
+    path = "/mymaster/0" if scheme == "redis+sentinel" else "/0"
+    assert isinstance(get_layer(f"{scheme}://localhost{path}"), RedisChannelLayer)
+
+
+def test_query_options_reach_the_layer():
+    layer = get_layer("redis://a:6379/0,redis://b:6379/1?capacity=5&expiry=2.5&prefix=app")
+    assert (layer.capacity, layer.expiry, layer.prefix) == (5, 2.5, "app")
+    assert len(layer.shards.shards) == 2
+
+
+def test_keyword_options_reach_the_layer():
+    layer = get_layer("redis://localhost/0", group_expiry=30, channel_capacity={"big.*": 500})
+    assert (layer.group_expiry, layer.capacity_for("big.one")) == (30.0, 500)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://host:notaport/0", "port"),
+        ("redis://host:70000/0", "port"),
+        ("redis://host/abc", "database"),
+        ("redis://host/0/1", "database"),
+        ("redis+sentinel://host:26379", "master"),
+        ("redis+sentinel://host:26379/", "master"),
+        ("redis://a/0,http://b/0", "'http://b/0'"),
+        ("redis://a:6379,b:6380/0", "several hosts"),
+        ("redis://a/0,redis://a/0", "twice"),
+        ("redis://host/0#part", "fragment"),
+        ("redis://host/0?capacity=5", "query string"),
+        ("", "non-empty"),
+    ],
+)
+def test_bad_url_raises_configuration_error_naming_the_problem(url, problem):
+    with pytest.raises(ConfigurationError, match=problem) as caught:
+        RedisChannelLayer(url)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_bad_url_error_hides_the_password():
+    with pytest.raises(ConfigurationError) as caught:
+        RedisChannelLayer("redis://user:s3cret@host:bad/0")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_bad_query_option_through_get_layer_is_named():
+    with pytest.raises(ValueError, match="capacity"):
+        get_layer("redis://localhost/0?capacity=lots")
+
+
+# -- placement ------------------------------------------------------------------------------
+
+
+def test_jump_hash_moves_only_the_new_shares_when_a_shard_is_added():
+    keys = [int.from_bytes(secrets.token_bytes(8), "big") for _ in range(5000)]
+    before = [jump_hash(key, 3) for key in keys]
+    after = [jump_hash(key, 4) for key in keys]
+    moved = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
+    assert all(new == 3 for _, new in moved)
+    assert 0.15 < len(moved) / len(keys) < 0.35  # about a quarter
+
+
+def test_names_spread_over_shards_and_stay_put():
+    shards = RedisShards("redis://a/0,redis://b/0,redis://c/0")
+    counts = [0, 0, 0]
+    for n in range(3000):
+        counts[shards.index_for(f"chan.{n}")] += 1
+    assert min(counts) > 800
+    assert RedisShards("redis://a/0,redis://b/0,redis://c/0").index_for("x") == shards.index_for(
+        "x"
+    )
+
+
+# -- capacity globs in Lua ----------------------------------------------------------------
+
+GLOBS = [
+    "*",
+    "*!*",
+    "http.*",
+    "big.?",
+    "[ab]*",
+    "[!ab]*",
+    "x[a-c]y",
+    "[]x]*",
+    "[!]]",
+    "a[",
+    "*.*.*",
+]
+# Stored channel names (the globs' other characters can never be in one).
+NAMES = ["a", "b!", "http.request", "big.1", "big.12", "xby", "xdy", "x", "a.b.c", "c", "B-_.?"]
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_capacity_globs_match_in_lua_as_in_fnmatch(shared_layer):
+    shard = shared_layer.shards.shards[0]
+    script = "return string.find(ARGV[1], ARGV[2]) and 1 or 0"
+    for glob in GLOBS:
+        for name in NAMES:
+            found = await shard.call("EVAL", script, 0, name, lua_pattern(glob))
+            assert bool(found) == fnmatch.fnmatchcase(name, glob), (glob, name)
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_group_send_applies_capacity_globs_per_member():
+    require_redis()
+    layer = RedisChannelLayer(
+        TEST_URL, prefix=unique_prefix(), capacity=1, channel_capacity={"roomy.*": 3, "*!*": 2}
+    )
+    try:
+        for name in ("roomy.a", "tight", "proc!x"):
+            await layer.group_add("caps", name)
+        for n in range(4):
+            await layer.group_send("caps", {"n": n})
+        stats = await layer.stats()
+        assert stats["channels"] == {"roomy.a": 3, "tight": 1, "proc!": 2}
+        assert layer.group_full_skips == 1 + 3 + 2
+    finally:
+        await layer.flush()
+        await layer.aclose()
+
+
+# -- storage -------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_abandoned_queues_expire_from_redis(shared_layer):
+    client = await inspect(TEST_URL)
+    try:
+        await shared_layer.send("plain", {"n": 1})
+        await shared_layer.send("proc!a", {"n": 1})
+        plain_ttl = await client.pttl(f"{shared_layer.prefix}:q:plain")
+        process_ttl = await client.pttl(f"{shared_layer.prefix}:q:proc!")
+    finally:
+        await client.aclose()
+    assert 0 < plain_ttl <= 60_000
+    # Kept for group_expiry longer, so a late group send still sees the expired message.
+    assert 86_400_000 < process_ttl <= 86_460_000
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_message_expired_in_a_blocking_read_evicts_its_channel():
+    require_redis()
+    layer = RedisChannelLayer(TEST_URL, prefix=unique_prefix(), expiry=0.1)
+    try:
+        await layer.group_add("evicted", "dead!a")
+        await layer.send("dead!a", {"n": 1})
+        await anyio.sleep(0.2)
+        # The BLPOP takes the expired entry; the layer drops it and evicts dead!a.
+        assert await layer.receive(["dead!"], timeout=0.3) == (None, None)
+        assert await layer.group_channels("evicted") == set()
+    finally:
+        await layer.flush()
+        await layer.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_stats_report_depths_and_group_sizes(shared_layer):
+    await shared_layer.send("depth", {"n": 1})
+    await shared_layer.send("depth", {"n": 2})
+    await shared_layer.send("proc!a", {"n": 3})
+    await shared_layer.group_add("room", "proc!a")
+    assert await shared_layer.stats() == {
+        "channels": {"depth": 2, "proc!": 1},
+        "groups": {"room": 1},
+    }
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_layers_with_other_prefixes_do_not_share_messages(shared_layer):
+    other = RedisChannelLayer(TEST_URL, prefix=unique_prefix())
+    try:
+        await shared_layer.send("mine", {"n": 1})
+        assert await other.receive(["mine"], timeout=0) == (None, None)
+        assert await shared_layer.receive(["mine"], timeout=0) == ("mine", {"n": 1})
+    finally:
+        await other.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_closing_the_layer_fails_a_waiting_receive():
+    require_redis()
+    layer = RedisChannelLayer(TEST_URL, prefix=unique_prefix())
+    waiting = asyncio.create_task(layer.receive(["never"]))
+    await anyio.sleep(0.05)
+    await layer.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await waiting
+
+
+# -- round trips, SCAN and blocking reads, counted on a private server -------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_send_is_one_script_call(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    client = await inspect(own_server.url)
+    try:
+        await layer.send("warm", {"n": 0})  # loads the script
+        await client.config_resetstat()
+        await layer.send("counted", {"n": 1})
+        calls = await command_calls(client)
+    finally:
+        await client.aclose()
+        await layer.aclose()
+    assert calls == {"evalsha": 1}
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_flush_uses_scan_and_keeps_other_prefixes(own_server):
+    mine = RedisChannelLayer(own_server.url, prefix="mine")
+    theirs = RedisChannelLayer(own_server.url, prefix="mine2")
+    client = await inspect(own_server.url)
+    try:
+        for layer in (mine, theirs):
+            await layer.send("chan", {"n": 1})
+            await layer.send("proc!a", {"n": 1})
+            await layer.group_add("room", "proc!a")
+        await client.set("mine-not-a-layer", b"x")
+        await client.config_resetstat()
+        await mine.flush()
+        calls = await command_calls(client)
+        left = sorted(key.decode() for key in await client.keys("*"))
+        assert await theirs.receive(["chan"], timeout=0) == ("chan", {"n": 1})
+    finally:
+        await client.aclose()
+        await mine.aclose()
+        await theirs.aclose()
+    assert "scan" in calls
+    assert "keys" not in calls
+    assert left == [
+        "mine-not-a-layer",
+        "mine2:g:room",
+        "mine2:m:proc!a",
+        "mine2:q:chan",
+        "mine2:q:proc!",
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_process_reads_all_its_reply_channels_with_one_blocking_read(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    client = await inspect(own_server.url)
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(layer.receive, ["proc!"], 5)
+            await anyio.sleep(0.1)
+            info = await client.info("clients")
+            for local in ("a", "b", "c"):
+                await layer.send(f"proc!{local}", {"n": 1})
+    finally:
+        await client.aclose()
+        await layer.aclose()
+    assert info["blocked_clients"] == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_cancelled_receive_ends_its_blocking_read(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    client = await inspect(own_server.url)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(layer.receive, ["idle"])
+            await anyio.sleep(0.1)
+            assert (await client.info("clients"))["blocked_clients"] == 1
+            tg.cancel_scope.cancel()
+        assert await eventually(lambda: blocked_clients(client), 0, within=WAKE_WITHIN)
+        await layer.send("idle", {"n": 1})
+        assert await layer.receive(["idle"], timeout=0) == ("idle", {"n": 1})
+    finally:
+        await client.aclose()
+        await layer.aclose()
+
+
+async def blocked_clients(client: redis.asyncio.Redis) -> int:
+    return int((await client.info("clients"))["blocked_clients"])
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], expected: Any, *, within: float) -> bool:
+    """Whether ``probe()`` returns ``expected`` within ``within`` seconds. Redis sends no
+    event when its state changes, so this asks again every few milliseconds."""
+    deadline = time.monotonic() + within
+    for _ in itertools.count():
+        if await probe() == expected:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await anyio.sleep(0.005)
+    return False
+
+
+# -- sharding ------------------------------------------------------------------------------
+
+
+async def keys_per_server(servers: tuple[RedisServer, ...], prefix: str) -> list[list[str]]:
+    found = []
+    for server in servers:
+        client = await inspect(server.url)
+        try:
+            found.append(sorted([key.decode() async for key in client.scan_iter(f"{prefix}:*")]))
+        finally:
+            await client.aclose()
+    return found
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_messages_to_many_channels_land_on_both_shards(sharded, two_servers):
+    names = [f"spread.{n}" for n in range(100)]
+    for name in names:
+        await sharded.send(name, {"to": name})
+    first, second = await keys_per_server(two_servers, sharded.prefix)
+    assert len(first) + len(second) == 100
+    assert len(first) > 20 and len(second) > 20
+    for name in names:
+        assert await sharded.receive([name], timeout=0) == (name, {"to": name})
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_receive_across_shards_wakes_for_either(sharded):
+    left, right = two_names_on_different_shards(sharded)
+
+    async def send_soon() -> None:
+        await anyio.sleep(0.05)
+        await sharded.send(right, {"n": 1})
+
+    started = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send_soon)
+        result = await sharded.receive([left, right], timeout=5)
+    assert result == (right, {"n": 1})
+    assert time.monotonic() - started < 0.05 + WAKE_WITHIN
+    await sharded.send(left, {"n": 2})
+    assert await sharded.receive([left, right], timeout=PATIENCE) == (left, {"n": 2})
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_receive_across_shards_takes_one_message_and_leaves_the_other(sharded):
+    left, right = two_names_on_different_shards(sharded)
+    await sharded.send(left, {"n": 1})
+    await sharded.send(right, {"n": 2})
+    # Both shards' reads may take a message; the one not returned is put back.
+    first = await sharded.receive([left, right], timeout=PATIENCE)
+    second = await sharded.receive([left, right], timeout=PATIENCE)
+    assert sorted([first, second]) == [(left, {"n": 1}), (right, {"n": 2})]
+    assert await sharded.receive([left, right], timeout=0.2) == (None, None)
+
+
+def two_names_on_different_shards(layer: RedisChannelLayer) -> tuple[str, str]:
+    index = layer.shards.index_for
+    right = next(f"cross.{n}" for n in range(1, 100) if index(f"cross.{n}") != index("cross.0"))
+    return "cross.0", right
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_group_spanning_shards_delivers_to_every_member(sharded):
+    members = [f"member.{n}" for n in range(20)] + [f"proc{n}!x" for n in range(20)]
+    for member in members:
+        await sharded.group_add("wide", member)
+    assert {sharded.shards.index_for(member.split("!")[0] + "!") for member in members[20:]} == {
+        0,
+        1,
+    }
+    assert {sharded.shards.index_for(member) for member in members[:20]} == {0, 1}
+    assert await sharded.group_channels("wide") == set(members)
+    await sharded.group_send("wide", {"all": True})
+    for member in members:
+        stored = member.split("!")[0] + "!" if "!" in member else member
+        assert await sharded.receive([stored], timeout=0) == (member, {"all": True})
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_group_send_is_one_script_call_per_shard(sharded, two_servers):
+    for n in range(50):
+        await sharded.group_add("counted", f"counted.{n}")
+    await sharded.group_send("counted", {"warm": True})  # loads the script
+    clients = [await inspect(server.url) for server in two_servers]
+    try:
+        for client in clients:
+            await client.config_resetstat()
+        await sharded.group_send("counted", {"n": 1})
+        calls = [await command_calls(client) for client in clients]
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert calls == [{"evalsha": 1}, {"evalsha": 1}]
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_process_specific_channels_of_one_prefix_share_a_shard(sharded, two_servers):
+    for n in range(30):
+        await sharded.send(f"proc!{n}", {"n": n})
+    first, second = await keys_per_server(two_servers, sharded.prefix)
+    assert sorted([first, second], key=len) == [[], [f"{sharded.prefix}:q:proc!"]]
+    received = [await sharded.receive(["proc!"], timeout=0) for _ in range(30)]
+    assert received == [(f"proc!{n}", {"n": n}) for n in range(30)]
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_flush_clears_both_shards(sharded, two_servers):
+    for n in range(40):
+        await sharded.send(f"flushed.{n}", {"n": n})
+        await sharded.group_add("flushed", f"flushed!{n}")
+    assert all(await keys_per_server(two_servers, sharded.prefix))
+    await sharded.flush()
+    assert await keys_per_server(two_servers, sharded.prefix) == [[], []]
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_stats_add_up_over_shards(sharded):
+    for n in range(10):
+        await sharded.send(f"counted.{n}", {"n": n})
+        await sharded.group_add("all", f"counted.{n}")
+    stats = await sharded.stats()
+    assert stats == {
+        "channels": {f"counted.{n}": 1 for n in range(10)},
+        "groups": {"all": 10},
+    }
+
+
+# -- volume ----------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_group_of_2000_members_gets_every_message_of_100_sends():
+    require_redis()
+    prefix = unique_prefix()
+    layer = RedisChannelLayer(TEST_URL, prefix=prefix, channel_capacity={"*!*": 100_000})
+    plain = [f"big.{n}" for n in range(1500)]
+    process = [f"bigp{n % 10}!{n}" for n in range(500)]
+    client = await inspect(TEST_URL)
+    try:
+        await layer.flush()
+        for member in plain + process:
+            await layer.group_add("huge", member)
+        for n in range(100):  # exactly the default capacity of 100 for the plain members
+            await layer.group_send("huge", {"n": n})
+        assert layer.group_full_skips == 0
+        delivered = await delivered_numbers(client, prefix, plain, process)
+        assert await layer.receive(["big.7"], timeout=0) == ("big.7", {"n": 0})
+    finally:
+        await client.aclose()
+        await layer.flush()
+        await layer.aclose()
+    assert sum(len(numbers) for numbers in delivered.values()) == 200_000
+    assert all(numbers == list(range(100)) for numbers in delivered.values())
+
+
+async def delivered_numbers(
+    client: redis.asyncio.Redis, prefix: str, plain: list[str], process: list[str]
+) -> dict[str, list[int]]:
+    """Every message waiting for each member, read straight from Redis."""
+    stored = plain + sorted({name.split("!")[0] + "!" for name in process})
+    async with client.pipeline(transaction=False) as pipe:
+        for name in stored:
+            pipe.lrange(f"{prefix}:q:{name}", 0, -1)
+        queues = await pipe.execute()
+    delivered: dict[str, list[int]] = {name: [] for name in plain + process}
+    for entries in queues:
+        for entry in entries:
+            _, channel, payload = parse_entry(entry)
+            delivered[channel].append(decode(payload)["n"])
+    return delivered
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_three_receiver_processes_get_each_of_5000_messages_exactly_once():
+    require_redis()
+    prefix, count = unique_prefix(), 5000
+    layer = RedisChannelLayer(TEST_URL, prefix=prefix, capacity=count + 10)
+    command = [sys.executable, "-m", "tests.layers.redis_helpers", "receive", TEST_URL]
+    receivers = [
+        await asyncio.create_subprocess_exec(
+            *command, prefix, "xproc", cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    try:
+        for receiver in receivers:
+            assert receiver.stdout is not None
+            assert await receiver.stdout.readline() == b"ready\n"
+        for n in range(count):
+            await layer.send("xproc", {"n": n})
+        for _ in receivers:
+            await layer.send("xproc", STOP)
+        with anyio.fail_after(30):
+            outputs = [(await receiver.communicate())[0] for receiver in receivers]
+    finally:
+        for receiver in receivers:
+            if receiver.returncode is None:
+                receiver.kill()
+                await receiver.wait()
+        await layer.flush()
+        await layer.aclose()
+    received = [n for output in outputs for n in orjson.loads(output)]
+    assert len(received) == count
+    assert sorted(received) == list(range(count))
+
+
+# -- outages ---------------------------------------------------------------------------------
+
+
+def outage_records(caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[str]]:
+    records = [r for r in caplog.records if r.name == LOGGER]
+    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    infos = [r.getMessage() for r in records if r.levelno == logging.INFO]
+    return warnings, infos
+
+
+@pytest.mark.anyio
+async def test_commands_raise_after_trying_to_connect_for_a_while(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    port = free_port()
+    layer = RedisChannelLayer(f"redis://127.0.0.1:{port}/0")
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisConnectionError):
+            await layer.send("nowhere", {"n": 1})
+        assert CONNECT_PATIENCE - 0.1 < time.monotonic() - started < CONNECT_PATIENCE + 0.5
+        with pytest.raises(RedisConnectionError):
+            await layer.receive(["nowhere"], timeout=0)  # timeout=0 does not wait
+    finally:
+        await layer.aclose()
+    warnings, _ = outage_records(caplog)
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"redis at 127.0.0.1:{port} unreachable; retrying")
+
+
+@pytest.mark.anyio
+async def test_waiting_receive_times_out_quietly_while_redis_is_down(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    layer = RedisChannelLayer(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        started = time.monotonic()
+        assert await layer.receive(["nowhere"], timeout=0.3) == (None, None)
+        assert time.monotonic() - started < 0.3 + WAKE_WITHIN
+    finally:
+        await layer.aclose()
+    warnings, _ = outage_records(caplog)
+    assert len(warnings) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_traffic_survives_a_redis_restart(own_server, caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix(), capacity=100_000)
+    traffic = Traffic(layer)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(traffic.receive)
+            tg.start_soon(traffic.send)
+            await traffic.received_at_least(200)
+            own_server.kill()  # mid-traffic
+            with anyio.fail_after(2 * CONNECT_PATIENCE + 5):
+                # The second failure comes after a send spent its patience connecting.
+                await traffic.failed_twice.wait()
+            own_server.start()  # same port
+            restarted, first_new = time.monotonic(), traffic.attempts
+            await traffic.received_number_above(first_new, within=5)
+            assert time.monotonic() - restarted < 5
+            await traffic.received_number_above(first_new + 100, within=5)
+            tg.cancel_scope.cancel()
+    finally:
+        await layer.aclose()
+    assert len(traffic.received) == len(set(traffic.received))  # never twice
+    after = [n for n in traffic.received if n >= first_new]
+    assert after == list(range(first_new, first_new + len(after)))  # none lost since
+    warnings, infos = outage_records(caplog)
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"redis at 127.0.0.1:{own_server.port} unreachable; retrying")
+    assert infos == [f"redis at 127.0.0.1:{own_server.port} is reachable again"]
+
+
+class Traffic:
+    """A sender and a receiver that keep going through an outage."""
+
+    def __init__(self, layer: RedisChannelLayer) -> None:
+        self.layer = layer
+        self.attempts = 0
+        self.failures = 0
+        self.received: list[int] = []
+        self.failed_twice = anyio.Event()
+        self._arrived = anyio.Event()
+
+    async def send(self) -> None:
+        while True:
+            # A new number for every attempt: a failed send may still have been stored.
+            self.attempts += 1
+            try:
+                await self.layer.send("traffic", {"n": self.attempts - 1})
+            except RedisConnectionError:
+                self.failures += 1
+                if self.failures >= 2:
+                    self.failed_twice.set()
+
+    async def receive(self) -> None:
+        while True:
+            _, message = await self.layer.receive(["traffic"])
+            assert message is not None
+            self.received.append(message["n"])
+            self._arrived.set()
+
+    async def received_at_least(self, count: int) -> None:
+        with anyio.fail_after(10):
+            while len(self.received) < count:
+                await self._wait()
+
+    async def received_number_above(self, number: int, *, within: float) -> None:
+        with anyio.fail_after(within):
+            while not self.received or self.received[-1] < number:
+                await self._wait()
+
+    async def _wait(self) -> None:
+        self._arrived = anyio.Event()
+        await self._arrived.wait()
+
+
+@pytest.mark.anyio
+async def test_chanlite_errors_still_come_from_the_layer_during_an_outage():
+    layer = RedisChannelLayer(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(ChanliteError):
+            await layer.send("bad name", {"n": 1})  # refused before any connection
+    finally:
+        await layer.aclose()
