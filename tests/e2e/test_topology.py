@@ -1,4 +1,4 @@
-"""Interface and workers as separate processes on one machine, over SQLite."""
+"""Interface and workers as separate processes, over SQLite and over sharded Redis."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+
+from tests.conftest import require_redis
+from tests.layers.redis_helpers import RedisServer
 
 from .server import ROOT, run_cli, serve
 
@@ -61,3 +65,48 @@ def test_stats_and_flush_commands(tmp_path: Path) -> None:
     assert run_cli("flush", "--layer", layer).returncode == 0
     after = run_cli("stats", "--layer", layer)
     assert "jobs" not in after.stdout
+
+
+@pytest.fixture
+def two_shards() -> Iterator[str]:
+    """Two redis-server processes of our own, as one sharded layer URL."""
+    require_redis()
+    servers = [RedisServer(), RedisServer()]
+    try:
+        for server in servers:
+            server.start()
+        yield ",".join(server.url for server in servers)
+    finally:
+        for server in servers:
+            server.kill()
+
+
+async def test_two_interfaces_two_workers_two_redis_shards(two_shards: str) -> None:
+    workers = [start_worker(two_shards), start_worker(two_shards)]
+    args = ("--no-worker", "--layer", two_shards)
+    try:
+        with (
+            serve("tests.apps.basic:routes", *args, env=SECRET) as left,
+            serve("tests.apps.basic:routes", *args, env=SECRET) as right,
+        ):
+            members = [
+                await connect(f"{left.ws}/room/shared/"),
+                await connect(f"{left.ws}/room/shared/"),
+                await connect(f"{right.ws}/room/shared/"),
+                await connect(f"{right.ws}/room/shared/"),
+            ]
+            for index, sender in enumerate(members):
+                await sender.send(f"m{index}")
+                for member in members:
+                    assert await member.recv() == f"shared:m{index}"
+            async with connect(f"{right.ws}/watch/") as watcher:
+                sent = run_cli("send", "jobs", '{"text": "over redis"}', "--layer", two_shards)
+                assert sent.returncode == 0, sent.stderr
+                assert await watcher.recv() == "job:over redis"
+            for member in members:
+                await member.close()
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        outputs = [worker.communicate(timeout=20)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
