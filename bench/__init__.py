@@ -18,6 +18,8 @@ from .core import Suite
 SUITES: dict[str, str] = {
     "layers": "bench.layers",
     "dispatch": "bench.dispatch",
+    "ws-channels": "bench.ws_channels",
+    "ws-starlette": "bench.ws_starlette",
 }
 
 
