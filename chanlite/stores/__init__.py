@@ -1,0 +1,162 @@
+"""Session stores, chosen like layers: ``memory://``, ``redis://``, ``sqlite:///path.db``.
+
+:func:`get_session_store` turns a setting into a :class:`SessionStore`:
+
+* a :class:`SessionStore` instance is used as it is;
+* a URL picks the backend by its scheme, importing the backend module only then:
+  ``memory://``, ``redis://host:port/db`` (also ``rediss://``, ``redis+sentinel://``
+  and comma-separated shards, as for the Redis layer) or ``sqlite:///path.db``. Redis
+  and SQLite URLs take one query option, ``?prefix=name`` (default ``chanlite``);
+* ``None`` means "where the layer is": one store per layer instance, cached for as
+  long as the layer lives, so every worker of that layer in the process shares it.
+  A memory layer gets a :class:`~chanlite.stores.memory.MemorySessionStore`, a Redis
+  layer a store on its connections and prefix, a SQLite layer a store in its file
+  under its prefix. With no layer either, a new memory store.
+
+Anything else raises :class:`~chanlite.exceptions.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ..exceptions import ConfigurationError
+from ..layers.base import BaseChannelLayer
+from .base import SessionStore
+
+__all__ = ["SessionStore", "get_session_store"]
+
+# scheme -> "module:class" of the backend, imported only when used.
+_BACKENDS = {
+    "memory": "chanlite.stores.memory:MemorySessionStore",
+    "redis": "chanlite.stores.redis:RedisSessionStore",
+    "rediss": "chanlite.stores.redis:RedisSessionStore",
+    "redis+sentinel": "chanlite.stores.redis:RedisSessionStore",
+    "sqlite": "chanlite.stores.sqlite:SQLiteSessionStore",
+}
+#: Options a store URL's query string may give.
+STORE_OPTIONS = ("prefix",)
+# (layer module, layer class, store backend) for setting=None. A layer class is looked
+# up only if its module is already imported: otherwise no layer can be an instance.
+_LAYER_BACKENDS = (
+    ("chanlite.layers.memory", "InMemoryChannelLayer", "memory"),
+    ("chanlite.layers.redis", "RedisChannelLayer", "redis"),
+    ("chanlite.layers.sqlite", "SQLiteChannelLayer", "sqlite"),
+)
+_ACCEPTED = (
+    "a SessionStore, None (the layer's backend), or a URL: memory://, "
+    "redis://host:port/db, rediss://host:port/db, "
+    "redis+sentinel://host:26379/service/db or sqlite:///path.db"
+)
+
+_per_layer: weakref.WeakKeyDictionary[BaseChannelLayer, SessionStore] = weakref.WeakKeyDictionary()
+_per_layer_lock = threading.Lock()
+
+
+def get_session_store(
+    setting: SessionStore | str | None = None, layer: BaseChannelLayer | None = None
+) -> SessionStore:
+    """The session store a setting names (see the module docstring for the forms).
+
+    Raises :class:`~chanlite.exceptions.ConfigurationError` naming the bad value and
+    the accepted forms.
+    """
+    if isinstance(setting, SessionStore):
+        return setting
+    if isinstance(setting, str):
+        return _from_url(setting)
+    if setting is not None:
+        kind = type(setting).__name__
+        raise ConfigurationError(f"session store setting {setting!r} ({kind}): use {_ACCEPTED}")
+    if layer is None:
+        return _backend_class("memory")()
+    return _for_layer(layer)
+
+
+# -- URLs ------------------------------------------------------------------------------
+
+
+def _from_url(url: str) -> SessionStore:
+    scheme, base, options = _split_url(url)
+    cls = _backend_class(scheme)
+    if scheme == "memory":
+        if base.rstrip("/").lower() != "memory:" or options:
+            raise ConfigurationError(
+                f"session store URL {url!r}: memory:// takes no host, path or options"
+            )
+        return cls()
+    store: SessionStore = cls(base, **options)  # type: ignore[call-arg]
+    return store
+
+
+def _split_url(url: str) -> tuple[str, str, dict[str, Any]]:
+    """(scheme, URL without its query, options from the query)."""
+    if "://" not in url:
+        raise ConfigurationError(f"session store {url!r} has no URL scheme; use {_ACCEPTED}")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in _BACKENDS:
+        known = ", ".join(f"{name}://" for name in _BACKENDS)
+        raise ConfigurationError(
+            f"unknown session store scheme {scheme!r} in {url!r}; known: {known}"
+        )
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name not in STORE_OPTIONS:
+            raise ConfigurationError(
+                f"unknown session store option {name!r} in URL {url!r}; "
+                f"known: {', '.join(STORE_OPTIONS)}"
+            )
+        options[name] = value
+    return scheme, url.split("?", 1)[0], options
+
+
+def _backend_class(scheme: str) -> type[SessionStore]:
+    module_name, _, class_name = _BACKENDS[scheme].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("chanlite."):
+            raise ConfigurationError(
+                f"the {scheme}:// session store is not available in this version"
+            ) from None
+        raise ConfigurationError(
+            f"the {scheme}:// session store needs the package {exc.name!r}: pip install {exc.name}"
+        ) from None
+    cls: type[SessionStore] = getattr(module, class_name)
+    return cls
+
+
+# -- the layer's backend -----------------------------------------------------------------
+
+
+def _for_layer(layer: BaseChannelLayer) -> SessionStore:
+    """The one store of ``layer`` in this process, made on first use."""
+    if not isinstance(layer, BaseChannelLayer):
+        kind = type(layer).__name__
+        raise ConfigurationError(f"layer must be a BaseChannelLayer or None, not {kind}")
+    with _per_layer_lock:
+        store = _per_layer.get(layer)
+        if store is None:
+            store = _per_layer[layer] = _store_maker(layer)(layer)
+        return store
+
+
+def _store_maker(layer: BaseChannelLayer) -> Callable[[Any], SessionStore]:
+    """The ``for_layer`` constructor of the store backend matching ``layer``."""
+    for module_name, class_name, scheme in _LAYER_BACKENDS:
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(layer, getattr(module, class_name)):
+            # Every backend has a for_layer classmethod; the ABC does not declare it.
+            backend: Any = _backend_class(scheme)
+            maker: Callable[[Any], SessionStore] = backend.for_layer
+            return maker
+    raise ConfigurationError(
+        f"no session store backend matches the layer {layer!r}; "
+        f"give the session store setting explicitly: {_ACCEPTED}"
+    )
