@@ -33,6 +33,13 @@ DEFAULT_EXPIRY = 60.0
 DEFAULT_GROUP_EXPIRY = 86400.0
 DEFAULT_CAPACITY = 100
 DEFAULT_PREFIX = "chanlite"
+#: The start of every interface server's reply prefix (``interface.<id>!``).
+INTERFACE_PREFIX = "interface."
+#: Built-in capacities, consulted after the user's ``channel_capacity`` globs. All the
+#: reply channels of one interface process share its ``interface.<id>!`` queue, so
+#: one group send to N local sockets needs room for N messages there; what waits for
+#: one socket is bounded by the interface itself (``max_pending_replies``).
+BUILTIN_CHANNEL_CAPACITY: tuple[tuple[str, int], ...] = ((f"{INTERFACE_PREFIX}*!", 100_000),)
 # 16 random bytes give the 128 bits that keep reply channels unguessable.
 _NEW_CHANNEL_BYTES = 16
 
@@ -51,7 +58,9 @@ class BaseChannelLayer(ABC):
       channel whose message expired unread is removed from every group it is in.
     * A channel holds at most ``capacity`` messages (overridden per glob pattern by
       ``channel_capacity``, matched against the stored name: ``prefix!`` for
-      ``prefix!local``). Past that, ``send`` raises :class:`~chanlite.ChannelFull`.
+      ``prefix!local``; then :data:`BUILTIN_CHANNEL_CAPACITY`, which gives interface
+      reply queues ``interface.*!`` 100,000). Past that, ``send`` raises
+      :class:`~chanlite.ChannelFull`.
     * Receivers wake when a message arrives; no layer makes a receiver wait longer than
       its own polling bound (zero for memory and Redis).
     * What a receiver gets is its own copy: mutating a message after ``send`` does not
@@ -74,6 +83,9 @@ class BaseChannelLayer(ABC):
         self.group_expiry = _positive_number("group_expiry", group_expiry)
         self.capacity = _positive_int("capacity", capacity)
         self.channel_capacity = _capacity_patterns(channel_capacity)
+        #: Every glob that sets a capacity, in the order they are tried: the user's,
+        #: then :data:`BUILTIN_CHANNEL_CAPACITY`.
+        self.capacity_patterns = [*self.channel_capacity, *BUILTIN_CHANNEL_CAPACITY]
         self.prefix = _prefix(prefix)
         self._capacity_cache: dict[str, int] = {}
         #: Group deliveries skipped because the member's channel was full.
@@ -172,7 +184,7 @@ class BaseChannelLayer(ABC):
         if cached is not None:
             return cached
         capacity = self.capacity
-        for pattern, value in self.channel_capacity:
+        for pattern, value in self.capacity_patterns:
             if fnmatch.fnmatchcase(stored_name, pattern):
                 capacity = value
                 break

@@ -854,7 +854,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self._expiry_ms = max(1, round(self.expiry * 1000))
         self._group_expiry_ms = max(1, round(self.group_expiry * 1000))
         self._capacity_args = [
-            arg for glob, capacity in self.channel_capacity for arg in (lua_pattern(glob), capacity)
+            arg
+            for glob, capacity in self.capacity_patterns
+            for arg in (lua_pattern(glob), capacity)
         ]
         self._waiters: dict[str, deque[_Waiter]] = {}
         self._readers: dict[tuple[int, tuple[str, ...]], _Reader] = {}

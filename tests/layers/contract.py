@@ -629,6 +629,16 @@ class LayerContract:
             limits[name] = caught.value.capacity
         assert limits == {"big.one": 5, "small": 2, "proc!a": 3}
 
+    async def test_interface_reply_queues_have_a_large_builtin_capacity(self, layer_factory):
+        layer = await layer_factory(capacity=2)
+        # One group send to many sockets of one interface lands in one queue.
+        for n in range(150):
+            await layer.send(f"interface.abc!s{n}", {"n": n})
+        assert layer.capacity_for("interface.abc!") == 100_000
+        assert layer.capacity_for("other!") == 2
+        override = await layer_factory(capacity=2, channel_capacity={"interface.*!": 7})
+        assert override.capacity_for("interface.abc!") == 7
+
     async def test_process_prefix_capacity_glob_counts_across_locals(self, layer_factory):
         layer = await layer_factory(capacity=10, channel_capacity={"*!*": 2})
         await layer.send("proc!a", {"n": 0})
