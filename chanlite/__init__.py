@@ -14,10 +14,13 @@ from .exceptions import InvalidChannelName as InvalidChannelName
 from .exceptions import MessageTooLarge as MessageTooLarge
 from .layers import get_layer as get_layer
 from .messages import Message as Message
+from .ordering import enforce_ordering as enforce_ordering
 from .routing import Routes as Routes
 from .routing import consumer as consumer
 from .routing import include as include
 from .routing import route as route
+from .sessions import channel_session as channel_session
+from .sessions import http_session as http_session
 
 __version__ = "0.1.0"
 
@@ -33,8 +36,11 @@ __all__ = [
     "Message",
     "MessageTooLarge",
     "Routes",
+    "channel_session",
     "consumer",
+    "enforce_ordering",
     "get_layer",
+    "http_session",
     "include",
     "route",
 ]

@@ -28,8 +28,9 @@ from .exceptions import ConfigurationError
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
 from .routing import Routes
-from .runtime import set_app_layer
+from .runtime import AppServices, set_app_layer, set_app_services
 from .server import InterfaceServer
+from .stores import SessionStore, get_session_store
 from .worker import Worker, served_routes
 
 logger = logging.getLogger("chanlite")
@@ -45,7 +46,7 @@ class Chanlite:
         app: ASGIApp | None = None,
         layer: str | BaseChannelLayer | None = None,
         secret_key: str | None = None,
-        session_store: Any = None,
+        session_store: str | SessionStore | None = None,
         user_loader: Callable[[Any], Any] | None = None,
         allowed_origins: Sequence[str] | None = None,
         workers: bool = True,
@@ -63,6 +64,8 @@ class Chanlite:
         )
         self.secret_key_setting = secret_key
         self.session_store = session_store
+        # A store built here from a URL is closed with the app.
+        self._owns_store = isinstance(session_store, str)
         self.user_loader = user_loader
         self.workers = workers
         self.threads = threads
@@ -113,8 +116,16 @@ class Chanlite:
                 "Set CHANLITE_SECRET_KEY (or Chanlite(secret_key=...)) to keep sessions "
                 "across restarts and processes."
             )
+        self.services()  # a bad session_store setting fails here, before serving
         if self.workers:
             Worker(served_routes(self.routes), layer, threads=self.threads)
+
+    def services(self) -> AppServices:
+        """What the session, auth and ordering decorators use (after :meth:`check`)."""
+        assert self.layer is not None
+        if not isinstance(self.session_store, SessionStore):
+            self.session_store = get_session_store(self.session_store, self.layer)
+        return AppServices(self.secret_key, self.session_store, self.user_loader)
 
     def spans_processes(self, layer: BaseChannelLayer) -> bool:
         """True when this app shares its layer with other processes."""
@@ -130,6 +141,7 @@ class Chanlite:
             self.check()
         assert self.layer is not None
         set_app_layer(self.layer, asyncio.get_running_loop())
+        set_app_services(self.services())
         self.interface = InterfaceServer(self.layer, served_routes(self.routes), self.settings)
         self.interface.start()
         if self.workers:
@@ -156,9 +168,12 @@ class Chanlite:
         await self.drain()
         if self.interface is not None:
             await self.interface.stop()
+        if self._owns_store and isinstance(self.session_store, SessionStore):
+            await self.session_store.aclose()
         if self.layer is not None:
             await self.layer.aclose()
         set_app_layer(None, None)
+        set_app_services(None)
 
     async def _ensure_started(self) -> None:
         if self._started:

@@ -25,6 +25,7 @@ from .layers import get_layer
 from .layers.base import BaseChannelLayer
 from .names import validate_channel_name, validate_group_name
 from .routing import Routes
+from .runtime import set_app_services
 from .worker import Worker, served_routes
 
 logger = logging.getLogger("chanlite")
@@ -244,9 +245,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """``chanlite worker``: run consumers against a cross-process layer."""
     app = load_app(args.target)
     url = args.layer or (app.layer_setting if isinstance(app.layer_setting, str) else None)
-    layer = _cross_process_layer(url, "worker")
+    _cross_process_layer(url, "worker")
     app.configure(layer=url, workers=False)
     app.check()  # the secret key is required across processes
+    assert app.layer is not None
+    layer = app.layer
+    set_app_services(app.services())
     worker = Worker(
         served_routes(app.routes),
         layer,

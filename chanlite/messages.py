@@ -10,6 +10,7 @@ from .channels import Channel
 
 if TYPE_CHECKING:
     from .layers.base import BaseChannelLayer
+    from .sessions.session import Session
 
 
 class Message:
@@ -19,6 +20,13 @@ class Message:
     ``items``). ``channel_session``, ``http_session`` and ``user`` exist only once a
     decorator has set them.
     """
+
+    #: Set by ``@channel_session``.
+    channel_session: Session
+    #: Set by ``@http_session``; None when the message carries no valid session.
+    http_session: Session | None
+    #: Set by the ``chanlite.auth`` decorators.
+    user: Any
 
     def __init__(
         self, content: dict[str, Any], channel_name: str, layer: BaseChannelLayer | None = None

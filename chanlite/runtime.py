@@ -6,6 +6,8 @@
   ``memory://`` layer.
 * The *consumer scope*: while a consumer runs, its sends are buffered here and
   flushed, in call order, when it returns or raises (consumer atomicity).
+* The app's *services*: the secret key, session store and user loader that the
+  session, auth and ordering decorators use (:class:`AppServices`).
 * The sync bridge: blocking twins of async calls, usable from worker threads, sync
   Starlette views and plain scripts with no event loop.
 """
@@ -21,7 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .config import LAYER_ENV
+from .config import LAYER_ENV, SECRET_KEY_ENV
 from .exceptions import ChanliteError, ChannelFull
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ T = TypeVar("T")
 
 
 _app_layer: BaseChannelLayer | None = None
+_app_services: AppServices | None = None
 _default_layer: BaseChannelLayer | None = None
 _home_loop: asyncio.AbstractEventLoop | None = None
 _portal: asyncio.AbstractEventLoop | None = None
@@ -48,6 +51,8 @@ class ConsumerScope:
     outbox: list[tuple[bool, str, bytes]] = field(default_factory=list)
     #: True once something that opens the socket went to the reply channel.
     accepted: bool = False
+    #: The event loop running the consumer's worker, for blocking calls from threads.
+    loop: asyncio.AbstractEventLoop | None = None
 
     async def flush(self) -> None:
         """Send everything buffered, in order; a full channel is logged, not raised."""
@@ -60,6 +65,19 @@ class ConsumerScope:
                     await self.layer.send_encoded(name, payload)
             except ChannelFull as exc:
                 logger.error("dropped a buffered message: %s", exc)
+
+
+@dataclass(frozen=True)
+class AppServices:
+    """What the decorators need from the app running in this process."""
+
+    #: Signs session keys; None when the app has none (signed values then count
+    #: as no session).
+    secret_key: str | None = None
+    #: A store URL or instance; None uses the same backend as the layer.
+    session_store: Any = None
+    #: ``user_loader(user_id)``, sync or async; None gives a :class:`chanlite.auth.User`.
+    user_loader: Callable[[Any], Any] | None = None
 
 
 _scope: ContextVar[ConsumerScope | None] = ContextVar("chanlite_scope", default=None)
@@ -80,6 +98,20 @@ def set_app_layer(layer: BaseChannelLayer | None, loop: asyncio.AbstractEventLoo
     global _app_layer, _home_loop
     _app_layer = layer
     _home_loop = loop
+
+
+def set_app_services(services: AppServices | None) -> None:
+    """Register (or clear) the services of the app running in this process."""
+    global _app_services
+    _app_services = services
+
+
+def app_services() -> AppServices:
+    """The running app's services; without an app, the secret key from
+    ``CHANLITE_SECRET_KEY`` and defaults for the rest."""
+    if _app_services is not None:
+        return _app_services
+    return AppServices(secret_key=os.environ.get(SECRET_KEY_ENV) or None)
 
 
 def resolve_layer(layer: BaseChannelLayer | None = None) -> BaseChannelLayer:
@@ -108,8 +140,9 @@ def default_layer() -> BaseChannelLayer:
 def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run ``await fn(*args)`` from synchronous code and return its result.
 
-    The call runs on the app's event loop when one is running in this process, else
-    on a private background loop. Calling it from a thread that is running an event
+    The call runs on the event loop of the worker running the current consumer; else
+    on the app's event loop when one is running in this process; else on a private
+    background loop. Calling it from a thread that is running an event
     loop would block that loop, so it raises instead.
     """
     try:
@@ -121,7 +154,13 @@ def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
             "a blocking chanlite call was made from async code; "
             "use the async twin (asend, aadd, adiscard, achannels) with await"
         )
-    loop = _home_loop if _home_loop is not None and _home_loop.is_running() else _portal_loop()
+    scope = _scope.get()
+    if scope is not None and scope.loop is not None and scope.loop.is_running():
+        loop = scope.loop
+    elif _home_loop is not None and _home_loop.is_running():
+        loop = _home_loop
+    else:
+        loop = _portal_loop()
     return asyncio.run_coroutine_threadsafe(_call(fn, *args), loop).result()
 
 

@@ -9,6 +9,9 @@
   carries on. ``ConsumeLater`` requeues the message at the end of its channel, at most
   :data:`MAX_CONSUME_LATER` times. ``DenyConnection`` (or any exception) from a connect
   consumer that had not accepted rejects the socket.
+* Ordered consumers (``enforce_ordering``) run in socket order through a
+  :class:`~chanlite.ordering.Sequencer` on the app's session store; a closed socket's
+  channel session is deleted after its disconnect consumer.
 * :meth:`Worker.stop` is graceful: no new messages are taken, in-flight consumers
   finish, then :meth:`Worker.run` returns.
 """
@@ -20,16 +23,21 @@ import contextvars
 import fnmatch
 import functools
 import logging
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ._wrap import marked
 from .exceptions import ChannelFull, ConfigurationError, ConsumeLater, DenyConnection
 from .layers.base import BaseChannelLayer
 from .messages import Message
+from .ordering import Mode, Sequencer, ordering_mode
 from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
 from .routing import Route, Routes, with_defaults
-from .runtime import ConsumerScope, enter_scope
+from .runtime import ConsumerScope, app_services, enter_scope
+from .sessions.decorators import CHANNEL_SESSION_MARK, channel_session_key
+from .stores import SessionStore, get_session_store
 
 logger = logging.getLogger("chanlite.worker")
 
@@ -79,6 +87,10 @@ class Worker:
         self._stopping = False
         self._taken = 0
         self._settled = asyncio.Event()
+        self._channel_sessions = any(marked(r.consumer, CHANNEL_SESSION_MARK) for r in routes)
+        self._sequencer: Sequencer | None = None
+        if any(ordering_mode(r.consumer) for r in routes):
+            self._sequencer = Sequencer(self._session_store())
 
     async def run(self) -> None:
         """Receive and dispatch until :meth:`stop`; then wait for in-flight work."""
@@ -168,24 +180,83 @@ class Worker:
     async def _handle(
         self, channel: str, content: dict[str, Any], found: tuple[Route, dict[str, str]] | None
     ) -> None:
-        retries = content.pop(RETRY_KEY, 0)
         if found is None:
+            content.pop(RETRY_KEY, None)
             if channel not in _SILENT_DROPS:
                 logger.error("no consumer for a message on channel %r; dropped", channel)
             return
         item, kwargs = found
+        if self._sequencer is None:
+            await self._execute(channel, content, item, kwargs)
+        elif await self._admit(channel, content, item):
+            await self._run_in_turn(channel, content, item, kwargs)
+
+    async def _admit(self, channel: str, content: dict[str, Any], item: Route) -> bool:
+        assert self._sequencer is not None
+        try:
+            return await self._sequencer.admit(channel, content, self._mode(item))
+        except Exception as exc:
+            # Losing the message would be worse than running it out of turn.
+            logger.error("ordering store failed (%s); running a message on %r now", exc, channel)
+            return True
+
+    async def _run_in_turn(
+        self, channel: str, content: dict[str, Any], item: Route, kwargs: dict[str, str]
+    ) -> None:
+        """Run a message whose turn has come, then each parked one it releases."""
+        assert self._sequencer is not None
+        pending = deque([(channel, content, item, kwargs)])
+        while pending:
+            channel, content, item, kwargs = pending.popleft()
+            if await self._execute(channel, content, item, kwargs):
+                continue  # ConsumeLater: it runs again in its turn
+            # A message that ran out of turn must not move the socket's cursor; an
+            # unordered disconnect still removes it.
+            advance = self._mode(item) is not None or channel == WEBSOCKET_CONNECT
+            if not advance and channel != WEBSOCKET_DISCONNECT:
+                continue
+            try:
+                released = await self._sequencer.finish(
+                    channel, content, last=channel == WEBSOCKET_DISCONNECT, advance=advance
+                )
+            except Exception as exc:
+                logger.error("ordering store failed (%s) after a message on %r", exc, channel)
+                continue
+            for next_channel, next_content in released:
+                found = self.routes.match_content(next_channel, next_content)
+                if found is not None:
+                    pending.append((next_channel, next_content, *found))
+
+    @staticmethod
+    def _mode(item: Route) -> Mode | None:
+        """How ``item``'s messages are ordered, in an app with ordered consumers.
+
+        chanlite's own default consumers follow the app's ordering strictly (so a
+        socket's cursor is removed by the default disconnect). A connect consumer
+        without the decorator still finishes before ordered messages of its socket.
+        """
+        if item.consumer in (default_connect, drop):
+            return "strict"
+        return ordering_mode(item.consumer)
+
+    async def _execute(
+        self, channel: str, content: dict[str, Any], item: Route, kwargs: dict[str, str]
+    ) -> bool:
+        """Run one consumer and flush its sends; True if it asked to run later."""
+        retries = content.pop(RETRY_KEY, 0)
         try:
             message = Message(content, channel, self.layer)
         except ValueError as exc:
             logger.error("malformed message on channel %r; dropped: %s", channel, exc)
-            return
-        scope = ConsumerScope(self.layer, content.get("reply_channel"))
+            return False
+        reply_channel = content.get("reply_channel")
+        scope = ConsumerScope(self.layer, reply_channel, loop=asyncio.get_running_loop())
         enter_scope(scope)
-        failed = False
+        failed = requeued = False
         try:
             await self._run_consumer(item, message, kwargs)
         except ConsumeLater:
-            await self._requeue(channel, content, retries)
+            requeued = await self._requeue(channel, content, retries)
         except DenyConnection:
             failed = True
         except Exception:
@@ -195,6 +266,21 @@ class Worker:
             await scope.flush()
         if failed and channel == WEBSOCKET_CONNECT and not scope.accepted:
             await self._reject(scope.reply_channel)
+        if channel == WEBSOCKET_DISCONNECT and reply_channel:
+            await self._forget_channel_session(item, reply_channel)
+        return requeued
+
+    async def _forget_channel_session(self, item: Route, reply_channel: str) -> None:
+        """Delete a closed socket's channel session if its disconnect consumer did not."""
+        if not self._channel_sessions or marked(item.consumer, CHANNEL_SESSION_MARK):
+            return
+        try:
+            await self._session_store().delete(channel_session_key(reply_channel))
+        except Exception as exc:
+            logger.error("could not delete the channel session of a closed socket: %s", exc)
+
+    def _session_store(self) -> SessionStore:
+        return get_session_store(app_services().session_store, self.layer)
 
     async def _run_consumer(self, item: Route, message: Message, kwargs: dict[str, str]) -> None:
         if item.is_async:
@@ -205,16 +291,19 @@ class Worker:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, context.run, call)
 
-    async def _requeue(self, channel: str, content: dict[str, Any], retries: int) -> None:
+    async def _requeue(self, channel: str, content: dict[str, Any], retries: int) -> bool:
+        """Put a ConsumeLater'd message back on its channel; False if it was dropped."""
         if retries >= MAX_CONSUME_LATER:
             logger.warning(
                 "message on %r raised ConsumeLater %d times; dropped", channel, retries + 1
             )
-            return
+            return False
         try:
             await self.layer.send(channel, {**content, RETRY_KEY: retries + 1})
         except ChannelFull:
             logger.warning("channel %r is full; a ConsumeLater message was dropped", channel)
+            return False
+        return True
 
     async def _reject(self, reply_channel: str | None) -> None:
         if reply_channel:

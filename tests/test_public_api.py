@@ -19,7 +19,22 @@ PROMISED = {
     "ConsumeLater",
     "DenyConnection",
     "ChanliteError",
+    "Chanlite",
+    "channel_session",
+    "http_session",
+    "enforce_ordering",
 }
+
+
+def test_auth_and_sessions_modules() -> None:
+    import chanlite.auth
+    import chanlite.sessions
+
+    for name in ("login", "logout", "transfer_user", "http_session_user"):
+        assert callable(getattr(chanlite.auth, name))
+    for name in ("channel_session_user", "channel_session_user_from_http", "AnonymousUser"):
+        assert hasattr(chanlite.auth, name)
+    assert hasattr(chanlite.sessions, "SessionMiddleware")
 
 
 def test_promised_names_are_exported() -> None:

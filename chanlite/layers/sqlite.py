@@ -302,12 +302,14 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 class _Waiter:
     """One waiting receive: a future on its own loop, and whether it was woken."""
 
-    __slots__ = ("future", "loop", "woken")
+    __slots__ = ("asleep", "future", "loop", "woken")
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[None] = self.loop.create_future()
         self.woken = False
+        #: True while the receive sleeps in :meth:`wait` (its take found nothing).
+        self.asleep = False
 
     def wake(self) -> bool:
         """Resolve the future from any thread (caller holds the notifier lock)."""
@@ -329,11 +331,14 @@ class _Waiter:
 
     async def wait(self, timeout: float) -> None:
         """Wait until woken or ``timeout`` seconds pass."""
+        self.asleep = True
         try:
             async with asyncio.timeout(timeout):
                 await self.future
         except TimeoutError:
             pass
+        finally:
+            self.asleep = False
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -383,9 +388,9 @@ class _Notifier:
                     return
 
     def waiting(self, queue: str) -> int:
-        """How many receivers wait on ``queue`` (for tests and debugging)."""
+        """How many receivers sleep waiting on ``queue`` (for tests and debugging)."""
         with self._lock:
-            return len(self._waiters.get(queue, ()))
+            return sum(1 for waiter in self._waiters.get(queue, ()) if waiter.asleep)
 
 
 _notifiers: weakref.WeakValueDictionary[tuple[str, str], _Notifier] = weakref.WeakValueDictionary()
