@@ -20,6 +20,8 @@ SUITES: dict[str, str] = {
     "dispatch": "bench.dispatch",
     "ws-channels": "bench.ws_channels",
     "ws-starlette": "bench.ws_starlette",
+    "redis-layers": "bench.redis_layers",
+    "ws-redis": "bench.ws_redis",
 }
 
 
