@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "ws-starlette": "bench.ws_starlette",
     "redis-layers": "bench.redis_layers",
     "ws-redis": "bench.ws_redis",
+    "ws-decorators": "bench.ws_decorators",
 }
 
 
