@@ -142,7 +142,9 @@ class Chanlite:
         assert self.layer is not None
         set_app_layer(self.layer, asyncio.get_running_loop())
         set_app_services(self.services())
-        self.interface = InterfaceServer(self.layer, served_routes(self.routes), self.settings)
+        self.interface = InterfaceServer(
+            self.layer, served_routes(self.routes), self.settings, local_workers=self.workers
+        )
         self.interface.start()
         if self.workers:
             self.worker = Worker(served_routes(self.routes), self.layer, threads=self.threads)

@@ -1,9 +1,17 @@
 """The interface server: HTTP requests and WebSocket connections in, replies out.
 
 It runs no user code. Each connection gets a reply channel ``<prefix>!<random>``
-under the process's one reply prefix, and one reader takes every reply for every
-connection with a single ``receive`` on that prefix, handing each to its connection.
-Replies for connections that are gone are dropped.
+under the process's one reply prefix ``interface.<id>!``, and every reply for every
+connection arrives through that prefix: on ``memory://`` the layer hands replies to
+the interface as they are sent (a local reader), on other layers one reader task
+takes them with a single ``receive`` on the prefix. Replies for connections that are
+gone are dropped. A reply is written to its socket at once when nothing is waiting
+ahead of it; a writer task runs only while a socket has replies waiting.
+
+Protocol messages that meet a full channel wait for room, first come first served:
+a frame up to ``receive_full_timeout`` (then 1013), a connect up to
+``websocket_connect_timeout`` (then 503), a disconnect up to ``receive_full_timeout``
+(then it is dropped with a warning).
 
 WebSocket lifecycle (DESIGN §6): ``websocket.connect`` (order 0), one
 ``websocket.receive`` per frame (order 1..n), ``websocket.disconnect`` (order n+1) for
@@ -16,20 +24,26 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from types import CoroutineType
 from typing import Any
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._codec import decode
+from ._eager import Continuation, run_eagerly
 from .config import InterfaceSettings
 from .exceptions import ChannelFull, MessageTooLarge
-from .layers.base import BaseChannelLayer
+from .layers.base import INTERFACE_PREFIX, BaseChannelLayer
+from .layers.memory import InMemoryChannelLayer
+from .names import queue_name
+from .ordering import ordering_mode
 from .protocol import HTTP_REQUEST, WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
 from .routing import Routes
+from .worker import default_connect
 
 logger = logging.getLogger("chanlite.server")
 
@@ -41,40 +55,80 @@ CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 #: The code reported in ``websocket.disconnect`` for a socket that never opened.
 CLOSE_NEVER_OPENED = 1006
-# Backoff bounds while a frame waits for room on a full channel.
+# Polling bounds while a message waits for room on a full channel of a layer that
+# cannot say when room frees up (every layer but memory://).
 _FULL_BACKOFF_MIN = 0.001
 _FULL_BACKOFF_MAX = 0.05
+# UTF-8 takes at most this many bytes per character: a text frame of at most
+# limit / 4 characters is under the limit without encoding it to count.
+_MAX_UTF8_BYTES = 4
+# Frames up to this size (in characters or bytes) are handed to memory:// uncopied:
+# far enough under the codec's 1 MiB limit that the message cannot reach it.
+_OWNED_FRAME_LIMIT = 512 * 1024
 # Pause after a layer error in the reply reader before reading again.
 _READER_RETRY = 0.5
 # Reply keys a socket understands.
 _SOCKET_REPLY_KEYS = frozenset({"accept", "subprotocol", "text", "bytes", "close"})
 
 _CONNECTING, _OPEN, _CLOSED = "connecting", "open", "closed"
+# The reply the default connect consumer sends.
+_ACCEPT: dict[str, Any] = {"accept": True}
 
 
 class InterfaceServer:
     """Turns ASGI connections into channel messages and relays replies."""
 
     def __init__(
-        self, layer: BaseChannelLayer, routes: Routes, settings: InterfaceSettings
+        self,
+        layer: BaseChannelLayer,
+        routes: Routes,
+        settings: InterfaceSettings,
+        *,
+        local_workers: bool = False,
     ) -> None:
+        """``routes`` is the served table (defaults included). ``local_workers``: the
+        app runs its workers in this process (so on memory:// nobody else could read
+        a message this interface sends)."""
         self.layer = layer
         self.routes = routes
         self.settings = settings
-        self.prefix = f"interface.{secrets.token_hex(6)}!"
+        self.prefix = f"{INTERFACE_PREFIX}{secrets.token_hex(6)}!"
         self._targets: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._sockets: dict[str, _Socket] = {}
         self._reader: asyncio.Task[None] | None = None
+        # memory:// hands replies over as they are sent and says when room frees up.
+        self._memory = layer if isinstance(layer, InMemoryChannelLayer) else None
+        self._attached = False
+        # Other layers: per channel, the FIFO that senders waiting for room join.
+        self._turns: dict[str, asyncio.Lock] = {}
+        # Set once every socket is being closed (shutdown): no worker is left to make
+        # room, so a disconnect that finds its channel full is dropped at once.
+        self._closing = False
+        # A connect that only the default consumer would take is accepted here when
+        # nothing could tell the difference: memory://, workers in this process (no
+        # other reader of websocket.connect), and no ordering that counts order 0.
+        self._answers_connects = (
+            local_workers
+            and self._memory is not None
+            and not any(ordering_mode(item.consumer) for item in routes)
+        )
 
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the one reader of this process's replies."""
-        if self._reader is None:
+        """Start receiving this process's replies."""
+        if self._memory is not None:
+            if not self._attached:
+                self._memory.attach_reader(self.prefix, self._deliver_all)
+                self._attached = True
+        elif self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read_replies())
 
     async def stop(self) -> None:
-        """Stop reading replies."""
+        """Stop receiving replies."""
+        if self._memory is not None and self._attached:
+            self._memory.detach_reader(self.prefix)
+            self._attached = False
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
@@ -92,6 +146,7 @@ class InterfaceServer:
 
     async def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
         """Close every open socket with ``code`` (graceful shutdown uses 1001)."""
+        self._closing = True
         for sock in list(self._sockets.values()):
             await sock.close(code)
 
@@ -118,6 +173,76 @@ class InterfaceServer:
         if target is not None:
             target(message)
 
+    def _deliver_all(self, channels: list[str], payload: bytes) -> None:
+        """The local reader: one payload for some of this process's reply channels.
+
+        Decoded once, for the first connection still here; every connection then
+        gets the same dict, which is safe because the interface only reads replies.
+        """
+        message: dict[str, Any] | None = None
+        for channel in channels:
+            target = self._targets.get(channel)
+            if target is None:
+                continue
+            if message is None:
+                message = decode(payload)
+            target(message)
+
+    # -- sending protocol messages ------------------------------------------------
+
+    def _send_waiting(
+        self, channel: str, content: dict[str, Any], timeout: float, *, owned: bool = False
+    ) -> Awaitable[None]:
+        """Send ``content``, waiting up to ``timeout`` seconds for room while the
+        channel is full, first come first served; ChannelFull if it never fits.
+
+        ``owned``: ``content`` is handed over (see ``InMemoryChannelLayer.send_waiting``).
+        Returns the layer's own coroutine where it can (one frame less per frame).
+        """
+        if self._memory is not None:
+            return self._memory.send_waiting(channel, content, timeout, owned=owned)
+        return self._send_polling(channel, content, timeout)
+
+    async def _send_polling(self, channel: str, content: dict[str, Any], timeout: float) -> None:
+        turn = self._turns.get(channel)
+        if turn is None:
+            turn = self._turns[channel] = asyncio.Lock()
+        if not turn.locked():  # nobody is waiting: no turn to take
+            try:
+                await self.layer.send(channel, content)
+                return
+            except ChannelFull:
+                if timeout <= 0:
+                    raise
+        await self._send_in_turn(turn, channel, content, timeout)
+
+    async def _send_in_turn(
+        self, turn: asyncio.Lock, channel: str, content: dict[str, Any], timeout: float
+    ) -> None:
+        """Wait for ``turn`` (a FIFO), then poll until the message fits: the layer
+        cannot say when room frees up, and one poller per channel is enough."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await turn.acquire()
+        except TimeoutError:
+            raise ChannelFull(channel, self.layer.capacity_for(queue_name(channel))) from None
+        try:
+            delay = _FULL_BACKOFF_MIN
+            while True:
+                try:
+                    await self.layer.send(channel, content)
+                    return
+                except ChannelFull:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, _FULL_BACKOFF_MAX)
+        finally:
+            turn.release()
+
     # -- WebSocket --------------------------------------------------------------
 
     async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,16 +268,34 @@ class InterfaceServer:
 
     async def _run_socket(self, sock: _Socket, scope: Scope, receive: Receive) -> None:
         path = route_path(scope)
+        if await self._open(sock, scope, path):
+            await self._read_frames(sock, path, receive)
+
+    async def _open(self, sock: _Socket, scope: Scope, path: str) -> bool:
+        """Send the connect (or answer it here) and wait for the verdict; True if open.
+
+        A function of its own so the connect message is not kept alive, in a
+        suspended frame, for as long as the socket is open.
+        """
         content = websocket_connect_content(scope, path, sock.reply_channel)
+        if self._answers_connects and self._only_default_accepts(content):
+            sock.deliver(_ACCEPT)
+            return sock.state == _OPEN
+        timeout = self.settings.websocket_connect_timeout
         try:
-            await self.layer.send(WEBSOCKET_CONNECT, content)
+            await self._send_waiting(WEBSOCKET_CONNECT, content, timeout)
         except ChannelFull:
-            logger.warning("websocket.connect is full; refusing a socket with 503")
+            logger.warning(
+                "websocket.connect stayed full for %.1fs; refusing a socket with 503", timeout
+            )
             await sock.deny(scope, 503)
-            return
-        if not await sock.wait_open(self.settings.websocket_connect_timeout):
-            return
-        await self._read_frames(sock, path, receive)
+            return False
+        return await sock.wait_open(timeout)
+
+    def _only_default_accepts(self, content: dict[str, Any]) -> bool:
+        """True if no routed consumer but the default one would take this connect."""
+        found = self.routes.match_content(WEBSOCKET_CONNECT, content)
+        return found is not None and found[0].consumer is default_connect
 
     async def _read_frames(self, sock: _Socket, path: str, receive: Receive) -> None:
         while True:
@@ -169,8 +312,12 @@ class InterfaceServer:
 
     def _frame_content(self, sock: _Socket, path: str, event: Message) -> dict[str, Any] | None:
         text, data = event.get("text"), event.get("bytes")
-        size = len(data) if data is not None else len(text.encode()) if text is not None else 0
-        if size > self.settings.max_frame_size:
+        limit = self.settings.max_frame_size
+        if text is not None:
+            size = len(text) if len(text) * _MAX_UTF8_BYTES <= limit else len(text.encode())
+        else:
+            size = len(data) if data is not None else 0
+        if size > limit:
             logger.info("closed a socket with 1009: a %d-byte frame is over the limit", size)
             sock.close_code = CLOSE_TOO_BIG
             return None
@@ -187,27 +334,26 @@ class InterfaceServer:
         return content
 
     async def _forward_frame(self, sock: _Socket, content: dict[str, Any]) -> bool:
-        """Send a frame's message, waiting while the channel is full (backpressure)."""
-        deadline = time.monotonic() + self.settings.receive_full_timeout
-        delay = _FULL_BACKOFF_MIN
-        while True:
-            try:
-                await self.layer.send(WEBSOCKET_RECEIVE, content)
-                return True
-            except MessageTooLarge:
-                logger.info("closed a socket with 1009: its frame's message is over the limit")
-                sock.close_code = CLOSE_TOO_BIG
-                return False
-            except ChannelFull:
-                if time.monotonic() >= deadline or sock.state == _CLOSED:
-                    logger.warning(
-                        "closed a socket with 1013: websocket.receive stayed full for %.1fs",
-                        self.settings.receive_full_timeout,
-                    )
-                    sock.close_code = CLOSE_TRY_AGAIN
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _FULL_BACKOFF_MAX)
+        """Send a frame's message; while the channel is full the socket is not read
+        (backpressure) and its frame waits its turn for room."""
+        timeout = self.settings.receive_full_timeout
+        # A frame's message is a dict of str, int and one str or bytes that nobody
+        # else holds: it can be handed over uncopied, unless it might be near the
+        # codec's size limit, which only encoding it checks.
+        owned = _frame_size(content) <= _OWNED_FRAME_LIMIT
+        try:
+            await self._send_waiting(WEBSOCKET_RECEIVE, content, timeout, owned=owned)
+            return True
+        except MessageTooLarge:
+            logger.info("closed a socket with 1009: its frame's message is over the limit")
+            sock.close_code = CLOSE_TOO_BIG
+            return False
+        except ChannelFull:
+            logger.warning(
+                "closed a socket with 1013: websocket.receive stayed full for %.1fs", timeout
+            )
+            sock.close_code = CLOSE_TRY_AGAIN
+            return False
 
     async def _send_disconnect(self, sock: _Socket, scope: Scope) -> None:
         code = sock.close_code if sock.opened else CLOSE_NEVER_OPENED
@@ -217,10 +363,14 @@ class InterfaceServer:
             "code": code or CLOSE_NORMAL,
             "order": sock.order + 1,
         }
+        timeout = 0.0 if self._closing else self.settings.receive_full_timeout
         try:
-            await self.layer.send(WEBSOCKET_DISCONNECT, content)
+            await self._send_waiting(WEBSOCKET_DISCONNECT, content, timeout)
         except ChannelFull:
-            logger.warning("websocket.disconnect is full; a disconnect message was dropped")
+            logger.warning(
+                "websocket.disconnect stayed full for %.1fs; a disconnect message was dropped",
+                timeout,
+            )
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -313,14 +463,26 @@ class _Socket:
         self.opened = False
         self.order = 0
         self.close_code: int | None = None
-        self._pending: deque[dict[str, Any]] = deque()
+        # Replies waiting behind a write in progress; made when first needed (an
+        # empty deque costs more memory than an idle socket's other state).
+        self._pending: deque[dict[str, Any]] | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._decided = asyncio.Event()
+        # Resolved once the handshake is decided (accepted or rejected).
+        self._decided: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def deliver(self, reply: dict[str, Any]) -> None:
-        """Queue a reply; a writer task runs only while replies are waiting."""
+        """Write a reply now if nothing waits ahead of it, else queue it behind.
+
+        ``reply`` is only read, never changed (one dict may go to many sockets).
+        Invariant: replies wait in ``_pending`` only while a writer task runs.
+        """
         if self.state == _CLOSED:
             return
+        if self._writer is None:
+            self._write_now(reply)
+            return
+        if self._pending is None:
+            self._pending = deque()
         if len(self._pending) >= self.limit:
             logger.warning(
                 "closed a socket with 1013: %d replies waiting, it is not reading", self.limit
@@ -329,18 +491,51 @@ class _Socket:
             self._pending.append({"close": CLOSE_TRY_AGAIN})
         else:
             self._pending.append(reply)
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
 
-    async def _write(self) -> None:
+    def _write_now(self, reply: dict[str, Any]) -> None:
+        # Most writes complete without waiting (the transport takes the bytes); only
+        # one that has to wait (flow control) becomes the writer task.
+        frame = self._plain_frame(reply)
         try:
+            if frame is None:
+                rest = run_eagerly(self._apply(reply))
+            else:
+                sent = self.send(frame)
+                rest = run_eagerly(sent if type(sent) is CoroutineType else _awaited(sent))
+        except Exception:  # the client is gone mid-write
+            self._gone()
+            return
+        if rest is not None:
+            self._writer = asyncio.get_running_loop().create_task(self._write(rest))
+
+    def _plain_frame(self, reply: dict[str, Any]) -> dict[str, Any] | None:
+        """The ASGI message for the commonest reply, ``{"text": str}`` or
+        ``{"bytes": bytes}`` to an open socket; None for anything else, which
+        :meth:`_apply` handles in full."""
+        if self.state != _OPEN or len(reply) != 1:
+            return None
+        text = reply.get("text")
+        if type(text) is str:
+            return {"type": "websocket.send", "text": text}
+        data = reply.get("bytes")
+        if type(data) is bytes:
+            return {"type": "websocket.send", "bytes": data}
+        return None
+
+    async def _write(self, rest: Continuation) -> None:
+        try:
+            await rest
             while self._pending:
                 await self._apply(self._pending.popleft())
+            self._pending = None
         except Exception:  # the client is gone mid-write
-            self.state = _CLOSED
-            self._pending.clear()
+            self._gone()
         finally:
             self._writer = None
+
+    def _gone(self) -> None:
+        self.state = _CLOSED
+        self._pending = None
 
     async def flushed(self) -> None:
         """Wait until every queued reply has been written."""
@@ -348,8 +543,8 @@ class _Socket:
             await asyncio.shield(self._writer)
 
     async def _apply(self, reply: dict[str, Any]) -> None:
-        unknown = reply.keys() - _SOCKET_REPLY_KEYS
-        if unknown or ("text" in reply and "bytes" in reply):
+        if not _SOCKET_REPLY_KEYS.issuperset(reply) or ("text" in reply and "bytes" in reply):
+            unknown = reply.keys() - _SOCKET_REPLY_KEYS
             problem = f"unknown keys {sorted(unknown)}" if unknown else "both 'text' and 'bytes'"
             logger.error("dropped a reply to a socket: it has %s", problem)
             return
@@ -379,19 +574,22 @@ class _Socket:
     def _mark(self, state: str) -> None:
         self.state = state
         self.opened = self.opened or state == _OPEN
-        self._decided.set()
+        if not self._decided.done():
+            self._decided.set_result(None)
 
     async def wait_open(self, timeout: float) -> bool:
         """Wait for the connect consumer's verdict; reject (403) on timeout."""
-        try:
-            await asyncio.wait_for(self._decided.wait(), timeout)
-        except TimeoutError:
-            if self.state == _CONNECTING:
-                logger.info(
-                    "rejected a socket: no reply to websocket.connect within %.1fs", timeout
-                )
-                self._mark(_CLOSED)
-                await self.send({"type": "websocket.close", "code": 1000})
+        if not self._decided.done():
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(self._decided)
+            except TimeoutError:
+                if self.state == _CONNECTING:
+                    logger.info(
+                        "rejected a socket: no reply to websocket.connect within %.1fs", timeout
+                    )
+                    self._mark(_CLOSED)
+                    await self.send({"type": "websocket.close", "code": 1000})
         return self.state == _OPEN
 
     async def deny(self, scope: Scope, status: int) -> None:
@@ -422,6 +620,18 @@ class _Socket:
         self.close_code = code
         with contextlib.suppress(Exception):  # the client may already be gone
             await self.send({"type": "websocket.close", "code": code})
+
+
+async def _awaited(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+def _frame_size(content: dict[str, Any]) -> int:
+    """A frame message's text length or byte count."""
+    value = content.get("text")
+    if value is None:
+        value = content.get("bytes", b"")
+    return len(value)
 
 
 def route_path(scope: Scope) -> str:

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ._eager import Continuation, run_eagerly
 from ._wrap import marked
 from .exceptions import ChannelFull, ConfigurationError, ConsumeLater, DenyConnection
 from .layers.base import BaseChannelLayer
@@ -47,6 +48,9 @@ MAX_CONSUME_LATER = 10
 RETRY_KEY = "__chanlite_retries__"
 #: In-flight limit beyond the thread count when some consumers are async.
 ASYNC_CONCURRENCY = 64
+# Messages a runner runs back to back, none of them waiting, before it lets the
+# event loop serve sockets and timers.
+_STREAK = 64
 # Channels whose unmatched messages are dropped without a log line.
 _SILENT_DROPS = frozenset({WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT})
 
@@ -79,7 +83,9 @@ class Worker:
                 f"concurrency must be a positive integer or None, got {concurrency!r}"
             )
         self.concurrency = concurrency or _default_concurrency(routes, threads)
-        self._slots = asyncio.Semaphore(self.concurrency)
+        # Runners waiting for the taker's role, and whether one holds it.
+        self._parked: deque[asyncio.Future[None]] = deque()
+        self._taking = False
         self._free_threads = asyncio.Semaphore(threads)
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -110,43 +116,139 @@ class Worker:
             self._receiving.cancel()
 
     async def _receive_loop(self) -> None:
+        """Run :attr:`concurrency` runners until :meth:`stop`, and until they finish.
+
+        A runner takes one message, runs it to the end, then takes the next, so at
+        most ``concurrency`` are in flight and none is taken without room to run it.
+        One runner at a time takes (the *taker*); it waits on the layer only while
+        nothing is queued, and :meth:`stop` cancels that wait (``_receiving``). A
+        message whose consumer never waits runs inside its runner's own step, so a
+        busy worker goes from message to message without a task switch; one that
+        waits wakes a parked runner to take the next meanwhile.
+        """
         loop = asyncio.get_running_loop()
-        while not self._stopping:
-            await self._slots.acquire()
-            if self._stopping:
-                self._slots.release()
-                break
-            self._receiving = loop.create_task(self._take())
+        runners = [loop.create_task(self._run_runner()) for _ in range(self.concurrency)]
+        self._tasks.update(runners)
+        try:
+            await asyncio.wait(runners)
+        finally:
+            if not all(runner.done() for runner in runners):  # we were cancelled
+                self.stop()
+                self._wake_parked(everyone=True)
+
+    async def _run_runner(self) -> None:
+        runner = asyncio.current_task()
+        assert runner is not None
+        streak = 0
+        while True:
+            taken = await self._take(runner)
+            if taken is None:
+                self._wake_parked(everyone=True)  # they are stopping too
+                return
+            channel, content, found, threaded = taken
+            rest = self._start_message(channel, content, found, threaded)
+            if rest is not None:
+                streak = 0
+                self._wake_parked()  # take the next message while this one waits
+                await self._finish_message(rest, channel, threaded)
+            else:
+                streak += 1
+                if streak >= _STREAK:
+                    streak = 0
+                    await asyncio.sleep(0)  # let sockets and timers run between batches
+
+    async def _take(
+        self, runner: asyncio.Task[Any]
+    ) -> tuple[str, dict[str, Any], tuple[Route, dict[str, str]] | None, bool] | None:
+        """Take the next message as the taker (``runner``); None once stopping.
+
+        Returns the channel, content, matched route and whether it runs in a thread.
+        """
+        while self._taking and not self._stopping:
+            await self._park()
+        if self._stopping:
+            return None
+        self._taking = True
+        try:
+            self._receiving = runner  # what stop() cancels
             try:
-                channel, content = await self._receiving
+                channel, content = await self.layer.receive(self.channels)
             except asyncio.CancelledError:
-                self._slots.release()
-                if self._stopping:
-                    break
-                raise
+                if not self._stopping:
+                    raise
+                runner.uncancel()
+                return None
             finally:
                 self._receiving = None
+            # Counted in the same step as the layer took it, so wait_idle never sees a
+            # message that is neither on its channel nor in flight.
+            self._taken += 1
+            assert channel is not None and content is not None  # no timeout was given
             found = self.routes.match_content(channel, content)
             threaded = found is not None and not found[0].is_async
             if threaded:
-                # A def consumer waits here, not in the executor's queue, so the
-                # next message stays on its channel until a thread is free.
-                await self._free_threads.acquire()
-            task = loop.create_task(self._handle(channel, content, found))
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._done, threaded))
+                # A def consumer's message waits here, with the taker's role held, not
+                # in the executor's queue: the next message stays on its channel
+                # until a thread is free.
+                try:
+                    await self._free_threads.acquire()
+                except BaseException:
+                    self._done(False)
+                    raise
+        finally:
+            self._taking = False
+        return channel, content, found, threaded
 
-    async def _take(self) -> tuple[str, dict[str, Any]]:
-        channel, content = await self.layer.receive(self.channels)
-        # Counted in the same step as the layer took it, so wait_idle never sees a
-        # message that is neither on its channel nor in flight.
-        self._taken += 1
-        return channel, content  # type: ignore[return-value]
+    def _start_message(
+        self,
+        channel: str,
+        content: dict[str, Any],
+        found: tuple[Route, dict[str, str]] | None,
+        threaded: bool,
+    ) -> Continuation | None:
+        """Run one taken message until it first waits; its rest, or None if done.
 
-    def _done(self, threaded: bool, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        It runs in a fresh copy of the context, as a task of its own would, so what a
+        consumer sets there does not reach the next message.
+        """
+        rest = None
+        try:
+            rest = run_eagerly(self._handle(channel, content, found), contextvars.copy_context())
+        except Exception:
+            logger.exception("the worker failed on a message on channel %r", channel)
+        if rest is None:
+            self._done(threaded)
+        return rest
+
+    async def _finish_message(self, rest: Continuation, channel: str, threaded: bool) -> None:
+        """Finish a message that :meth:`_start_message` left waiting."""
+        try:
+            await rest
+        except Exception:
+            logger.exception("the worker failed on a message on channel %r", channel)
+        finally:
+            self._done(threaded)
+
+    async def _park(self) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._parked.append(future)
+        try:
+            await future
+        finally:
+            if not future.done():
+                future.cancel()
+                self._parked.remove(future)
+
+    def _wake_parked(self, everyone: bool = False) -> None:
+        while self._parked:
+            future = self._parked.popleft()
+            if not future.done():
+                future.set_result(None)
+                if not everyone:
+                    return
+
+    def _done(self, threaded: bool) -> None:
         self._taken -= 1
-        self._slots.release()
         if threaded:
             self._free_threads.release()
         self._settled.set()

@@ -6,27 +6,72 @@ registers one :class:`_Waiter` on each queue it reads; a send wakes exactly one
 waiter of its queue (on that waiter's own loop). A woken receiver that leaves without
 taking a message passes the wake-up on, so no arrival is ever slept through.
 
+Two additions beyond the base contract serve an interface server in this process:
+
+* :meth:`InMemoryChannelLayer.send_waiting` is a send that waits for room while the
+  channel is full. The senders waiting on a queue form a FIFO, and each message that
+  leaves the queue admits the oldest of them in the same critical section: nobody
+  barges ahead, nobody polls, and none is starved.
+* :meth:`InMemoryChannelLayer.attach_reader` installs a *local reader* for a process
+  prefix ``prefix!``: messages for ``prefix!local`` names are handed to it as they are
+  sent instead of being queued, so a reply reaches its socket without a queue, a
+  reader task or a capacity check (the interface bounds what waits per socket).
+
 Messages are stored encoded, which both enforces the codec's rules and isolates
-receivers from senders (and from each other, for group sends).
+receivers from senders (and from each other, for group sends). The one exception is
+a message the sender hands over (``send_waiting(..., owned=True)``): the interface's
+``websocket.receive`` frames, which nobody else holds, are stored as the dict itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._codec import decode
+from .._codec import decode, encode
 from ..exceptions import ChannelFull
 from ..names import is_process_specific, queue_name, validate_channel_name, validate_group_name
 from .base import BaseChannelLayer, ReceiveResult
 
-# (expires_at, full channel name, encoded payload)
-_Entry = tuple[float, str, bytes]
+logger = logging.getLogger("chanlite.layers")
+
+# (expires_at, full channel name, encoded payload, or a dict handed over by its sender)
+_Entry = tuple[float, str, "bytes | dict[str, Any]"]
+#: A local reader: called with the full names of one payload's recipients.
+LocalReader = Callable[[list[str], bytes], None]
+# Validated receive lists kept; a worker asks for the same list on every receive.
+_NAME_CACHE_LIMIT = 1_000
+
+
+def _wake(future: asyncio.Future[None]) -> bool:
+    """Resolve ``future`` from any thread, on its own loop.
+
+    Returns False, waking nobody, if the future's event loop has been closed.
+    """
+    loop = future.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        _resolve(future)
+        return True
+    try:
+        loop.call_soon_threadsafe(_resolve, future)
+    except RuntimeError:  # its loop was closed under it: nobody is waiting
+        return False
+    return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _Waiter:
@@ -39,29 +84,56 @@ class _Waiter:
         self.woken = False
 
     def wake(self) -> bool:
-        """Resolve the future from any thread (caller holds the layer lock).
+        """Wake the receive (caller holds the layer lock); False if its loop is gone."""
+        self.woken = _wake(self.future)
+        return self.woken
 
-        Returns False, waking nobody, if the waiter's event loop has been closed.
+
+class _Sender:
+    """One send waiting for room; ``admitted`` is set (under the lock) once its
+    message is on the queue."""
+
+    __slots__ = ("admitted", "channel", "future", "payload")
+
+    def __init__(
+        self, future: asyncio.Future[None], channel: str, payload: bytes | dict[str, Any]
+    ) -> None:
+        self.future = future
+        self.channel = channel
+        self.payload = payload
+        self.admitted = False
+
+
+class _Reader:
+    """A local reader, and the event loop (and thread) it runs on."""
+
+    __slots__ = ("deliver", "loop", "thread")
+
+    def __init__(self, deliver: LocalReader, loop: asyncio.AbstractEventLoop) -> None:
+        self.deliver = deliver
+        self.loop = loop
+        self.thread = threading.get_ident()
+
+    def hand(self, channels: list[str], payload: bytes) -> None:
+        """Give one payload for ``channels`` to the reader, on its own loop.
+
+        Never raises into the sender: a failing reader is logged, and a reader whose
+        loop has closed drops the payload (nobody is there to read it).
         """
-        loop = self.future.get_loop()
+        # A thread runs one event loop at a time, and a reader is detached before its
+        # loop stops: on the reader's thread, this is the reader's loop (and the
+        # thread check is several times cheaper than asking for the running loop).
+        if threading.get_ident() == self.thread:
+            self._call(channels, payload)
+            return
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._call, channels, payload)
+
+    def _call(self, channels: list[str], payload: bytes) -> None:
         try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            _resolve(self.future)
-        else:
-            try:
-                loop.call_soon_threadsafe(_resolve, self.future)
-            except RuntimeError:  # its loop was closed under it: nobody is waiting
-                return False
-        self.woken = True
-        return True
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+            self.deliver(channels, payload)
+        except Exception:
+            logger.exception("a local reader failed; %d message(s) dropped", len(channels))
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -74,41 +146,173 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._lock = threading.Lock()
         self._queues: dict[str, deque[_Entry]] = {}
         self._waiters: dict[str, deque[_Waiter]] = {}
+        # Per queue, the sends waiting for room, oldest first. Invariant: a queue with
+        # waiting senders is full (each message leaving it admits one at once).
+        self._senders: dict[str, deque[_Sender]] = {}
+        self._readers: dict[str, _Reader] = {}
         # group -> {channel: membership expiry}; channel -> groups it is in
         self._groups: dict[str, dict[str, float]] = {}
         self._memberships: dict[str, set[str]] = {}
+        self._names: dict[tuple[str, ...], list[str]] = {}
         self._rotation = 0
+
+    # -- local readers ----------------------------------------------------------
+
+    def attach_reader(self, prefix: str, deliver: LocalReader) -> None:
+        """Hand every message for ``prefix`` + local names to ``deliver`` from now on.
+
+        ``prefix`` is a process prefix (ending in ``!``). ``deliver(channels, payload)``
+        gets the full names and the encoded payload (decode it once for all of them),
+        always on the event loop running this call; it must not raise. Messages
+        already queued for the prefix are handed over at once. Sends to the prefix
+        no longer queue, so they never raise ChannelFull and never expire; a
+        ``receive`` on the prefix finds nothing.
+        """
+        validate_channel_name(prefix)
+        if not prefix.endswith("!"):
+            raise ValueError(f"a local reader needs a process prefix ending in '!', not {prefix!r}")
+        reader = _Reader(deliver, asyncio.get_running_loop())
+        with self._lock:
+            self._readers[prefix] = reader
+            queued = self._queues.pop(prefix, deque())
+        for _, channel, payload in queued:
+            reader.hand([channel], payload if isinstance(payload, bytes) else encode(payload))
+
+    def detach_reader(self, prefix: str) -> None:
+        """Stop handing ``prefix``'s messages to a local reader; they queue again."""
+        with self._lock:
+            self._readers.pop(prefix, None)
 
     # -- sending --------------------------------------------------------------
 
     async def send_encoded(self, channel: str, payload: bytes) -> None:
         """Append ``payload`` to ``channel``; raise ChannelFull when at capacity."""
+        key = queue_name(channel)
+        reader = self._readers.get(key) if self._readers else None
+        if reader is not None:
+            reader.hand([channel], payload)
+            return
         now = time.monotonic()
         with self._lock:
-            if not self._append(channel, payload, now):
-                key = queue_name(channel)
+            if not self._append(key, channel, payload, now):
                 raise ChannelFull(channel, self.capacity_for(key))
+
+    async def send_waiting(
+        self, channel: str, message: dict[str, Any], timeout: float, *, owned: bool = False
+    ) -> None:
+        """Send ``message``, waiting up to ``timeout`` seconds for room while
+        ``channel`` is full; raise ChannelFull if there is still none by then.
+
+        The senders waiting on a queue are admitted oldest first, one per message that
+        leaves it, and ahead of any later ``send``. Raises like :meth:`send` for a bad
+        name or content. A cancelled call may already have sent its message.
+
+        ``owned=True`` hands ``message`` over instead of copying it: it is stored and
+        received as is, unencoded. Only for a dict the caller built, never touches
+        again and knows the codec accepts within its size limit.
+        """
+        validate_channel_name(channel)
+        key = queue_name(channel)
+        reader = self._readers.get(key) if self._readers else None
+        if reader is not None:
+            reader.hand([channel], encode(message))
+            return
+        payload: bytes | dict[str, Any] = message if owned else encode(message)
+        with self._lock:
+            if self._append(key, channel, payload, time.monotonic()):
+                return
+            if timeout <= 0:
+                raise ChannelFull(channel, self.capacity_for(key))
+            sender = _Sender(asyncio.get_running_loop().create_future(), channel, payload)
+            self._senders.setdefault(key, deque()).append(sender)
+        await self._wait_for_room(sender, key, timeout)
+
+    async def _wait_for_room(self, sender: _Sender, key: str, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await sender.future
+        except TimeoutError:
+            with self._lock:
+                if not sender.admitted:
+                    # Expired messages free room without anyone touching the queue.
+                    self._expire_and_admit(key, time.monotonic())
+                if not sender.admitted:
+                    self._forget_sender(sender, key)
+                    raise ChannelFull(sender.channel, self.capacity_for(key)) from None
+        except asyncio.CancelledError:
+            with self._lock:
+                if not sender.admitted:
+                    self._forget_sender(sender, key)
+            raise
+
+    def waiting_senders(self, channel: str) -> int:
+        """How many :meth:`send_waiting` calls wait for room on ``channel``'s queue."""
+        with self._lock:
+            return len(self._senders.get(queue_name(channel), ()))
+
+    def _forget_sender(self, sender: _Sender, key: str) -> None:
+        senders = self._senders.get(key)
+        if senders is not None:
+            with contextlib.suppress(ValueError):
+                senders.remove(sender)
+            if not senders:
+                del self._senders[key]
 
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
         """Append ``payload`` to every live member; full members are skipped."""
         now = time.monotonic()
+        local: dict[str, list[str]] = {}
         with self._lock:
+            readers = self._readers
             for channel in self._live_members(group, now):
-                if not self._append(channel, payload, now):
+                key = queue_name(channel)
+                if readers and key in readers:
+                    local.setdefault(key, []).append(channel)
+                elif not self._append(key, channel, payload, now):
                     self.group_full_skips += 1
+            targets = [(readers[key], channels) for key, channels in local.items()]
+        for reader, channels in targets:
+            reader.hand(channels, payload)
 
-    def _append(self, channel: str, payload: bytes, now: float) -> bool:
-        key = queue_name(channel)
+    def _append(self, key: str, channel: str, payload: bytes | dict[str, Any], now: float) -> bool:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = deque()
         elif queue:
-            self._drop_expired(queue, now)
+            if queue[0][0] <= now:
+                self._drop_expired(queue, now)
+            if key in self._senders:
+                self._admit_senders(key, now)  # waiting senders go first
             if len(queue) >= self.capacity_for(key):
                 return False
         queue.append((now + self.expiry, channel, payload))
-        self._wake_one(key)
+        if key in self._waiters:
+            self._wake_one(key)
         return True
+
+    def _admit_senders(self, key: str, now: float) -> None:
+        """Move waiting senders' messages onto ``key``'s queue while it has room."""
+        senders = self._senders.get(key)
+        if not senders:
+            return
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+        capacity = self.capacity_for(key)
+        while senders and len(queue) < capacity:
+            sender = senders.popleft()
+            queue.append((now + self.expiry, sender.channel, sender.payload))
+            sender.admitted = True
+            _wake(sender.future)
+            self._wake_one(key)
+        if not senders:
+            del self._senders[key]
+
+    def _expire_and_admit(self, key: str, now: float) -> None:
+        queue = self._queues.get(key)
+        if queue:
+            self._drop_expired(queue, now)
+        self._admit_senders(key, now)
 
     def _wake_one(self, key: str) -> None:
         waiters = self._waiters.get(key)
@@ -121,7 +325,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
         """Take the next message from any of ``channels`` (see the base contract)."""
-        keys = self.receive_names(channels)
+        keys = self._receive_keys(channels)
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             waiter = None
@@ -130,15 +334,35 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 if entry is None and not _past(deadline):
                     waiter = self._register(keys)
             if entry is not None:
-                return entry[1], decode(entry[2])
+                payload = entry[2]
+                return entry[1], payload if isinstance(payload, dict) else decode(payload)
             if waiter is None:
                 return None, None
             await self._wait(waiter, keys, deadline)
 
+    def _receive_keys(self, channels: Iterable[str]) -> list[str]:
+        """Validated names of a receive; a list or tuple seen before costs a lookup.
+
+        The returned list is shared between calls: it must not be changed.
+        """
+        if not isinstance(channels, (list, tuple)):
+            return self.receive_names(channels)
+        names = tuple(channels)
+        keys = self._names.get(names)
+        if keys is None:
+            keys = self.receive_names(names)
+            if len(self._names) >= _NAME_CACHE_LIMIT:
+                self._names.clear()
+            self._names[names] = keys
+        return keys
+
     def _register(self, keys: list[str]) -> _Waiter:
         waiter = _Waiter(asyncio.get_running_loop().create_future())
         for key in keys:
-            self._waiters.setdefault(key, deque()).append(waiter)
+            waiters = self._waiters.get(key)  # not setdefault: it would build a deque
+            if waiters is None:
+                waiters = self._waiters[key] = deque()
+            waiters.append(waiter)
         return waiter
 
     async def _wait(self, waiter: _Waiter, keys: list[str], deadline: float | None) -> None:
@@ -163,12 +387,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._unregister(waiter, keys)
 
     def _unregister(self, waiter: _Waiter, keys: list[str]) -> None:
+        # Runs after every wait, so plain try/except rather than contextlib.suppress.
         for key in keys:
             waiters = self._waiters.get(key)
             if waiters is None:
                 continue
-            with contextlib.suppress(ValueError):
+            try:
                 waiters.remove(waiter)
+            except ValueError:  # the wake-up already took it off this queue
+                continue
             if not waiters:
                 del self._waiters[key]
 
@@ -181,13 +408,18 @@ class InMemoryChannelLayer(BaseChannelLayer):
             queue = self._queues.get(key)
             if not queue:
                 continue
-            self._drop_expired(queue, now)
+            if queue[0][0] <= now:
+                self._drop_expired(queue, now)
             if queue:
                 entry = queue.popleft()
+                if self._senders:
+                    self._admit_senders(key, now)
                 if not queue:
                     del self._queues[key]
                 return entry
             del self._queues[key]
+            if self._senders:
+                self._admit_senders(key, now)
         return None
 
     def _drop_expired(self, queue: deque[_Entry], now: float) -> None:
@@ -245,17 +477,20 @@ class InMemoryChannelLayer(BaseChannelLayer):
     # -- housekeeping ---------------------------------------------------------
 
     async def flush(self) -> None:
-        """Drop every message and group."""
+        """Drop every message and group (senders waiting for room get it)."""
         with self._lock:
             self._queues.clear()
             self._groups.clear()
             self._memberships.clear()
+            now = time.monotonic()
+            for key in list(self._senders):
+                self._admit_senders(key, now)
 
     async def stats(self) -> dict[str, Any]:
         """Current channel depths and group sizes."""
         with self._lock:
             return {
-                "channels": {key: len(queue) for key, queue in self._queues.items()},
+                "channels": {key: len(queue) for key, queue in self._queues.items() if queue},
                 "groups": {group: len(members) for group, members in self._groups.items()},
             }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -102,6 +103,27 @@ async def test_two_rooms_chat_and_disconnect_consumer(server: Served) -> None:
     assert await a2.recv() == "red:left:1000"  # the disconnect consumer ran
     await a2.close()
     await b1.close()
+
+
+async def test_a_handshake_flood_and_a_broadcast_past_the_default_capacity(
+    server: Served,
+) -> None:
+    # 150 handshakes in flight at the default capacity of 100 per channel: none is
+    # refused with 503. Then one broadcast reaches all 150 sockets of this process,
+    # and closing them all at once loses no disconnect (each one's consumer tells
+    # the room).
+    room = f"{server.ws}/room/flood/"
+    sockets = await asyncio.gather(*(connect(room) for _ in range(150)))
+    try:
+        await sockets[0].send("hi")
+        for ws in sockets:
+            assert await ws.recv() == "flood:hi"
+    finally:
+        watcher = sockets.pop()
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    left = [await watcher.recv() for _ in sockets]
+    await watcher.close()
+    assert left == ["flood:left:1000"] * len(sockets)
 
 
 async def test_frame_over_limit_closes_1009(server: Served) -> None:

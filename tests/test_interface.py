@@ -1,0 +1,429 @@
+"""The interface server under load, driven in-process through ASGI: sockets that are
+fake clients, a real app, its layer and its workers on the test's event loop.
+
+Every wait is for an observable condition and bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from chanlite import Chanlite, Group, Message, Routes
+from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.server import InterfaceServer
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 5.0
+KEY = "a-long-enough-random-secret-key-for-tests"
+
+
+class FakeClient:
+    """One WebSocket client talking to ``app`` through ASGI, without a network."""
+
+    def __init__(self, app: Chanlite, path: str = "/") -> None:
+        self.app = app
+        self.path = path
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def connect(self) -> None:
+        """Start the handshake (the app runs in a task of its own)."""
+        scope = {
+            "type": "websocket",
+            "path": self.path,
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"test")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 2),
+            "scheme": "ws",
+            "subprotocols": [],
+            "extensions": {"websocket.http.response": {}},
+        }
+        self.inbox.put_nowait({"type": "websocket.connect"})
+        self.task = asyncio.get_running_loop().create_task(
+            self.app(scope, self.inbox.get, self._record)
+        )
+
+    async def _record(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        self.changed.set()
+        if message["type"] == "websocket.close" and self.status == "open":
+            # As uvicorn does: the app's own close comes back as a disconnect.
+            self.inbox.put_nowait({"type": "websocket.disconnect", "code": message["code"]})
+
+    def send_text(self, text: str) -> None:
+        self.inbox.put_nowait({"type": "websocket.receive", "text": text})
+
+    def close(self, code: int = 1000) -> None:
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [message for message in self.sent if message["type"] == kind]
+
+    @property
+    def texts(self) -> list[str]:
+        return [message["text"] for message in self.of_type("websocket.send")]
+
+    @property
+    def status(self) -> str | None:
+        """ "open", "closed" or "refused <status>", once the handshake is decided."""
+        for message in self.sent:
+            if message["type"] == "websocket.accept":
+                return "open"
+            if message["type"] == "websocket.close":
+                return "closed"
+            if message["type"] == "websocket.http.response.start":
+                return f"refused {message['status']}"
+        return None
+
+    async def wait_for(self, condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def finished(self) -> None:
+        assert self.task is not None
+        async with asyncio.timeout(TIMEOUT):
+            await self.task
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (boundedly) for a condition that no event announces, such as layer state."""
+    async with asyncio.timeout(TIMEOUT):
+        # Layer state announces no event: look again after every other task has had
+        # a turn (bounded by the timeout; no time passes between looks).
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0)
+
+
+async def until_depth(layer: InMemoryChannelLayer, channel: str, depth: int) -> None:
+    """Wait (boundedly) until ``channel`` holds ``depth`` messages."""
+    async with asyncio.timeout(TIMEOUT):
+        while (await layer.stats())["channels"].get(channel, 0) != depth:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+
+
+@asynccontextmanager
+async def started(app: Chanlite) -> AsyncIterator[Chanlite]:
+    await app.startup()
+    try:
+        yield app
+    finally:
+        await app.shutdown()
+
+
+async def open_clients(
+    app: Chanlite, count: int, path: str = "/", *, accept: bool = False
+) -> list[FakeClient]:
+    """Connect ``count`` clients and wait for each handshake's verdict; with
+    ``accept``, answer their connects from the test (an app without workers)."""
+    clients = [FakeClient(app, path) for _ in range(count)]
+    for client in clients:
+        client.connect()
+    if accept:
+        assert app.layer is not None
+        for _ in clients:
+            _, connect = await app.layer.receive(["websocket.connect"], timeout=TIMEOUT)
+            await app.layer.send(connect["reply_channel"], {"accept": True})
+    for client in clients:
+        await client.wait_for(lambda client=client: client.status is not None)  # type: ignore[misc]
+    return clients
+
+
+def memory_layer(app: Chanlite) -> InMemoryChannelLayer:
+    assert isinstance(app.layer, InMemoryChannelLayer)
+    return app.layer
+
+
+def interface(app: Chanlite) -> InterfaceServer:
+    assert app.interface is not None
+    return app.interface
+
+
+# -- replies ------------------------------------------------------------------------
+
+
+def room_routes() -> Routes:
+    routes = Routes()
+
+    @routes.consumer("websocket.connect")
+    async def join(message: Message) -> None:
+        await message.reply_channel.asend({"accept": True})  # type: ignore[union-attr]
+        await Group("room").aadd(message.reply_channel)  # type: ignore[arg-type]
+
+    @routes.consumer("websocket.receive")
+    async def say(message: Message) -> None:
+        await Group("room").asend({"text": message["text"]})
+
+    return routes
+
+
+async def test_a_broadcast_reaches_every_local_socket_past_the_capacity() -> None:
+    # Defect 1: every reply channel of a process shares its interface.<id>! queue, so
+    # a broadcast to more local sockets than the capacity used to drop the rest.
+    app = Chanlite(room_routes(), layer="memory://?capacity=10", secret_key=KEY)
+    async with started(app):
+        clients = await open_clients(app, 40)
+        assert {client.status for client in clients} == {"open"}
+        clients[0].send_text("to everyone")
+        for client in clients:
+            await client.wait_for(lambda client=client: client.texts == ["to everyone"])  # type: ignore[misc]
+        for client in clients:
+            client.close()
+
+
+async def test_replies_to_one_socket_keep_their_order() -> None:
+    routes = Routes()
+
+    @routes.consumer("websocket.receive")
+    async def count(message: Message) -> None:
+        for n in range(50):
+            await message.reply_channel.asend({"text": f"{message['text']}{n}"})  # type: ignore[union-attr]
+
+    app = Chanlite(routes, secret_key=KEY)
+    async with started(app):
+        (client,) = await open_clients(app, 1)
+        client.send_text("a")
+        client.send_text("b")
+        expected = [f"a{n}" for n in range(50)] + [f"b{n}" for n in range(50)]
+        await client.wait_for(lambda: len(client.texts) == 100)
+        assert client.texts == expected
+        client.close()
+
+
+async def test_a_consumer_that_changes_its_message_does_not_change_others() -> None:
+    routes = Routes()
+    seen: list[dict[str, Any]] = []
+
+    @routes.consumer("websocket.connect")
+    async def join(message: Message) -> None:
+        await message.reply_channel.asend({"accept": True})  # type: ignore[union-attr]
+        await Group("copies").aadd(message.reply_channel)  # type: ignore[arg-type]
+
+    @routes.consumer("websocket.receive")
+    async def mutate(message: Message) -> None:
+        seen.append(dict(message.content))
+        message.content["text"] = "changed"
+        reply = {"text": "shared"}
+        await Group("copies").asend(reply)
+        reply["text"] = "changed after send"
+
+    app = Chanlite(routes, secret_key=KEY)
+    async with started(app):
+        first, second = await open_clients(app, 2)
+        first.send_text("original")
+        for client in (first, second):
+            await client.wait_for(lambda client=client: client.texts == ["shared"])  # type: ignore[misc]
+        assert seen[0]["text"] == "original"
+        first.close()
+        second.close()
+
+
+async def test_replies_through_a_send_that_returns_a_future_go_out_once() -> None:
+    # ASGI only promises that send() returns an awaitable, not a coroutine.
+    class FutureClient(FakeClient):
+        def _record(self, message: dict[str, Any]) -> asyncio.Future[None]:  # type: ignore[override]
+            self.sent.append(message)
+            self.changed.set()
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    app = Chanlite(echo_routes(), secret_key=KEY)
+    async with started(app):
+        client = FutureClient(app)
+        client.connect()
+        await client.wait_for(lambda: client.status == "open")
+        client.send_text("once")
+        await client.wait_for(lambda: client.texts == ["once"])
+        client.send_text("twice")
+        await client.wait_for(lambda: len(client.texts) == 2)
+        assert client.texts == ["once", "twice"]
+        client.close()
+
+
+def echo_routes() -> Routes:
+    routes = Routes()
+
+    @routes.consumer("websocket.receive")
+    async def echo(message: Message) -> None:
+        await message.reply_channel.asend({"text": message["text"]})  # type: ignore[union-attr]
+
+    return routes
+
+
+# -- backpressure on websocket.receive ------------------------------------------------
+
+
+def blocked_routes(gate: threading.Event, order: list[str]) -> Routes:
+    routes = Routes()
+
+    @routes.consumer("websocket.receive")
+    def record(message: Message) -> None:
+        assert gate.wait(TIMEOUT)
+        order.append(message["text"])
+        message.reply_channel.send({"text": message["text"]})  # type: ignore[union-attr]
+
+    return routes
+
+
+async def test_frames_that_wait_for_room_go_in_the_order_they_came() -> None:
+    # Defect 3: frames meeting a full websocket.receive used to retry with a backoff,
+    # so whichever socket happened to retry first got the room and an unlucky one
+    # could starve. Now they queue, first come first served.
+    app = Chanlite(Routes(), layer="memory://?capacity=1", workers=False, secret_key=KEY)
+    async with started(app):
+        layer = memory_layer(app)
+        clients = await open_clients(app, 8, accept=True)
+        clients[0].send_text("c0")
+        await until_depth(layer, "websocket.receive", 1)
+        for index, client in enumerate(clients[1:], start=1):
+            client.send_text(f"c{index}")
+            await until(lambda index=index: layer.waiting_senders("websocket.receive") == index)  # type: ignore[misc]
+        received = []
+        for _ in clients:
+            _, message = await layer.receive(["websocket.receive"], timeout=TIMEOUT)
+            received.append(message["text"])
+        assert received == [f"c{index}" for index in range(8)]
+        assert not any(client.of_type("websocket.close") for client in clients)
+        for client in clients:
+            client.close()
+
+
+async def test_a_burst_from_many_sockets_waits_for_busy_workers_and_none_is_closed() -> None:
+    gate, order = threading.Event(), []
+    app = Chanlite(
+        blocked_routes(gate, order),
+        layer="memory://?capacity=2",
+        secret_key=KEY,
+        receive_full_timeout=TIMEOUT,
+    )
+    app.threads = 1
+    async with started(app):
+        try:
+            clients = await open_clients(app, 30)
+            for index, client in enumerate(clients):
+                for frame in range(3):
+                    client.send_text(f"{index}.{frame}")
+            gate.set()
+            for index, client in enumerate(clients):
+                expected = [f"{index}.{frame}" for frame in range(3)]
+                await client.wait_for(
+                    lambda client=client, expected=expected: client.texts == expected
+                )  # type: ignore[misc]
+            assert not any(client.of_type("websocket.close") for client in clients)
+            for client in clients:
+                client.close()
+        finally:
+            gate.set()  # before shutdown, which waits for consumers in flight
+
+
+async def test_a_frame_blocked_past_the_timeout_closes_with_1013(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate, order = threading.Event(), []
+    app = Chanlite(
+        blocked_routes(gate, order),
+        layer="memory://?capacity=1",
+        secret_key=KEY,
+        receive_full_timeout=0.2,
+    )
+    app.threads = 1
+    async with started(app):
+        try:
+            (client,) = await open_clients(app, 1)
+            for n in range(4):  # taken, waiting for a thread, queued, then blocked
+                client.send_text(str(n))
+            await client.wait_for(lambda: bool(client.of_type("websocket.close")))
+            assert client.of_type("websocket.close")[0]["code"] == 1013
+            assert "stayed full" in caplog.text
+        finally:
+            gate.set()  # before shutdown, which waits for consumers in flight
+
+
+# -- connects and disconnects ---------------------------------------------------------
+
+
+async def test_a_flood_of_handshakes_past_the_capacity_is_not_refused() -> None:
+    # Defect 4: a full websocket.connect channel answered 503 at once, so 200
+    # handshakes in flight on a healthy server met 503s at the default capacity.
+    app = Chanlite(Routes(), layer="memory://?capacity=2", secret_key=KEY)
+    async with started(app):
+        clients = await open_clients(app, 50)
+        assert [client.status for client in clients] == ["open"] * 50
+        for client in clients:
+            client.close()
+
+
+async def test_a_connect_channel_that_stays_full_still_answers_503() -> None:
+    app = Chanlite(
+        Routes(),
+        layer="memory://?capacity=1",
+        workers=False,
+        secret_key=KEY,
+        websocket_connect_timeout=0.2,
+    )
+    async with started(app):
+        await memory_layer(app).send("websocket.connect", {"filler": True})
+        (client,) = await open_clients(app, 1)
+        assert client.status == "refused 503"
+
+
+async def test_every_socket_of_a_mass_close_gets_its_disconnect() -> None:
+    # Defect 2: a websocket.disconnect that met a full channel was dropped, so a
+    # mass close lost disconnects. Now it waits for room (receive_full_timeout).
+    gate = threading.Event()
+    closed: list[str] = []
+    routes = Routes()
+
+    @routes.consumer("websocket.disconnect")
+    def leave(message: Message) -> None:
+        assert gate.wait(TIMEOUT)
+        closed.append(message["reply_channel"])
+
+    app = Chanlite(routes, layer="memory://?capacity=1", secret_key=KEY)
+    app.threads = 1
+    async with started(app):
+        try:
+            layer = memory_layer(app)
+            clients = await open_clients(app, 10)
+            for client in clients:
+                client.close()
+            # One disconnect runs, one waits for the thread, one fills the channel:
+            # the other seven must wait for room, not be dropped.
+            await until(lambda: layer.waiting_senders("websocket.disconnect") == 7)
+            gate.set()
+            for client in clients:
+                await client.finished()
+            await until(lambda: len(closed) == 10)
+        finally:
+            gate.set()  # before shutdown, which waits for consumers in flight
+    assert len(set(closed)) == 10
+
+
+async def test_a_disconnect_that_cannot_fit_at_shutdown_is_dropped_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # At shutdown the workers have stopped, so nothing will make room: waiting
+    # receive_full_timeout for each socket would only delay the exit.
+    app = Chanlite(Routes(), layer="memory://?capacity=1", secret_key=KEY, receive_full_timeout=60)
+    await app.startup()
+    clients = await open_clients(app, 3)
+    with caplog.at_level(logging.WARNING, logger="chanlite.server"):
+        await app.shutdown()
+        for client in clients:
+            await client.finished()
+    assert [client.of_type("websocket.close")[0]["code"] for client in clients] == [1001] * 3
+    assert caplog.text.count("a disconnect message was dropped") == 2
