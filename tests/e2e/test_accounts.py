@@ -45,7 +45,7 @@ async def test_http_login_then_websocket_user(served: Served) -> None:
 async def test_bad_cookie_gives_an_anonymous_user(served: Served, cookie: str) -> None:
     if cookie == "tampered":
         good = await _login(served, "bob")
-        cookie = good[:-1] + ("A" if good[-1] != "A" else "B")
+        cookie = ("A" if good[0] != "A" else "B") + good[1:]
     headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
     with pytest.raises(InvalidStatus) as refused:
         async with connect(f"{served.ws}/me/", additional_headers=headers):
