@@ -314,7 +314,7 @@ class Worker:
                 continue  # ConsumeLater: it runs again in its turn
             # A message that ran out of turn must not move the socket's cursor; an
             # unordered disconnect still removes it.
-            advance = self._mode(item) is not None or channel == WEBSOCKET_CONNECT
+            advance = channel == WEBSOCKET_CONNECT or self._mode(item) is not None
             if not advance and channel != WEBSOCKET_DISCONNECT:
                 continue
             try:

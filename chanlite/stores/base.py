@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, TypeAlias
 
 from ..exceptions import ConfigurationError, InvalidChannelName
 from ..names import validate_group_name
+
+#: A parked message: its bytes, or a function that makes them, which a store calls
+#: only when it parks the message (most messages run at once and need none).
+Payload: TypeAlias = bytes | Callable[[], bytes]
 
 __all__ = ["SessionStore"]
 
@@ -65,13 +69,14 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def order_start(
-        self, socket: str, order: int, slight: bool, payload: bytes, ttl: float
+        self, socket: str, order: int, slight: bool, payload: Payload, ttl: float
     ) -> bool:
         """Atomically decide whether message ``order`` of ``socket`` may run now.
 
         Strict (``slight=False``): it may run when ``order <= next``. Slight: it may
         run once ``next >= 1`` (the connect has finished). If it may run, return True.
-        Otherwise park ``payload`` under ``order`` (with its ``slight`` flag) and
+        Otherwise park ``payload`` (bytes, or a function returning them, called
+        only then) under ``order`` (with its ``slight`` flag) and
         return False. Either way the cursor exists afterwards (``next`` 0 when it was
         absent or had expired, its parked messages gone with it) and its expiry moves to
         ``ttl`` from now. Parking an order that is already parked replaces its payload.
@@ -127,10 +132,15 @@ def releasable(next_order: int, parked: Iterable[tuple[int, bool]]) -> list[int]
     return released
 
 
+def payload_bytes(payload: Payload) -> bytes:
+    """The bytes of a payload given as bytes or as a function that makes them."""
+    return bytes(payload() if callable(payload) else payload)
+
+
 def check_ttl(ttl: float) -> float:
     """``ttl`` as a float: ``TypeError`` unless a number, ``ValueError`` unless
     positive and finite."""
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
     if not (math.isfinite(ttl) and ttl > 0):
         raise ValueError(f"ttl must be a positive, finite number of seconds, got {ttl!r}")

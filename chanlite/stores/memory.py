@@ -8,8 +8,9 @@ and is bound to no event loop. Its state is seen only by this process.
   fails at save time, and every load decodes a fresh copy, so callers never share
   mutable state through the store.
 * Expiry runs on the monotonic clock. An expired entry is dropped when it is next
-  touched; besides, every operation examines a few entries at the front of its table
-  (:data:`SWEEP_BATCH`), dropping the expired ones and moving live ones to the back.
+  touched; besides, every :data:`SWEEP_EVERY`-th operation on a table examines a
+  few entries at its front (:data:`SWEEP_BATCH` per operation since the last sweep),
+  dropping the expired ones and moving live ones to the back.
   Tables are ordered by last use, so with one ttl per kind of entry the front holds
   the entries that expire first: dead keys cannot pile up, and no operation ever
   scans a whole table.
@@ -24,12 +25,22 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .._codec import decode, encode
-from .base import SessionStore, check_order, check_ttl, may_run, releasable
+from .base import (
+    Payload,
+    SessionStore,
+    check_order,
+    check_ttl,
+    may_run,
+    payload_bytes,
+    releasable,
+)
 
 __all__ = ["MemorySessionStore"]
 
 #: How many entries at the front of a table each operation examines for expiry.
 SWEEP_BATCH = 4
+#: Operations between two sweeps of a table (the hot ordering path stays short).
+SWEEP_EVERY = 16
 
 
 @dataclass
@@ -60,6 +71,8 @@ class MemorySessionStore(SessionStore):
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        # Operations per table (by id) since the store began, to pace the sweeps.
+        self._operations = {id(self._sessions): 0, id(self._cursors): 0}
 
     @classmethod
     def for_layer(cls, layer: object) -> MemorySessionStore:
@@ -76,11 +89,11 @@ class MemorySessionStore(SessionStore):
             now = time.monotonic()
             session = _live(self._sessions, key, now)
             if session is None:
-                _sweep(self._sessions, now)
+                self._maybe_sweep(self._sessions, now)
                 return None
             session.expires = now + ttl
             self._sessions.move_to_end(key)
-            _sweep(self._sessions, now)
+            self._maybe_sweep(self._sessions, now)
             data = session.data
         return decode(data)
 
@@ -92,18 +105,18 @@ class MemorySessionStore(SessionStore):
             now = time.monotonic()
             self._sessions[key] = _Session(now + ttl, encoded)
             self._sessions.move_to_end(key)
-            _sweep(self._sessions, now)
+            self._maybe_sweep(self._sessions, now)
 
     async def delete(self, key: str) -> None:
         """Forget ``key``."""
         with self._lock:
             self._sessions.pop(key, None)
-            _sweep(self._sessions, time.monotonic())
+            self._maybe_sweep(self._sessions, time.monotonic())
 
     # -- ordering cursors ---------------------------------------------------------
 
     async def order_start(
-        self, socket: str, order: int, slight: bool, payload: bytes, ttl: float
+        self, socket: str, order: int, slight: bool, payload: Payload, ttl: float
     ) -> bool:
         """Run ``order`` now (True) or park ``payload`` (False); see the contract."""
         order, ttl = check_order(order), check_ttl(ttl)
@@ -111,7 +124,7 @@ class MemorySessionStore(SessionStore):
             cursor = self._cursor(socket, ttl)
             if may_run(cursor.next, order, slight):
                 return True
-            cursor.parked[order] = (bool(slight), bytes(payload))
+            cursor.parked[order] = (bool(slight), payload_bytes(payload))
             return False
 
     async def order_finish(self, socket: str, order: int, last: bool, ttl: float) -> list[bytes]:
@@ -120,6 +133,10 @@ class MemorySessionStore(SessionStore):
         with self._lock:
             cursor = self._cursor(socket, ttl)
             cursor.next = max(cursor.next, order + 1)
+            if not cursor.parked:  # the common case: nobody waits
+                if last:
+                    del self._cursors[socket]
+                return []
             parked = sorted((number, slight) for number, (slight, _) in cursor.parked.items())
             released = [cursor.parked.pop(number)[1] for number in releasable(cursor.next, parked)]
             if last and not cursor.parked:
@@ -136,8 +153,14 @@ class MemorySessionStore(SessionStore):
         else:
             cursor.expires = now + ttl
             self._cursors.move_to_end(socket)
-        _sweep(self._cursors, now)
+        self._maybe_sweep(self._cursors, now)
         return cursor
+
+    def _maybe_sweep(self, table: OrderedDict[str, Any], now: float) -> None:
+        """Sweep ``table`` on every :data:`SWEEP_EVERY`-th call. Caller holds the lock."""
+        count = self._operations[id(table)] = self._operations[id(table)] + 1
+        if count % SWEEP_EVERY == 0:
+            _sweep(table, now, SWEEP_BATCH * SWEEP_EVERY)
 
     def __repr__(self) -> str:
         with self._lock:
@@ -155,10 +178,10 @@ def _live(table: OrderedDict[str, _Entry], key: str, now: float) -> _Entry | Non
     return entry
 
 
-def _sweep(table: OrderedDict[str, _Entry], now: float) -> None:
-    """Examine up to :data:`SWEEP_BATCH` entries at the front: drop the expired, move
-    the live to the back (so the next sweep looks further on)."""
-    for _ in range(min(SWEEP_BATCH, len(table))):
+def _sweep(table: OrderedDict[str, _Entry], now: float, count: int) -> None:
+    """Examine up to ``count`` entries at the front: drop the expired, move the live
+    to the back (so the next sweep looks further on)."""
+    for _ in range(min(count, len(table))):
         key, entry = table.popitem(last=False)
         if entry.expires > now:
             table[key] = entry

@@ -35,7 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from .._codec import decode, encode
 from ..layers.redis import RedisScript, RedisShard, RedisShards
-from .base import DEFAULT_PREFIX, SessionStore, check_order, check_prefix, check_ttl
+from .base import (
+    DEFAULT_PREFIX,
+    Payload,
+    SessionStore,
+    check_order,
+    check_prefix,
+    check_ttl,
+    payload_bytes,
+)
 
 if TYPE_CHECKING:
     from ..layers.redis import RedisChannelLayer
@@ -202,11 +210,11 @@ class RedisSessionStore(SessionStore):
     # -- ordering cursors ---------------------------------------------------------
 
     async def order_start(
-        self, socket: str, order: int, slight: bool, payload: bytes, ttl: float
+        self, socket: str, order: int, slight: bool, payload: Payload, ttl: float
     ) -> bool:
         """One :data:`ORDER_START_SCRIPT` call, never sent twice: had a first attempt
         parked the message and a finish freed it, a repeat would park it again."""
-        args = [check_order(order), _flag(slight), bytes(payload), _ms(ttl)]
+        args = [check_order(order), _flag(slight), payload_bytes(payload), _ms(ttl)]
         name = self.cursor_key(socket)
         return bool(await self._shard(name).run(ORDER_START_SCRIPT, [name], args))
 

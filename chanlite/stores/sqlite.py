@@ -34,11 +34,13 @@ from ..exceptions import ConfigurationError
 from ..layers.sqlite import SQLiteConnection, database_path, immediate
 from .base import (
     DEFAULT_PREFIX,
+    Payload,
     SessionStore,
     check_order,
     check_prefix,
     check_ttl,
     may_run,
+    payload_bytes,
     releasable,
 )
 
@@ -192,10 +194,10 @@ class SQLiteSessionStore(SessionStore):
     # -- ordering cursors ---------------------------------------------------------
 
     async def order_start(
-        self, socket: str, order: int, slight: bool, payload: bytes, ttl: float
+        self, socket: str, order: int, slight: bool, payload: Payload, ttl: float
     ) -> bool:
         """Check and park in one ``BEGIN IMMEDIATE`` transaction."""
-        args = (socket, check_order(order), bool(slight), bytes(payload), check_ttl(ttl))
+        args = (socket, check_order(order), bool(slight), payload_bytes(payload), check_ttl(ttl))
         return await self._db.run(self._start_job, *args)
 
     def _start_job(

@@ -394,6 +394,25 @@ class StoreContract:
         with pytest.raises(error, match="order"):
             await store.order_finish("bad.order", finish_order, False, TTL)
 
+    async def test_a_payload_function_is_called_only_to_park(self, store):
+        calls: list[int] = []
+
+        def make(order: int):
+            def payload() -> bytes:
+                calls.append(order)
+                return f"p{order}".encode()
+
+            return payload
+
+        socket = "lazy.payload"
+        assert await store.order_start(socket, 0, False, make(0), TTL)
+        assert not await store.order_start(socket, 2, False, make(2), TTL)
+        assert await store.order_finish(socket, 0, False, TTL) == []
+        assert await store.order_start(socket, 1, False, make(1), TTL)
+        assert await store.order_finish(socket, 1, False, TTL) == [b"p2"]
+        # The stores that run in this process call it only for the parked message.
+        assert 2 in calls
+
     async def test_finish_of_minus_one_leaves_the_cursor_and_last_removes_it(self, store):
         socket = "out.of.turn"
         assert not await store.order_start(socket, 1, False, b"p1", TTL)

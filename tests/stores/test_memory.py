@@ -16,7 +16,7 @@ import pytest
 
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.stores import SessionStore
-from chanlite.stores.memory import SWEEP_BATCH, MemorySessionStore
+from chanlite.stores.memory import SWEEP_BATCH, SWEEP_EVERY, MemorySessionStore
 
 from .contract import TTL, StoreContract, play, shuffled
 
@@ -44,7 +44,7 @@ async def test_expired_sessions_are_purged_as_the_store_is_used():
         await store.save(f"dead.{n}", {"n": n}, 0.02)
     await outlive(0.02)
     # Never touched again, the dead keys still go: each use sweeps a few of them.
-    for _ in range(dead // SWEEP_BATCH + 1):
+    for _ in range(dead // SWEEP_BATCH + SWEEP_EVERY):
         await store.save("live", {"alive": True}, TTL)
     assert list(store._sessions) == ["live"]
 
@@ -56,7 +56,7 @@ async def test_expired_cursors_are_purged_with_what_they_parked():
     for n in range(dead):
         assert not await store.order_start(f"dead.{n}", 1, False, b"x" * 100, 0.02)
     await outlive(0.02)
-    for _ in range(dead // SWEEP_BATCH + 1):
+    for _ in range(dead // SWEEP_BATCH + SWEEP_EVERY):
         assert await store.order_start("live", 0, False, b"", TTL)
     assert list(store._cursors) == ["live"]
 
@@ -117,3 +117,15 @@ def test_for_layer_gives_a_memory_store():
     store: Any = MemorySessionStore.for_layer(InMemoryChannelLayer())
     assert isinstance(store, MemorySessionStore)
     assert repr(store) == "<MemorySessionStore sessions=0 cursors=0>"
+
+
+@pytest.mark.anyio
+async def test_messages_that_run_at_once_are_never_encoded():
+    store = MemorySessionStore()
+
+    def refuse() -> bytes:
+        raise AssertionError("encoded although it ran at once")
+
+    assert await store.order_start("s", 0, False, refuse, TTL)
+    assert await store.order_finish("s", 0, False, TTL) == []
+    assert await store.order_start("s", 1, False, refuse, TTL)
