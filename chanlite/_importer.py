@@ -11,8 +11,9 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from .exceptions import ImportStringError
+from .exceptions import ConfigurationError, ImportStringError
 
 
 def import_from_string(target: str) -> object:
@@ -76,3 +77,23 @@ def _import_file(path: Path) -> ModuleType:
         sys.modules.pop(name, None)
         raise
     return module
+
+
+def import_backend(spec: str, scheme: str, kind: str) -> Any:
+    """Import a backend named ``"module:Class"`` lazily, for the URL scheme ``scheme``.
+
+    A missing third-party package raises ConfigurationError with an install hint;
+    ``kind`` ("layer", "session store") names what the backend is in that message.
+    """
+    module_name, _, class_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("chanlite."):
+            raise ConfigurationError(
+                f"the {scheme}:// {kind} is not available in this version"
+            ) from None
+        raise ConfigurationError(
+            f"the {scheme}:// {kind} needs the package {exc.name!r}: pip install {exc.name}"
+        ) from None
+    return getattr(module, class_name)

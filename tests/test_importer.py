@@ -201,3 +201,14 @@ def test_import_module_by_file(tmp_path: Path) -> None:
     finally:
         sys.modules.pop("imp_mod_file", None)
         sys.path.remove(str(tmp_path.resolve()))
+
+
+def test_backend_with_a_missing_package_gives_an_install_hint() -> None:
+    from chanlite._importer import import_backend
+    from chanlite.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"redis2:// layer needs the package 'nopkg_x'"):
+        import_backend("nopkg_x.sub:Layer", "redis2", "layer")
+    with pytest.raises(ConfigurationError, match="session store is not available"):
+        import_backend("chanlite.no_such_module:Store", "x", "session store")
+    assert import_backend("chanlite.stores.memory:MemorySessionStore", "memory", "store")

@@ -6,10 +6,10 @@ a ready instance unchanged.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .._importer import import_backend
 from ..exceptions import ConfigurationError
 from .base import BaseChannelLayer
 
@@ -105,16 +105,5 @@ def _check_option_names(options: dict[str, Any], where: str) -> None:
 
 
 def _backend_class(scheme: str) -> type[BaseChannelLayer]:
-    module_name, _, class_name = _BACKENDS[scheme].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("chanlite."):
-            raise ConfigurationError(
-                f"the {scheme}:// layer is not available in this version"
-            ) from None
-        raise ConfigurationError(
-            f"the {scheme}:// layer needs the package {exc.name!r}: pip install {exc.name}"
-        ) from None
-    cls: type[BaseChannelLayer] = getattr(module, class_name)
+    cls: type[BaseChannelLayer] = import_backend(_BACKENDS[scheme], scheme, "layer")
     return cls

@@ -18,7 +18,6 @@ Anything else raises :class:`~chanlite.exceptions.ConfigurationError`.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 import weakref
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .._importer import import_backend
 from ..exceptions import ConfigurationError
 from ..layers.base import BaseChannelLayer
 from .base import SessionStore
@@ -117,18 +117,7 @@ def _split_url(url: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def _backend_class(scheme: str) -> type[SessionStore]:
-    module_name, _, class_name = _BACKENDS[scheme].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("chanlite."):
-            raise ConfigurationError(
-                f"the {scheme}:// session store is not available in this version"
-            ) from None
-        raise ConfigurationError(
-            f"the {scheme}:// session store needs the package {exc.name!r}: pip install {exc.name}"
-        ) from None
-    cls: type[SessionStore] = getattr(module, class_name)
+    cls: type[SessionStore] = import_backend(_BACKENDS[scheme], scheme, "session store")
     return cls
 
 
