@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 
 import pytest
@@ -27,9 +28,19 @@ def redis_available() -> bool:
 
 def require_redis() -> None:
     """Skip (or, with CHANLITE_REQUIRE_REDIS=1, fail) when no Redis answers."""
-    if redis_available():
-        return
-    reason = f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}"
+    if not redis_available():
+        _missing(f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}")
+
+
+def require_redis_server() -> None:
+    """Skip (or, with CHANLITE_REQUIRE_REDIS=1, fail) without a redis-server binary
+    to start a private server with."""
+    if not shutil.which("redis-server"):
+        _missing("no redis-server binary to start a private server with")
+
+
+def _missing(reason: str) -> None:
+    """Fail under CHANLITE_REQUIRE_REDIS=1 (CI), else skip with a visible reason."""
     if os.environ.get("CHANLITE_REQUIRE_REDIS") == "1":
-        pytest.fail(f"{reason}, and CHANLITE_REQUIRE_REDIS=1 requires one")
+        pytest.fail(f"{reason}, and CHANLITE_REQUIRE_REDIS=1 requires it")
     pytest.skip(reason)

@@ -12,10 +12,8 @@ import asyncio
 import fnmatch
 import itertools
 import logging
-import os
 import re
 import secrets
-import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -46,7 +44,7 @@ from chanlite.layers.redis import (
     parse_redis_url,
 )
 
-from ..conftest import require_redis
+from ..conftest import require_redis, require_redis_server
 from .contract import PATIENCE, WAKE_WITHIN, LayerContract
 from .redis_helpers import STOP, RedisServer, free_port
 
@@ -58,15 +56,6 @@ LOGGER = "chanlite.layers.redis"
 
 def unique_prefix() -> str:
     return "t" + secrets.token_hex(6)
-
-
-def require_redis_server() -> None:
-    """Skip (or, with CHANLITE_REQUIRE_REDIS=1, fail) without a redis-server binary."""
-    if shutil.which("redis-server"):
-        return
-    if os.environ.get("CHANLITE_REQUIRE_REDIS") == "1":
-        pytest.fail("no redis-server binary, and CHANLITE_REQUIRE_REDIS=1 requires one")
-    pytest.skip("no redis-server binary to start a private server with")
 
 
 @pytest.mark.redis

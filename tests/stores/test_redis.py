@@ -8,9 +8,7 @@ outages). Without Redis they skip, or fail with CHANLITE_REQUIRE_REDIS=1.
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -23,7 +21,7 @@ from chanlite.layers.redis import RedisChannelLayer, RedisShards
 from chanlite.stores import SessionStore, get_session_store
 from chanlite.stores.redis import CURSOR_KEY, SESSION_KEY, RedisSessionStore
 
-from ..conftest import require_redis
+from ..conftest import require_redis, require_redis_server
 from ..layers.redis_helpers import RedisServer
 from .contract import TTL, SharedStoreContract
 
@@ -33,15 +31,6 @@ TEST_URL = "redis://127.0.0.1:6379/13"
 
 def unique_prefix() -> str:
     return "st" + secrets.token_hex(6)
-
-
-def require_redis_server() -> None:
-    """Skip (or, with CHANLITE_REQUIRE_REDIS=1, fail) without a redis-server binary."""
-    if shutil.which("redis-server"):
-        return
-    if os.environ.get("CHANLITE_REQUIRE_REDIS") == "1":
-        pytest.fail("no redis-server binary, and CHANLITE_REQUIRE_REDIS=1 requires one")
-    pytest.skip("no redis-server binary to start a private server with")
 
 
 async def purge(shards: RedisShards, prefix: str) -> None:
