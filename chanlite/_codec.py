@@ -1,9 +1,11 @@
 """The message codec: content dicts to bytes and back, with orjson.
 
 Content is a dict of JSON types plus ``bytes``. It round-trips exactly: bytes stay
-bytes, str stays str, tuples become lists. ``bytes`` travel as a one-key object
-``{"\\u0000b": "<base64>"}``; a content dict may therefore not use the key ``"\\x00b"``
-itself (it is refused with ``TypeError``).
+bytes, str stays str, tuples become lists. Anything else is refused with
+``TypeError``, including what orjson would quietly turn into something else (enum
+members other than ``IntEnum``/``StrEnum``, UUIDs) and content that contains itself.
+``bytes`` travel as a one-key object ``{"\\u0000b": "<base64>"}``; a content dict may
+therefore not use the key ``"\\x00b"`` itself (it is refused with ``TypeError``).
 
 The size limit counts ``bytes`` values at their raw length, so a 1 MiB WebSocket frame
 and a 1 MiB message mean the same thing.
@@ -33,6 +35,12 @@ _SCALARS = (str, int, float, bool, type(None), bytes)
 # datetimes and dataclasses would silently become str/dict: send them to the hook,
 # which refuses them like any other type a message cannot carry.
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+# Leaf types orjson writes as themselves. It writes enum members and UUIDs too, as
+# their value and as a str, without asking the hook and with no option to stop it:
+# _only_kept finds them after the fact, so they are refused rather than changed.
+_KEPT = frozenset({str, int, float, bool, type(None), bytes, bytearray, memoryview})
+# orjson refuses content nested deeper than this (the top-level dict counts as 1).
+_MAX_DEPTH = 254
 
 
 class _BytesTagger:
@@ -68,6 +76,8 @@ def encode(content: object, *, limit: int = MESSAGE_SIZE_LIMIT) -> bytes:
         data = orjson.dumps(content, default=tagger, option=_DUMPS_OPTIONS)
     except TypeError as exc:
         raise TypeError(_describe_unencodable(content) or f"message content: {exc}") from None
+    if not _only_kept(content):
+        raise TypeError(_describe_unencodable(content) or "message content cannot be carried")
     if b"null" in data:
         # orjson writes NaN and infinities as null; refuse them rather than change them.
         problem = _find_non_finite(content, "content")
@@ -119,21 +129,36 @@ def _refuse_reserved_key(value: object, path: str) -> None:
             _refuse_reserved_key(item, f"{path}[{index}]")
 
 
-def _describe_unencodable(value: object, path: str = "content") -> str | None:
+def _only_kept(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> bool:
+    """True if every leaf inside ``value`` is of a type orjson writes as itself."""
+    for item in value.values() if isinstance(value, dict) else value:
+        if type(item) in _KEPT:
+            continue
+        if isinstance(item, (dict, list, tuple)):
+            if not _only_kept(item):
+                return False
+        elif not isinstance(item, (str, int)):  # IntEnum and StrEnum members are kept
+            return False
+    return True
+
+
+def _describe_unencodable(value: object, path: str = "content", depth: int = 1) -> str | None:
     """Find the first value orjson could not encode and say where it is."""
+    if isinstance(value, (dict, list, tuple)) and depth > _MAX_DEPTH:
+        return f"content is nested more than {_MAX_DEPTH} levels deep, or contains itself"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"{path} has a key of type {type(key).__name__} ({key!r}); keys must be str"
             if not _is_utf8(key):
                 return f"{path} has a key {key!r} that is not valid UTF-8 (a lone surrogate)"
-            found = _describe_unencodable(item, f"{path}[{key!r}]")
+            found = _describe_unencodable(item, f"{path}[{key!r}]", depth + 1)
             if found:
                 return found
         return None
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _describe_unencodable(item, f"{path}[{index}]")
+            found = _describe_unencodable(item, f"{path}[{index}]", depth + 1)
             if found:
                 return found
         return None

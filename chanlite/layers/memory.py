@@ -137,12 +137,17 @@ class _Reader:
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
-    """A channel layer in this process's memory (``memory://``)."""
+    """A channel layer in this process's memory (``memory://``).
+
+    ``clock`` is the time source of message and group expiry (``time.monotonic`` by
+    default; tests pass a fake one). Receive timeouts always run on real time.
+    """
 
     schemes = ("memory",)
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
         super().__init__(**options)
+        self._clock = clock
         self._lock = threading.Lock()
         self._queues: dict[str, deque[_Entry]] = {}
         self._waiters: dict[str, deque[_Waiter]] = {}
@@ -192,7 +197,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if reader is not None:
             reader.hand([channel], payload)
             return
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             if not self._append(key, channel, payload, now):
                 raise ChannelFull(channel, self.capacity_for(key))
@@ -219,7 +224,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             return
         payload: bytes | dict[str, Any] = message if owned else encode(message)
         with self._lock:
-            if self._append(key, channel, payload, time.monotonic()):
+            if self._append(key, channel, payload, self._clock()):
                 return
             if timeout <= 0:
                 raise ChannelFull(channel, self.capacity_for(key))
@@ -235,7 +240,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             with self._lock:
                 if not sender.admitted:
                     # Expired messages free room without anyone touching the queue.
-                    self._expire_and_admit(key, time.monotonic())
+                    self._expire_and_admit(key, self._clock())
                 if not sender.admitted:
                     self._forget_sender(sender, key)
                     raise ChannelFull(sender.channel, self.capacity_for(key)) from None
@@ -260,7 +265,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
         """Append ``payload`` to every live member; full members are skipped."""
-        now = time.monotonic()
+        now = self._clock()
         local: dict[str, list[str]] = {}
         with self._lock:
             readers = self._readers
@@ -330,7 +335,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         while True:
             waiter = None
             with self._lock:
-                entry = self._pop_first(keys, time.monotonic())
+                entry = self._pop_first(keys, self._clock())
                 if entry is None and not _past(deadline):
                     waiter = self._register(keys)
             if entry is not None:
@@ -435,7 +440,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         validate_group_name(group)
         validate_channel_name(channel)
         with self._lock:
-            self._groups.setdefault(group, {})[channel] = time.monotonic() + self.group_expiry
+            self._groups.setdefault(group, {})[channel] = self._clock() + self.group_expiry
             self._memberships.setdefault(channel, set()).add(group)
 
     async def group_discard(self, group: str, channel: str) -> None:
@@ -449,7 +454,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """The unexpired members of ``group``."""
         validate_group_name(group)
         with self._lock:
-            return set(self._live_members(group, time.monotonic()))
+            return set(self._live_members(group, self._clock()))
 
     def _live_members(self, group: str, now: float) -> list[str]:
         members = self._groups.get(group)
@@ -482,7 +487,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._queues.clear()
             self._groups.clear()
             self._memberships.clear()
-            now = time.monotonic()
+            now = self._clock()
             for key in list(self._senders):
                 self._admit_senders(key, now)
 

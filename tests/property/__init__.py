@@ -1,0 +1,1 @@
+"""Property-based tests: the codec, routing, names and the memory layer against models."""
