@@ -4,10 +4,12 @@ Data layout (key formats are the ``*_KEY`` constants; every key starts with the
 layer's ``prefix`` so layers sharing a database stay apart):
 
 * A channel is a list under ``QUEUE_KEY`` of its stored name (``prefix!`` for
-  ``prefix!local``). Each entry is ``b"<expires_ms> <channel> <payload>"``: the full
+  ``prefix!local``). Each entry is ``b"<expires_ms> <channels> <payload>"``: the full
   channel name travels inside the entry, so one read of ``prefix!`` serves every reply
-  channel of a process. Entries are appended in time order, so expired ones are
-  always at the head, where every script trims them.
+  channel of a process. A group send stores one entry per process queue, naming all
+  of that process's members, comma-separated (names cannot hold commas). Entries are
+  appended in time order, so expired ones are always at the head, where every script
+  trims them.
 * A group is a sorted set per shard under ``GROUP_KEY`` (member -> membership expiry
   in ms) holding the members whose queues live on that shard. Keeping each member on
   its own queue's shard makes ``group_send`` one script call per shard, and lets the
@@ -16,9 +18,11 @@ layer's ``prefix`` so layers sharing a database stay apart):
 * Times come from the Redis server (``TIME``), never from client clocks.
 
 Every operation is one Lua script call (one round trip per shard); the scripts are
-the ``*_SCRIPT`` constants below. Receiving blocks in ``BLPOP`` on a connection of its
-own, so a waiting receiver wakes as soon as a message lands; see :class:`_Reader` for
-how that read is shared and why a cancelled receive never loses a message.
+the ``*_SCRIPT`` constants below. Receiving blocks in ``BLMPOP`` (``BLPOP`` before
+Redis 7) on a connection of its own, so a waiting receiver wakes as soon as a message
+lands, and one read takes up to a batch of entries into the process's buffer, where
+the next receives find them without a round trip; see :class:`_Reader` for how that
+read is shared and why a cancelled receive never loses a message.
 
 Several hosts shard by jump consistent hash of the stored channel name:
 ``redis://a:6379/0,redis://b:6379/0``. ``rediss://`` uses TLS and
@@ -39,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import inspect
 import logging
 import random
 import re
@@ -59,6 +64,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .._codec import decode
 from ..exceptions import ChannelFull, ConfigurationError
 from ..names import queue_name, validate_channel_name, validate_group_name
+from ._multiplex import Multiplexer
 from .base import BaseChannelLayer, ReceiveResult
 
 __all__ = [
@@ -87,15 +93,22 @@ REDIS_PORT, SENTINEL_PORT = 6379, 26379
 CONNECT_PATIENCE = 2.0
 # Reconnect backoff: first and longest pause between attempts (seconds).
 BACKOFF_START, BACKOFF_MAX = 0.05, 1.0
-#: Server-side bound of one BLPOP; a reader re-issues it, so this only bounds how long
-#: a silently dead connection can go unnoticed.
+#: Server-side bound of one blocking read; a reader re-issues it, so this only bounds
+#: how long a silently dead connection can go unnoticed.
 BLOCK_SECONDS = 5
-# Extra time allowed for a BLPOP reply to arrive after its server-side timeout.
+# Extra time allowed for a blocking read's reply to arrive after its server-side timeout.
 READ_GRACE = 5.0
+#: Entries one blocking read takes from a process queue (``prefix!``: nobody else
+#: reads it) and from a shared channel (other processes may be waiting for those).
+PROCESS_BATCH, SHARED_BATCH = 256, 8
+#: How long a reader with nobody waiting stays, so a process that receives in a loop
+#: keeps one reader; then it stops and hands its buffered entries back to Redis.
+LINGER = 0.5
 # Socket timeouts of command connections (seconds).
 SOCKET_TIMEOUT, SOCKET_CONNECT_TIMEOUT = 5.0, 2.0
-#: Concurrent command connections per server; more callers wait their turn.
-COMMAND_CONNECTIONS = 64
+#: Command connections per server: one carries every command (see ``_multiplex``); a
+#: second may open while a broken one is being replaced.
+COMMAND_CONNECTIONS = 4
 # Blocking connections per server: one per distinct set of channels being received.
 BLOCKING_CONNECTIONS = 10_000
 # Keys asked for per SCAN call in flush() and stats().
@@ -132,15 +145,27 @@ local function evict(channel)
 end
 
 -- Drop expired entries from the head; a process-specific channel whose message
--- expired unread leaves every group it is in.
+-- expired unread leaves every group it is in. Its queue was kept group_expiry past
+-- its messages only so that this could happen: from now on it lives as long as the
+-- messages left in it, so a dead process's queue does not linger for a day.
 local function trim(key, now)
+    local evicted = false
     while true do
         local head = redis.call('LINDEX', key, 0)
         if not head then return end
-        local expires, channel = string.match(head, '^(%d+) (%S+) ')
-        if tonumber(expires) > now then return end
+        local expires, channels = string.match(head, '^(%d+) (%S+) ')
+        if tonumber(expires) > now then break end
         redis.call('LPOP', key)
-        if string.find(channel, '!', 1, true) then evict(channel) end
+        for channel in string.gmatch(channels, '[^,]+') do
+            if string.find(channel, '!', 1, true) then
+                evict(channel)
+                evicted = true
+            end
+        end
+    end
+    if evicted then
+        local last = redis.call('LINDEX', key, -1)
+        redis.call('PEXPIREAT', key, string.match(last, '^(%d+) '))
     end
 end
 
@@ -170,7 +195,9 @@ return 1
 # pattern, capacity) from channel_capacity. Returns how many full members were
 # skipped. Atomic (one script), so expired memberships are dropped, dead members
 # evicted and every live member served in one step whatever the group size; members
-# are iterated, never unpacked, so no Lua stack limit applies.
+# are iterated, never unpacked, so no Lua stack limit applies. The members of one
+# process queue get one entry naming them all, so a broadcast to a thousand sockets
+# of one interface is one entry for it to read.
 _GROUP_SEND = """
 local capacities = {}
 local function capacity_of(stored)
@@ -185,18 +212,29 @@ end
 
 local now, group, full = now_ms(), KEYS[1], 0
 local expires_at = now + tonumber(ARGV[5])
+local trimmed, processes, order = {}, {}, {}
 redis.call('ZREMRANGEBYSCORE', group, '-inf', now)
 for _, member in ipairs(redis.call('ZRANGE', group, 0, -1)) do
     local stored = stored_name(member)
     local key = QUEUE .. stored
-    trim(key, now)
+    if not trimmed[stored] then trim(key, now); trimmed[stored] = true end
     if redis.call('ZSCORE', group, member) then
-        if redis.call('LLEN', key) >= capacity_of(stored) then
+        if stored ~= member then
+            if not processes[stored] then processes[stored] = {}; table.insert(order, stored) end
+            table.insert(processes[stored], member)
+        elseif redis.call('LLEN', key) >= capacity_of(stored) then
             full = full + 1
         else
-            local ttl = tonumber(string.find(member, '!', 1, true) and ARGV[7] or ARGV[6])
-            push(key, member, ARGV[4], expires_at, ttl)
+            push(key, member, ARGV[4], expires_at, tonumber(ARGV[6]))
         end
+    end
+end
+for _, stored in ipairs(order) do
+    local key, members = QUEUE .. stored, processes[stored]
+    if redis.call('LLEN', key) >= capacity_of(stored) then
+        full = full + #members
+    else
+        push(key, table.concat(members, ','), ARGV[4], expires_at, tonumber(ARGV[7]))
     end
 end
 return full
@@ -233,29 +271,31 @@ redis.call('SREM', KEYS[2], ARGV[4])
 return 1
 """
 
-# KEYS: queues, in the order to try. Returns the first live entry, taken off its
-# queue, or false. Atomic, so two receivers can never take the same entry.
+# KEYS: queues, in the order to try. Returns {the first live entry, taken off its
+# queue; the server time in ms}, or false. Atomic, so two receivers can never take the
+# same entry.
 _POP = """
 local now = now_ms()
 for _, key in ipairs(KEYS) do
     trim(key, now)
     local entry = redis.call('LPOP', key)
-    if entry then return entry end
+    if entry then return {entry, now} end
 end
 return false
 """
 
-# ARGV[4..]: process-specific channels whose messages expired unread (found by BLPOP).
+# ARGV[4..]: process-specific channels whose messages expired unread (found by a read).
 _EVICT = """
 for i = 4, #ARGV do evict(ARGV[i]) end
 return 1
 """
 
-# KEYS[1]: a queue. ARGV[4..5]: an entry taken by a reader nobody was left to receive
-# it for, and the queue ttl ms. Puts it back at the head, where it came from.
+# KEYS[1]: a queue. ARGV[4]: the queue ttl ms; ARGV[5..]: entries taken from it that
+# nobody in the process was left to receive, oldest first. Puts them back at the head,
+# in order, where they came from.
 _REQUEUE = """
-redis.call('LPUSH', KEYS[1], ARGV[4])
-extend(KEYS[1], tonumber(ARGV[5]))
+for i = #ARGV, 5, -1 do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+extend(KEYS[1], tonumber(ARGV[4]))
 return 1
 """
 
@@ -456,6 +496,7 @@ def _make_pools(address: RedisAddress) -> tuple[Any, Any, list[Any]]:
         "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT,
         "socket_keepalive": True,
     }
+    options.update(_without_maintenance_notifications())
     commands = {"socket_timeout": SOCKET_TIMEOUT, "max_connections": COMMAND_CONNECTIONS}
     # A blocking read must outlast its BLPOP; a read past that means a dead connection.
     blocking_timeout = BLOCK_SECONDS + READ_GRACE
@@ -479,6 +520,22 @@ def _make_pools(address: RedisAddress) -> tuple[Any, Any, list[Any]]:
     return pool(**options, **commands), pool(**options, **blocking), []
 
 
+def _without_maintenance_notifications() -> dict[str, Any]:
+    """Pool options that turn redis-py's maintenance notifications off, where it has
+    them (asyncio pools, redis-py 8 and later).
+
+    While they are on (its default for RESP3) a pool skips its check for connections
+    the server closed as they sat idle: after a Redis restart each pooled connection
+    would fail one command, and a send that fails is not sent again. chanlite
+    reconnects on its own and needs no such notifications.
+    """
+    if "maint_notifications_config" not in inspect.signature(ConnectionPool).parameters:
+        return {}
+    from redis.maint_notifications import MaintNotificationsConfig
+
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
 def _sentinel_options() -> dict[str, Any]:
     return {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT}
 
@@ -494,8 +551,13 @@ class RedisShard:
         #: The redis-py pool of command connections (blocking reads have their own).
         self.pool: Any
         self.pool, self._blocking_pool, self._sentinels = _make_pools(address)
-        self._slots = asyncio.Semaphore(COMMAND_CONNECTIONS)
+        self._multiplexer: Multiplexer | None = None
+        self._connecting = asyncio.Lock()
         self._reachable = True
+        #: How many outages have begun (each at the first failure after an answer).
+        self.outages = 0
+        #: Whether blocking reads use BLMPOP (Redis 7); cleared on an older server.
+        self.blmpop = True
 
     def __repr__(self) -> str:
         return f"<RedisShard {self.address.label} db={self.address.db}>"
@@ -506,11 +568,19 @@ class RedisShard:
         """Note a failure; the first of an outage is logged as a WARNING."""
         if self._reachable:
             self._reachable = False
+            self.outages += 1
             logger.warning("redis at %s unreachable; retrying (%s)", self.address.label, error)
 
-    def mark_up(self) -> None:
-        """Note a success; the first after an outage is logged as INFO."""
-        if not self._reachable:
+    def mark_up(self, outages: int) -> None:
+        """Note that the server answered a command sent when :attr:`outages` was
+        ``outages``; the first answer after an outage is logged as INFO.
+
+        Only an answer to a command sent since the outage began ends it: one to a
+        command sent earlier may have arrived before the failure and been read after
+        it, and a connection taken from the pool proves nothing either (the server
+        may have closed it a moment ago).
+        """
+        if not self._reachable and outages == self.outages:
             self._reachable = True
             logger.info("redis at %s is reachable again", self.address.label)
 
@@ -536,23 +606,41 @@ class RedisShard:
         retry: bool = False,
         patience: float = CONNECT_PATIENCE,
     ) -> list[Any]:
-        """Send ``commands`` in one write and return their replies, in order (a
-        :class:`ResponseError` in place of a failed command's reply)."""
+        """Send ``commands`` together and return their replies, in order (a
+        :class:`ResponseError` in place of a failed command's reply). They share the
+        server's one command connection with every concurrent caller."""
         deadline = time.monotonic() + patience
-        async with self._slots:
-            for delay in _backoff():
-                connection = await self._connect(self.pool, deadline)
-                try:
-                    return await _round_trip(connection, commands)
-                except _NETWORK_ERRORS as error:
-                    await connection.disconnect()
-                    self.mark_down(error)
-                    if not retry or time.monotonic() >= deadline:
-                        raise
-                finally:
-                    await self.pool.release(connection)
-                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        for delay in _backoff():
+            multiplexer = await self._multiplexed(deadline)
+            outages = self.outages
+            try:
+                replies = await multiplexer.execute(commands)
+            except _NETWORK_ERRORS as error:
+                self.mark_down(error)
+                if not retry or time.monotonic() >= deadline:
+                    raise
+            else:
+                self.mark_up(outages)
+                return replies
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         raise AssertionError("unreachable")  # pragma: no cover - _backoff never ends
+
+    async def _multiplexed(self, deadline: float) -> Multiplexer:
+        """The live command connection, connecting (until ``deadline``) if it broke."""
+        multiplexer = self._multiplexer
+        if multiplexer is not None and not multiplexer.broken:
+            return multiplexer
+        async with self._connecting:
+            multiplexer = self._multiplexer
+            if multiplexer is None or multiplexer.broken:
+                if multiplexer is not None:
+                    self._multiplexer = None
+                    await multiplexer.aclose()
+                    await self.pool.release(multiplexer.connection)
+                connection = await self._connect(self.pool, deadline)
+                connection.socket_timeout = None  # writes go straight out; reads time out
+                multiplexer = self._multiplexer = Multiplexer(connection, SOCKET_TIMEOUT)
+            return multiplexer
 
     async def run(
         self,
@@ -596,7 +684,6 @@ class RedisShard:
                     raise
                 await asyncio.sleep(min(delay, left))
             else:
-                self.mark_up()
                 return connection
         raise AssertionError("unreachable")  # pragma: no cover - _backoff never ends
 
@@ -614,21 +701,14 @@ class RedisShard:
 
     async def aclose(self) -> None:
         """Close every connection to this server."""
+        if self._multiplexer is not None:
+            await self._multiplexer.aclose()
+            await self.pool.release(self._multiplexer.connection)
+            self._multiplexer = None
         await self.pool.aclose()
         await self._blocking_pool.aclose()
         for sentinel in self._sentinels:
             await sentinel.aclose()
-
-
-async def _round_trip(connection: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
-    await connection.send_packed_command(connection.pack_commands(commands))
-    replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(await connection.read_response())
-        except ResponseError as error:
-            replies.append(error)
-    return replies
 
 
 def _backoff() -> Iterable[float]:
@@ -688,89 +768,103 @@ def jump_hash(key: int, buckets: int) -> int:
 # -- receiving ------------------------------------------------------------------------
 
 
-def parse_entry(entry: bytes) -> tuple[int, str, bytes]:
-    """Split a stored entry into (expires at, in server ms; channel; payload)."""
-    expires, channel, payload = entry.split(b" ", 2)
-    return int(expires), channel.decode("ascii"), payload
+def parse_entry(entry: bytes) -> tuple[int, list[str], bytes]:
+    """Split a stored entry into (expires at, in server ms; channels; payload)."""
+    expires, channels, payload = entry.split(b" ", 2)
+    return int(expires), channels.decode("ascii").split(","), payload
+
+
+class _Taken:
+    """A message taken from Redis, kept in the process until a receive takes it."""
+
+    __slots__ = ("channel", "deadline", "expires", "payload")
+
+    def __init__(self, channel: str, payload: bytes, expires: int, deadline: float) -> None:
+        self.channel, self.payload = channel, payload
+        #: Expiry in server ms (for handing it back), and in event loop time.
+        self.expires, self.deadline = expires, deadline
+
+    def entry(self) -> bytes:
+        """The entry to store to hand this message back to Redis."""
+        return b"%d %s %s" % (self.expires, self.channel.encode("ascii"), self.payload)
 
 
 class _Waiter:
-    """One waiting receive. A reader offers it an entry and waits for the answer:
-    taken, or declined because the receive was cancelled first."""
+    """One waiting receive; the layer hands it one taken message."""
 
-    __slots__ = ("ack", "future", "readers")
+    __slots__ = ("future", "readers")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.future: asyncio.Future[bytes] = loop.create_future()
-        self.ack: asyncio.Future[bool] | None = None
+        self.future: asyncio.Future[_Taken] = loop.create_future()
         self.readers: list[_Reader] = []
 
-    def offer(self, entry: bytes) -> asyncio.Future[bool] | None:
-        """Hand ``entry`` over; returns a future that says if it was taken, or None if
-        this receive is no longer waiting."""
+    def offer(self, taken: _Taken) -> bool:
+        """Hand ``taken`` over; False if this receive is no longer waiting. Its readers
+        stop counting it at once, so none reads again for a receive already served."""
         if self.future.done():
-            return None
-        self.future.set_result(entry)
-        self.ack = self.future.get_loop().create_future()
-        return self.ack
-
-    async def wait(self, timeout: float | None) -> bytes | None:
-        try:
-            async with asyncio.timeout(timeout):
-                await self.future
-        except TimeoutError:
-            return self.settle(take=True)  # an entry offered as time ran out is taken
-        except asyncio.CancelledError:
-            self.settle(take=False)
-            raise
-        return self.settle(take=True)
-
-    def settle(self, *, take: bool) -> bytes | None:
-        """End the wait: take the offered entry, or decline it so the reader passes it
-        on. Synchronous, so a cancelled task settles without awaiting."""
-        future = self.future
-        if not future.done():
-            future.cancel()  # no offer can land after this
-            return None
-        if future.cancelled() or future.exception() is not None:
-            return None
-        if self.ack is not None and not self.ack.done():
-            self.ack.set_result(take)
-        return future.result() if take else None
+            return False
+        self.future.set_result(taken)
+        for reader in self.readers:
+            reader.leave()
+        self.readers.clear()
+        return True
 
 
 class _Reader:
     """The blocking read of one set of queues on one shard.
 
-    Every local receive waiting on exactly those queues shares it, and it runs while
-    any of them waits: a process reads all its reply channels with one BLPOP on
-    ``prefix!``. BLPOP runs on a connection of its own and is never cancelled
-    mid-command (a cancelled read may already have taken a message). When the last
-    receiver leaves, ``CLIENT UNBLOCK`` ends the read early; what it took anyway goes
-    to another local receiver of that queue, or back to the head of the queue. A taken
-    entry is offered to one receiver at a time, the longest waiting first, and the
-    reader waits for it to be taken before reading again: so a receiver cancelled just
-    as it was woken passes its message on, in order, as the memory layer does.
+    Every local receive waiting on exactly those queues shares it, and it reads only
+    while one of them waits: a process reads all its reply channels with one read of
+    ``prefix!``. One read takes up to :data:`PROCESS_BATCH` entries of a process queue
+    (:data:`SHARED_BATCH` of a channel other processes read too) into the layer's
+    buffer, where the next receives find them at once; receives wait only when the
+    buffer holds nothing for them, so a process never takes more than a batch ahead
+    of a shared channel. Process queues, which nobody else can read, are also read
+    ahead for :data:`LINGER` seconds after the last receive, up to a batch, so the next
+    batch is on its way while the last one is handled. The read runs on a connection
+    of its own and is never cancelled mid-command (a cancelled read may already have
+    taken messages). When the last receiver of a shared channel leaves, ``CLIENT
+    UNBLOCK`` ends the read early. A reader with nobody waiting for :data:`LINGER`
+    seconds stops, and hands what it buffered back to the head of its queues.
     """
 
     def __init__(self, layer: RedisChannelLayer, index: int, names: tuple[str, ...]) -> None:
         self.layer, self.index, self.names = layer, index, names
         self.shard = layer.shards.shards[index]
+        #: Only this process reads process queues: they may be read ahead.
+        self.ahead = all(name.endswith("!") for name in names)
+        self.batch = PROCESS_BATCH if self.ahead else SHARED_BATCH
         self.users = 0
+        self._idle_since = 0.0
         self.closing = False
+        self._wanted = asyncio.Event()
         self._client_id: int | None = None
         self._blocking = False
         self._rotation = 0
         self.task = asyncio.get_running_loop().create_task(self._run())
 
+    def join(self) -> None:
+        """A receive started waiting on this reader."""
+        self.users += 1
+        self._wanted.set()
+
     def leave(self) -> None:
         """A receiver stopped waiting; end the read if it was the last."""
         self.users -= 1
         if self.users <= 0:
-            self.wake()
+            self._wanted.clear()
+            self._idle_since = asyncio.get_running_loop().time()
+            if not self.ahead:  # a read ahead ends by itself within BLOCK_SECONDS
+                self.wake()
+
+    def stop(self) -> None:
+        """Stop reading for good (the layer is closing)."""
+        self.closing = True
+        self._wanted.set()
+        self.wake()
 
     def wake(self) -> None:
-        """Unblock a BLPOP in flight, so the reader notices it has nobody to read for."""
+        """Unblock a read in flight, so the reader notices it has nobody to read for."""
         if self._blocking and self._client_id is not None:
             self.layer.spawn(self.shard.call("CLIENT", "UNBLOCK", self._client_id, retry=True))
 
@@ -778,7 +872,7 @@ class _Reader:
         connection: Any = None
         delays = iter(_backoff())
         try:
-            while self.users and not self.closing:
+            while await self._awaited():
                 try:
                     connection = connection or await self.shard.blocking_connection()
                     popped = await self._pop(connection)
@@ -791,11 +885,29 @@ class _Reader:
                     continue
                 delays = iter(_backoff())
                 if popped is not None:
-                    await self._deliver(*popped)
+                    self._accept(*popped)
         finally:
             self.layer.reader_done(self)
             if connection is not None:
                 await self.shard.release_blocking(connection)
+            await self.layer.hand_back(self.names)
+
+    async def _awaited(self) -> bool:
+        """Whether to read now: a receive waits, or a process queue may be read ahead;
+        else wait up to :data:`LINGER` for a receive. False: stop reading."""
+        if self.closing:
+            return False
+        if self.users:
+            return True
+        idle = asyncio.get_running_loop().time() - self._idle_since
+        if self.ahead and idle < LINGER and self.layer.buffered(self.names) < self.batch:
+            return True
+        try:
+            async with asyncio.timeout(max(0.0, LINGER - idle)):
+                await self._wanted.wait()
+        except TimeoutError:
+            pass
+        return self.users > 0 and not self.closing
 
     def _failed(self, error: Exception) -> None:
         if isinstance(error, _NETWORK_ERRORS):
@@ -804,30 +916,44 @@ class _Reader:
             logger.error("reading %s failed: %s", ", ".join(self.names), error)
             self.layer.fail_waiters(self.names, error)
 
-    async def _pop(self, connection: Any) -> tuple[bytes, int] | None:
-        """One BLPOP, pipelined between CLIENT ID (for UNBLOCK) and TIME (to judge
-        expiry by the server's clock); returns (entry, server time in ms) or None."""
+    async def _pop(self, connection: Any) -> tuple[list[bytes], int] | None:
+        """One blocking read, pipelined between CLIENT ID (for UNBLOCK) and TIME (to
+        judge expiry by the server's clock); returns (entries, server time in ms)."""
         keys = self.layer.queue_keys(self._rotated())
-        commands = [("CLIENT", "ID"), ("BLPOP", *keys, BLOCK_SECONDS), ("TIME",)]
+        if self.shard.blmpop:
+            read: tuple[Any, ...] = ("BLMPOP", BLOCK_SECONDS, len(keys), *keys)
+            read += ("LEFT", "COUNT", self.batch)
+        else:
+            read = ("BLPOP", *keys, BLOCK_SECONDS)
+        commands = [("CLIENT", "ID"), read, ("TIME",)]
+        outages = self.shard.outages
         await connection.send_packed_command(connection.pack_commands(commands))
         self._client_id = int(await connection.read_response())
+        self.shard.mark_up(outages)
         self._blocking = True
-        if not self.users or self.closing:
+        if self.closing or not (self.users or self.ahead):
             self.wake()
         try:
             reply = await connection.read_response()
+        except ResponseError as error:
+            await connection.read_response()  # TIME's reply, so the connection stays usable
+            if "unknown command" not in str(error).lower():
+                raise
+            self.shard.blmpop = False  # Redis before 7.0: one entry per read
+            return None
         finally:
             self._blocking = False
         seconds, micros = await connection.read_response()
         if reply is None:
             return None
-        return reply[1], int(seconds) * 1000 + int(micros) // 1000
+        entries = list(reply[1]) if self.shard.blmpop else [reply[1]]
+        return entries, int(seconds) * 1000 + int(micros) // 1000
 
-    async def _deliver(self, entry: bytes, now_ms: int) -> None:
+    def _accept(self, entries: list[bytes], now_ms: int) -> None:
         try:
-            await self.layer.deliver(entry, now_ms)
+            self.layer.accept(entries, now_ms)
         except Exception as error:  # a broken entry must not stop the reader
-            logger.exception("dropped a message that could not be delivered: %s", error)
+            logger.exception("dropped messages that could not be read: %s", error)
 
     def _rotated(self) -> list[str]:
         # Start each read at another queue, so a busy queue cannot starve the rest.
@@ -859,6 +985,8 @@ class RedisChannelLayer(BaseChannelLayer):
             for arg in (lua_pattern(glob), capacity)
         ]
         self._waiters: dict[str, deque[_Waiter]] = {}
+        #: Messages taken from Redis that no receive has taken yet, by stored name.
+        self._buffers: dict[str, deque[_Taken]] = {}
         self._readers: dict[tuple[int, tuple[str, ...]], _Reader] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rotation = 0
@@ -875,7 +1003,8 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _queue_ttl(self, name: str) -> int:
         # A process-specific queue outlives its messages by group_expiry, so a group
-        # send that comes late still finds the expired message and evicts the member.
+        # send that comes late still finds the expired message and evicts the member
+        # (after which the queue lives only as long as its messages: see _LUA_HELPERS).
         return self._expiry_ms + (self._group_expiry_ms if name.endswith("!") else 0)
 
     def _group_keys(self, group: str, channel: str) -> list[str]:
@@ -912,38 +1041,45 @@ class RedisChannelLayer(BaseChannelLayer):
     async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
         """Take the next message from any of ``channels`` (see the base contract)."""
         names = list(dict.fromkeys(self.receive_names(channels)))
-        if timeout is not None and timeout <= 0:
-            entry = await self._receive_now(names)
-        else:
-            entry = await self._receive_waiting(names, timeout)
-        if entry is None:
+        taken = self._take_buffered(names)
+        if taken is None:
+            if timeout is not None and timeout <= 0:
+                taken = await self._receive_now(names)
+            else:
+                taken = await self._receive_waiting(names, timeout)
+        if taken is None:
             return None, None
-        _, channel, payload = parse_entry(entry)
-        return channel, decode(payload)
+        return taken.channel, decode(taken.payload)
 
-    async def _receive_now(self, names: list[str]) -> bytes | None:
-        """One non-blocking pop; if cancelled meanwhile, what it took is passed on."""
-        task = asyncio.ensure_future(self._pop_now(names))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(self._pass_on)
-            raise
+    def _take_buffered(self, names: list[str]) -> _Taken | None:
+        """The oldest live buffered message of one of ``names`` (rotating), or None."""
+        if not self._buffers:
+            return None
+        for name in self._rotated(names) if len(names) > 1 else names:
+            buffer = self._buffers.get(name)
+            if buffer:
+                taken = self._next_live(buffer)
+                if not buffer:
+                    del self._buffers[name]
+                if taken is not None:
+                    return taken
+        return None
 
-    async def _pop_now(self, names: list[str]) -> bytes | None:
+    async def _receive_now(self, names: list[str]) -> _Taken | None:
+        """One non-blocking pop; what it took stays buffered if cancelled meanwhile."""
+        await asyncio.shield(asyncio.ensure_future(self._pop_now(names)))
+        return self._take_buffered(names)
+
+    async def _pop_now(self, names: list[str]) -> None:
         for index, group in self._rotated(self._by_shard(names)):
             keys = self.queue_keys(self._rotated(list(group)))
             shard = self.shards.shards[index]
-            entry = await shard.run(POP_SCRIPT, keys, self._prefixes, patience=0.0)
-            if entry is not None:
-                return bytes(entry)
-        return None
+            popped = await shard.run(POP_SCRIPT, keys, self._prefixes, patience=0.0)
+            if popped:
+                self.accept([bytes(popped[0])], int(popped[1]))
+                return
 
-    def _pass_on(self, task: asyncio.Task[bytes | None]) -> None:
-        if not task.cancelled() and task.exception() is None and (entry := task.result()):
-            self.spawn(self._hand_over(entry))
-
-    async def _receive_waiting(self, names: list[str], timeout: float | None) -> bytes | None:
+    async def _receive_waiting(self, names: list[str], timeout: float | None) -> _Taken | None:
         waiter = _Waiter(asyncio.get_running_loop())
         for name in names:
             self._waiters.setdefault(name, deque()).append(waiter)
@@ -951,12 +1087,36 @@ class RedisChannelLayer(BaseChannelLayer):
             reader = self._readers.get((index, group))
             if reader is None:
                 reader = self._readers[index, group] = _Reader(self, index, group)
-            reader.users += 1
+            reader.join()
             waiter.readers.append(reader)
         try:
-            return await waiter.wait(timeout)
+            async with asyncio.timeout(timeout):
+                return await waiter.future
+        except TimeoutError:
+            return self._settle(waiter, take=True)  # one handed over as time ran out
+        except asyncio.CancelledError:
+            self._settle(waiter, take=False)
+            raise
         finally:
             self._forget(waiter, names)
+
+    def _settle(self, waiter: _Waiter, *, take: bool) -> _Taken | None:
+        """End a wait that did not see its result: take what was handed over, or give
+        it back to the buffer, in front, for the next receive. Synchronous, so a
+        cancelled receive settles without awaiting."""
+        future = waiter.future
+        if not future.done():
+            future.cancel()  # nothing can be handed over after this
+            return None
+        if future.cancelled() or future.exception() is not None:
+            return None
+        taken = future.result()
+        if take:
+            return taken
+        name = queue_name(taken.channel)
+        self._buffers.setdefault(name, deque()).appendleft(taken)
+        self._dispatch(name)
+        return None
 
     def _forget(self, waiter: _Waiter, names: list[str]) -> None:
         for name in names:
@@ -979,31 +1139,84 @@ class RedisChannelLayer(BaseChannelLayer):
         self._rotation += 1
         return [*items[start:], *items[:start]]
 
-    # -- handing over what readers took ------------------------------------------
+    # -- the buffer of taken messages ----------------------------------------------
 
-    async def deliver(self, entry: bytes, now_ms: int) -> None:
-        """Give an entry a reader took to a local receiver (or drop it if expired)."""
-        expires, channel, _ = parse_entry(entry)
-        if expires > now_ms:
-            await self._hand_over(entry)
-        elif "!" in channel:
-            shard = self.shards.shard_for(queue_name(channel))
-            await shard.run(EVICT_SCRIPT, [], [*self._prefixes, channel], retry=True)
+    def accept(self, entries: list[bytes], now_ms: int) -> None:
+        """Buffer entries taken from Redis at server time ``now_ms``, one message per
+        channel an entry names, and hand them to waiting receives. Expired entries
+        are dropped, evicting their process-specific channels from their groups."""
+        clock = asyncio.get_running_loop().time()
+        touched: dict[str, None] = {}
+        for entry in entries:
+            expires, channels, payload = parse_entry(entry)
+            if expires <= now_ms:
+                self._evict(channels)
+                continue
+            deadline = clock + (expires - now_ms) / 1000
+            for channel in channels:
+                name = queue_name(channel)
+                taken = _Taken(channel, payload, expires, deadline)
+                self._buffers.setdefault(name, deque()).append(taken)
+                touched[name] = None
+        for name in touched:
+            self._dispatch(name)
 
-    async def _hand_over(self, entry: bytes) -> None:
-        """Offer ``entry`` to the receivers of its queue, longest waiting first, until
-        one takes it; with none left, put it back at the head of its queue."""
-        name = queue_name(parse_entry(entry)[1])
-        while (waiter := self._first_waiter(name)) is not None:
-            ack = waiter.offer(entry)
-            if ack is not None and await ack:
-                return
-        shard = self.shards.shard_for(name)
-        args = [*self._prefixes, entry, self._queue_ttl(name)]
-        try:
-            await shard.run(REQUEUE_SCRIPT, self.queue_keys([name]), args)
-        except _NETWORK_ERRORS as error:
-            logger.warning("lost a message for %s: could not put it back (%s)", name, error)
+    def buffered(self, names: Iterable[str]) -> int:
+        """How many taken messages of ``names`` wait in the buffer."""
+        return sum(len(self._buffers.get(name, ())) for name in names)
+
+    def _dispatch(self, name: str) -> None:
+        """Hand buffered messages of ``name`` to its waiting receives, oldest first."""
+        buffer = self._buffers.get(name)
+        while buffer and (waiter := self._first_waiter(name)) is not None:
+            taken = self._next_live(buffer)
+            if taken is not None:
+                waiter.offer(taken)
+        if buffer is not None and not buffer:
+            del self._buffers[name]
+
+    def _next_live(self, buffer: deque[_Taken]) -> _Taken | None:
+        """Pop the oldest message of ``buffer`` that has not expired."""
+        clock = asyncio.get_running_loop().time()
+        while buffer:
+            taken = buffer.popleft()
+            if taken.deadline > clock:
+                return taken
+            self._evict([taken.channel])
+        return None
+
+    def _evict(self, channels: list[str]) -> None:
+        """Evict process-specific ``channels`` whose messages expired unread from
+        their groups (in the background)."""
+        by_shard: dict[int, list[str]] = {}
+        for channel in channels:
+            if "!" in channel:
+                by_shard.setdefault(self.shards.index_for(queue_name(channel)), []).append(channel)
+        for index, evicted in by_shard.items():
+            shard = self.shards.shards[index]
+            self.spawn(shard.run(EVICT_SCRIPT, [], [*self._prefixes, *evicted], retry=True))
+
+    async def hand_back(self, names: Iterable[str]) -> None:
+        """Put the buffered messages of ``names`` that nobody here waits for back at
+        the head of their queues, in order (when their reader stops)."""
+        for name in names:
+            if name in self._waiters or name not in self._buffers:
+                continue
+            clock = asyncio.get_running_loop().time()
+            entries = [t.entry() for t in self._buffers.pop(name) if t.deadline > clock]
+            if not entries:
+                continue
+            shard = self.shards.shard_for(name)
+            args = [*self._prefixes, self._queue_ttl(name), *entries]
+            try:
+                await shard.run(REQUEUE_SCRIPT, self.queue_keys([name]), args)
+            except _NETWORK_ERRORS as error:
+                logger.warning(
+                    "lost %d message(s) for %s: could not put them back (%s)",
+                    len(entries),
+                    name,
+                    error,
+                )
 
     def _first_waiter(self, name: str) -> _Waiter | None:
         for waiter in self._waiters.get(name, ()):
@@ -1098,12 +1311,12 @@ class RedisChannelLayer(BaseChannelLayer):
         """Stop the readers (putting back anything they took), then close connections."""
         readers = list(self._readers.values())
         for reader in readers:
-            reader.closing = True
-            reader.wake()
+            reader.stop()
         if readers:
             _, pending = await asyncio.wait([r.task for r in readers], timeout=READ_GRACE)
             for task in pending:
                 task.cancel()
+        await self.hand_back(list(self._buffers))
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=READ_GRACE)
         await self.shards.aclose()

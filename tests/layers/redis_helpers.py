@@ -40,8 +40,10 @@ def answers_ping(port: int) -> bool:
 class RedisServer:
     """A redis-server of our own on a free port, without persistence."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *options: str) -> None:
         self.port = port or free_port()
+        #: Extra redis-server arguments, such as ``--rename-command BLMPOP ""``.
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,6 +56,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed")
         command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
+        command += self.options
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + START_PATIENCE
         while not answers_ping(self.port):  # waiting for a process to start, not a race

@@ -36,6 +36,7 @@ from chanlite.layers.redis import (
     CONNECT_PATIENCE,
     GROUP_SEND_SCRIPT,
     SEND_SCRIPT,
+    SHARED_BATCH,
     RedisChannelLayer,
     RedisShards,
     jump_hash,
@@ -355,6 +356,94 @@ async def test_message_expired_in_a_blocking_read_evicts_its_channel():
 
 @pytest.mark.anyio
 @pytest.mark.redis
+async def test_message_expired_in_the_buffer_is_dropped_and_evicts_its_channel():
+    require_redis()
+    layer = RedisChannelLayer(TEST_URL, prefix=unique_prefix(), expiry=0.3)
+    try:
+        await layer.group_add("evicted", "late!b")
+        await layer.send("late!a", {"n": 1})
+        await layer.send("late!b", {"n": 2})
+        # One read takes both; late!b's message then expires in the process's buffer.
+        assert await layer.receive(["late!"], timeout=5) == ("late!a", {"n": 1})
+        await anyio.sleep(0.4)
+        assert await layer.receive(["late!"], timeout=0) == (None, None)
+        assert await eventually(lambda: layer.group_channels("evicted"), set(), within=5)
+    finally:
+        await layer.flush()
+        await layer.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_one_read_takes_a_batch_of_a_process_queue(shared_layer):
+    client = await inspect(TEST_URL)
+    try:
+        for n in range(5):
+            await shared_layer.send(f"batch!{n}", {"n": n})
+        assert await shared_layer.receive(["batch!"], timeout=5) == ("batch!0", {"n": 0})
+        # All five came in that one read: the rest need no round trip.
+        assert await client.llen(f"{shared_layer.prefix}:q:batch!") == 0
+        rest = [await shared_layer.receive(["batch!"], timeout=0) for _ in range(4)]
+        assert rest == [(f"batch!{n}", {"n": n}) for n in range(1, 5)]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_group_send_to_members_of_one_process_is_one_read(shared_layer):
+    client = await inspect(TEST_URL)
+    members = [f"fan!{n}" for n in range(50)]
+    try:
+        for member in members:
+            await shared_layer.group_add("fans", member)
+        await shared_layer.group_send("fans", {"text": "hi"})
+        assert await client.llen(f"{shared_layer.prefix}:q:fan!") == 1
+        got = [await shared_layer.receive(["fan!"], timeout=5) for _ in members]
+        assert sorted(got) == sorted((member, {"text": "hi"}) for member in members)
+        assert await shared_layer.receive(["fan!"], timeout=0) == (None, None)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_batch_nobody_receives_goes_back_to_the_head_of_its_queue(shared_layer):
+    client, other = await inspect(TEST_URL), RedisChannelLayer(TEST_URL, prefix=shared_layer.prefix)
+    key = f"{shared_layer.prefix}:q:work"
+    try:
+        for n in range(SHARED_BATCH + 4):
+            await shared_layer.send("work", {"n": n})
+        assert await shared_layer.receive(["work"], timeout=5) == ("work", {"n": 0})
+        assert await client.llen(key) == 4  # a batch of a shared channel is small
+        # Nobody here receives again: the reader stops and hands its batch back.
+        assert await eventually(lambda: client.llen(key), SHARED_BATCH + 3, within=5)
+        got = [await other.receive(["work"], timeout=5) for _ in range(SHARED_BATCH + 3)]
+        assert [message["n"] for _, message in got] == list(range(1, SHARED_BATCH + 4))
+    finally:
+        await client.aclose()
+        await other.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_server_without_blmpop_is_read_with_blpop():
+    require_redis_server()
+    server = RedisServer(None, "--rename-command", "BLMPOP", "")
+    server.start()
+    layer = RedisChannelLayer(server.url, prefix=unique_prefix())
+    try:
+        for n in range(3):
+            await layer.send("old", {"n": n})
+        got = [await layer.receive(["old"], timeout=5) for _ in range(3)]
+        assert got == [("old", {"n": n}) for n in range(3)]
+        assert layer.shards.shards[0].blmpop is False
+    finally:
+        await layer.aclose()
+        server.kill()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
 async def test_stats_report_depths_and_group_sizes(shared_layer):
     await shared_layer.send("depth", {"n": 1})
     await shared_layer.send("depth", {"n": 2})
@@ -651,6 +740,8 @@ async def test_group_of_2000_members_gets_every_message_of_100_sends():
         for n in range(100):  # exactly the default capacity of 100 for the plain members
             await layer.group_send("huge", {"n": n})
         assert layer.group_full_skips == 0
+        # One entry per send for all the members of a process queue, one per plain member.
+        assert await client.llen(f"{prefix}:q:bigp3!") == 100
         delivered = await delivered_numbers(client, prefix, plain, process)
         assert await layer.receive(["big.7"], timeout=0) == ("big.7", {"n": 0})
     finally:
@@ -673,8 +764,9 @@ async def delivered_numbers(
     delivered: dict[str, list[int]] = {name: [] for name in plain + process}
     for entries in queues:
         for entry in entries:
-            _, channel, payload = parse_entry(entry)
-            delivered[channel].append(decode(payload)["n"])
+            _, channels, payload = parse_entry(entry)
+            for channel in channels:
+                delivered[channel].append(decode(payload)["n"])
     return delivered
 
 
@@ -840,3 +932,36 @@ async def test_chanlite_errors_still_come_from_the_layer_during_an_outage():
             await layer.send("bad name", {"n": 1})  # refused before any connection
     finally:
         await layer.aclose()
+
+
+# -- one command connection ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_concurrent_commands_share_one_connection(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix(), capacity=1000)
+    client = await inspect(own_server.url)
+    try:
+        before = int((await client.info("stats"))["total_connections_received"])
+        await asyncio.gather(*(layer.send("many", {"n": n}) for n in range(500)))
+        after = int((await client.info("stats"))["total_connections_received"])
+        assert after - before == 1
+        assert await client.llen(f"{layer.prefix}:q:many") == 500
+    finally:
+        await client.aclose()
+        await layer.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_cancelled_command_does_not_shift_the_replies_of_others(shared_layer):
+    await shared_layer.group_add("left", "one")
+    await shared_layer.group_add("right", "two")
+    for _ in range(20):
+        cancelled = asyncio.ensure_future(shared_layer.group_channels("left"))
+        await asyncio.sleep(0)  # the command is on its way out
+        cancelled.cancel()
+        right, left = await asyncio.gather(
+            shared_layer.group_channels("right"), shared_layer.group_channels("left")
+        )
+        assert (right, left) == ({"two"}, {"one"})
