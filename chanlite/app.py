@@ -19,8 +19,10 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import (
+    CONSUMER_TIMEOUT,
     LAYER_ENV,
     InterfaceSettings,
+    check_consumer_timeout,
     normalize_origins,
     resolve_secret_key,
 )
@@ -37,7 +39,38 @@ logger = logging.getLogger("chanlite")
 
 
 class Chanlite:
-    """The chanlite ASGI app (DESIGN §8)."""
+    """The chanlite ASGI app: interface server, channel layer and workers.
+
+    Serve it with ``chanlite serve module:app`` or any ASGI server. Its lifespan starts
+    the layer, the reply reader and, unless ``workers=False``, in-process workers.
+
+    Parameters:
+        routes: The routing table: a ``Routes``, a list of ``route()``, ``include()``
+            and ``@consumer`` functions, or a ``"module:attr"`` string.
+        app: A host ASGI app that gets every request no chanlite route takes (every
+            HTTP request without an ``http.request`` consumer); its lifespan runs too.
+        layer: A layer URL or instance; by default ``CHANLITE_LAYER``, else
+            ``memory://``.
+        secret_key: Signs session keys; by default ``CHANLITE_SECRET_KEY``. Required
+            when the app spans processes; placeholders are refused unless ``debug``.
+        session_store: A store URL or ``SessionStore``; by default the layer's backend.
+        user_loader: ``user_loader(user_id)``, sync or async: what ``message.user`` is.
+        allowed_origins: Full origins (``"https://example.com"``) or ``["*"]``. When
+            set, a WebSocket whose ``Origin`` is missing or not listed is refused (403).
+        workers: Run workers in this process.
+        threads: Threads that run ``def`` consumers.
+        http_timeout: Seconds to wait for an ``http.request`` reply, then 503.
+        consumer_timeout: Seconds a consumer may run before the worker gives up on it
+            (one ERROR line): an ``async def`` consumer is cancelled; a ``def``
+            consumer's thread cannot be stopped and keeps its worker thread until it
+            returns. ``None``: no limit.
+        websocket_connect_timeout: Seconds to wait for a ``websocket.connect`` verdict,
+            then 403.
+        receive_full_timeout: Seconds a frame may wait for room on a full channel,
+            then the socket is closed with 1013.
+        max_frame_size: Largest WebSocket frame in bytes; a larger one closes with 1009.
+        debug: Accept placeholder secret keys (development only).
+    """
 
     def __init__(
         self,
@@ -52,6 +85,7 @@ class Chanlite:
         workers: bool = True,
         threads: int = 4,
         http_timeout: float = 60,
+        consumer_timeout: float | None = CONSUMER_TIMEOUT,
         websocket_connect_timeout: float = 5,
         receive_full_timeout: float = 5,
         max_frame_size: int = 1024 * 1024,
@@ -64,11 +98,12 @@ class Chanlite:
         )
         self.secret_key_setting = secret_key
         self.session_store = session_store
-        # A store built here from a URL is closed with the app.
-        self._owns_store = isinstance(session_store, str)
+        # A store built here (from a URL, or the layer's default) is closed with the app.
+        self._owns_store = not isinstance(session_store, SessionStore)
         self.user_loader = user_loader
         self.workers = workers
         self.threads = threads
+        self.consumer_timeout = check_consumer_timeout(consumer_timeout)
         self.debug = debug
         self.settings = InterfaceSettings(
             http_timeout=http_timeout,
@@ -118,7 +153,7 @@ class Chanlite:
             )
         self.services()  # a bad session_store setting fails here, before serving
         if self.workers:
-            Worker(served_routes(self.routes), layer, threads=self.threads)
+            self._new_worker(layer)
 
     def services(self) -> AppServices:
         """What the session, auth and ordering decorators use (after :meth:`check`)."""
@@ -126,6 +161,20 @@ class Chanlite:
         if not isinstance(self.session_store, SessionStore):
             self.session_store = get_session_store(self.session_store, self.layer)
         return AppServices(self.secret_key, self.session_store, self.user_loader)
+
+    async def close_store(self) -> None:
+        """Close the session store if the app built it (from a URL, or as its layer's
+        default store); a store instance passed in stays open."""
+        if self._owns_store and isinstance(self.session_store, SessionStore):
+            await self.session_store.aclose()
+
+    def _new_worker(self, layer: BaseChannelLayer) -> Worker:
+        return Worker(
+            served_routes(self.routes),
+            layer,
+            threads=self.threads,
+            consumer_timeout=self.consumer_timeout,
+        )
 
     def spans_processes(self, layer: BaseChannelLayer) -> bool:
         """True when this app shares its layer with other processes."""
@@ -147,7 +196,7 @@ class Chanlite:
         )
         self.interface.start()
         if self.workers:
-            self.worker = Worker(served_routes(self.routes), self.layer, threads=self.threads)
+            self.worker = self._new_worker(self.layer)
             self._worker_task = asyncio.get_running_loop().create_task(self.worker.run())
         self._started = True
 
@@ -170,8 +219,7 @@ class Chanlite:
         await self.drain()
         if self.interface is not None:
             await self.interface.stop()
-        if self._owns_store and isinstance(self.session_store, SessionStore):
-            await self.session_store.aclose()
+        await self.close_store()
         if self.layer is not None:
             await self.layer.aclose()
         set_app_layer(None, None)
@@ -214,7 +262,7 @@ class Chanlite:
         except Exception as exc:
             logger.error("startup failed: %s", exc)
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
-            return
+            raise  # as Starlette does: a test client raises it, uvicorn exits quietly
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
         try:

@@ -32,6 +32,10 @@ logger = logging.getLogger("chanlite")
 
 #: Exit code for a user error.
 EXIT_USAGE = 2
+#: Seconds ``chanlite serve`` waits, once it has closed every socket on SIGTERM, for
+#: connections to end before it exits anyway: a client that stopped reading would
+#: keep its connection, and the server, alive forever.
+SHUTDOWN_TIMEOUT = 10.0
 # Environment variables that carry `serve --reload` settings into the reloaded process.
 _RELOAD_ENV = "CHANLITE_RELOAD_ARGS"
 
@@ -174,38 +178,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``chanlite serve``: interface server plus in-process workers."""
     import uvicorn
 
+    from . import _uvicorn
+
     app = load_app(args.target)
     app.configure(layer=args.layer, workers=not args.no_worker, threads=args.threads)
     app.check()
+    options = uvicorn_options(app, host=args.host, port=args.port, log_level=args.log_level)
     if args.reload:
         os.environ[_RELOAD_ENV] = orjson.dumps(
             [args.target, args.layer, args.no_worker, args.threads]
         ).decode()
-        uvicorn.run(
-            "chanlite.cli:reload_factory",
-            factory=True,
-            reload=True,
-            host=args.host,
-            port=args.port,
-            ws_max_size=app.settings.max_frame_size,
-            log_level=args.log_level,
-        )
+        uvicorn.run("chanlite.cli:reload_factory", factory=True, reload=True, **options)
         return 0
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        ws_max_size=app.settings.max_frame_size,
-        log_level=args.log_level,
-        lifespan="on",
-    )
+    config = uvicorn.Config(app, lifespan="on", **options)
+    _uvicorn.quiet_client_errors()  # after uvicorn.Config has set up logging
     server = GracefulServer(config, app)
     server.run()
     return 0 if server.started else 1
 
 
+def uvicorn_options(app: Chanlite, **options: Any) -> dict[str, Any]:
+    """uvicorn settings for serving ``app``, with ``options`` (host, port, log_level):
+    frames capped at ``max_frame_size``, request heads at
+    :data:`~chanlite._uvicorn.MAX_REQUEST_HEAD`, and a shutdown that gives up on
+    connections still open :data:`SHUTDOWN_TIMEOUT` seconds after every socket was
+    closed."""
+    from . import _uvicorn
+
+    return {
+        "ws_max_size": app.settings.max_frame_size,
+        "http": _uvicorn.HTTP_PROTOCOL,
+        "ws": _uvicorn.WS_PROTOCOL,
+        "timeout_graceful_shutdown": SHUTDOWN_TIMEOUT,
+        **options,
+    }
+
+
 def reload_factory() -> Chanlite:
     """Rebuild the app in a ``serve --reload`` child process."""
+    from . import _uvicorn
+
+    _uvicorn.quiet_client_errors()
     target, layer, no_worker, threads = orjson.loads(os.environ[_RELOAD_ENV])
     app = load_app(target)
     app.configure(layer=layer, workers=not no_worker, threads=threads)
@@ -215,7 +228,8 @@ def reload_factory() -> Chanlite:
 class GracefulServer:
     """uvicorn's server, draining chanlite before uvicorn closes connections.
 
-    uvicorn closes sockets with 1012 as its first shutdown step; chanlite first lets
+    uvicorn closes sockets with 1012 as its first shutdown step; chanlite first stops
+    accepting connections (one opened now would only be closed again), lets
     in-flight consumers finish and deliver their replies, then closes with 1001.
     """
 
@@ -226,6 +240,8 @@ class GracefulServer:
 
         class _Server(uvicorn.Server):
             async def shutdown(self, sockets: Any = None) -> None:
+                for server in self.servers:
+                    server.close()  # uvicorn closes them again, harmlessly
                 await chanlite_app.drain()
                 await super().shutdown(sockets)
                 # uvicorn re-raises the signal that stopped it; a graceful stop exits 0.
@@ -257,22 +273,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
         threads=args.threads or app.threads,
         only_channels=args.only_channels,
         exclude_channels=args.exclude_channels,
+        consumer_timeout=app.consumer_timeout,
     )
-    asyncio.run(_run_worker(worker, layer))
+    asyncio.run(_run_worker(worker, app))
     return 0
 
 
-async def _run_worker(worker: Worker, layer: BaseChannelLayer) -> None:
+async def _run_worker(worker: Worker, app: Chanlite) -> None:
     from .runtime import set_app_layer
 
+    assert app.layer is not None
     loop = asyncio.get_running_loop()
-    set_app_layer(layer, loop)
+    set_app_layer(app.layer, loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stop_worker, worker, sig)
     try:
         await worker.run()
     finally:
-        await layer.aclose()
+        await app.close_store()
+        await app.layer.aclose()
         logger.info("worker stopped")
 
 

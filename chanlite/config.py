@@ -15,6 +15,10 @@ SECRET_KEY_ENV = "CHANLITE_SECRET_KEY"
 
 #: Largest WebSocket frame accepted; a bigger one closes the socket with 1009.
 MAX_FRAME_SIZE = 1024 * 1024
+#: Seconds a consumer may run before the worker stops waiting for it: an ``async
+#: def`` consumer is cancelled; a ``def`` consumer's thread cannot be stopped and runs
+#: on, keeping its worker thread, but its message is given up on (see the worker).
+CONSUMER_TIMEOUT = 60.0
 #: Keys that are refused as secret keys outside debug mode.
 PLACEHOLDER_KEYS = frozenset({"secret", "changeme", "change-me", "secret_key", "password"})
 #: Shortest secret key accepted outside debug mode.
@@ -40,9 +44,7 @@ class InterfaceSettings:
 
     def __post_init__(self) -> None:
         for name in ("http_timeout", "websocket_connect_timeout", "receive_full_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+            check_timeout(name, getattr(self, name))
         for name in ("max_frame_size", "max_pending_replies"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -53,6 +55,20 @@ class InterfaceSettings:
         if self.allowed_origins is None or "*" in self.allowed_origins:
             return True
         return origin is not None and origin in self.allowed_origins
+
+
+def check_timeout(name: str, value: object) -> float:
+    """``value`` if it is a positive number of seconds, else ConfigurationError naming
+    the setting ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_consumer_timeout(value: object) -> float | None:
+    """The ``consumer_timeout`` setting: a positive number of seconds, or None for no
+    limit; else ConfigurationError."""
+    return None if value is None else check_timeout("consumer_timeout", value)
 
 
 def normalize_origins(origins: Sequence[str] | None) -> tuple[str, ...] | None:

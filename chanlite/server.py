@@ -25,7 +25,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from types import CoroutineType
 from typing import Any
@@ -67,8 +67,22 @@ _MAX_UTF8_BYTES = 4
 _OWNED_FRAME_LIMIT = 512 * 1024
 # Pause after a layer error in the reply reader before reading again.
 _READER_RETRY = 0.5
+# Longest a graceful shutdown waits for sockets to take their last replies, and again
+# for their close frames: a client that stopped reading would hold it up forever.
+_SHUTDOWN_WRITE_TIMEOUT = 5.0
 # Reply keys a socket understands.
 _SOCKET_REPLY_KEYS = frozenset({"accept", "subprotocol", "text", "bytes", "close"})
+# Close codes an application may send (RFC 6455 7.4: the registered ones that are not
+# reserved for the protocol itself, and 3000-4999).
+_SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+_APPLICATION_CLOSE_CODES = range(3000, 5000)
+# Close codes with which the ASGI server ends a socket whose client broke the protocol
+# (uvicorn: a frame over ws_max_size, text that is not UTF-8), and what they mean.
+_PROTOCOL_FAILURES = {
+    1002: "protocol error",
+    1007: "invalid frame data, such as a text frame that is not UTF-8",
+    1009: "message too big",
+}
 
 _CONNECTING, _OPEN, _CLOSED = "connecting", "open", "closed"
 # The reply the default connect consumer sends.
@@ -141,14 +155,15 @@ class InterfaceServer:
             if channel is None or message is None:
                 break
             self._deliver(channel, message)
-        for sock in list(self._sockets.values()):
-            await sock.flushed()
+        sockets = list(self._sockets.values())
+        await _finish_writes([sock.flushed() for sock in sockets], "their last replies")
 
     async def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
-        """Close every open socket with ``code`` (graceful shutdown uses 1001)."""
+        """Close every open socket with ``code`` (graceful shutdown uses 1001); one
+        still writing (its client is not reading) is left to the ASGI server."""
         self._closing = True
-        for sock in list(self._sockets.values()):
-            await sock.close(code)
+        sockets = [sock for sock in self._sockets.values() if not sock.writing]
+        await _finish_writes([sock.close(code) for sock in sockets], "their close frames")
 
     @property
     def connection_count(self) -> int:
@@ -284,10 +299,18 @@ class InterfaceServer:
         timeout = self.settings.websocket_connect_timeout
         try:
             await self._send_waiting(WEBSOCKET_CONNECT, content, timeout)
+        except MessageTooLarge as exc:
+            logger.info("refused a socket with 431: its websocket.connect %s", exc)
+            await sock.deny(scope, 431)
+            return False
         except ChannelFull:
             logger.warning(
                 "websocket.connect stayed full for %.1fs; refusing a socket with 503", timeout
             )
+            await sock.deny(scope, 503)
+            return False
+        except Exception as exc:
+            _log_layer_failure("refused a socket with 503", exc)
             await sock.deny(scope, 503)
             return False
         return await sock.wait_open(timeout)
@@ -301,7 +324,10 @@ class InterfaceServer:
         while True:
             event = await receive()
             if event["type"] == "websocket.disconnect":
-                sock.client_closed(event.get("code", CLOSE_NORMAL))
+                code = event.get("code", CLOSE_NORMAL)
+                if code in _PROTOCOL_FAILURES:
+                    _log_protocol_failure(code, event.get("reason"))
+                sock.client_closed(code)
                 return
             if event["type"] != "websocket.receive":
                 continue
@@ -335,7 +361,15 @@ class InterfaceServer:
 
     async def _forward_frame(self, sock: _Socket, content: dict[str, Any]) -> bool:
         """Send a frame's message; while the channel is full the socket is not read
-        (backpressure) and its frame waits its turn for room."""
+        (backpressure) and its frame waits its turn for room. False if it could not
+        be sent: its order number is then given back, so the disconnect that follows
+        takes it and ``enforce_ordering`` never waits for a frame that never left."""
+        sent = await self._send_frame(sock, content)
+        if not sent:
+            sock.order -= 1
+        return sent
+
+    async def _send_frame(self, sock: _Socket, content: dict[str, Any]) -> bool:
         timeout = self.settings.receive_full_timeout
         # A frame's message is a dict of str, int and one str or bytes that nobody
         # else holds: it can be handed over uncopied, unless it might be near the
@@ -352,6 +386,10 @@ class InterfaceServer:
             logger.warning(
                 "closed a socket with 1013: websocket.receive stayed full for %.1fs", timeout
             )
+            sock.close_code = CLOSE_TRY_AGAIN
+            return False
+        except Exception as exc:
+            _log_layer_failure("closed a socket with 1013", exc)
             sock.close_code = CLOSE_TRY_AGAIN
             return False
 
@@ -371,6 +409,8 @@ class InterfaceServer:
                 "websocket.disconnect stayed full for %.1fs; a disconnect message was dropped",
                 timeout,
             )
+        except Exception as exc:
+            _log_layer_failure("dropped a websocket.disconnect", exc)
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -407,6 +447,16 @@ class InterfaceServer:
             await self.layer.send(HTTP_REQUEST, content)
         except ChannelFull:
             logger.warning("http.request is full; answering 503")
+            await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
+            return
+        except MessageTooLarge as exc:
+            status = _too_large_status(len(content["body"]), exc)
+            method, path = content["method"], content["path"]
+            logger.info("refused %s %s with %d: %s", method, path, status, exc)
+            await PlainTextResponse(HTTPStatus(status).phrase, status)(scope, receive, send)
+            return
+        except Exception as exc:
+            _log_layer_failure("answered 503", exc)
             await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
             return
         started = False
@@ -476,21 +526,27 @@ class _Socket:
         ``reply`` is only read, never changed (one dict may go to many sockets).
         Invariant: replies wait in ``_pending`` only while a writer task runs.
         """
-        if self.state == _CLOSED:
-            return
+        if self.state == _CLOSED or self.close_code is not None:
+            return  # closed, or closing: nothing more goes out but the close
         if self._writer is None:
             self._write_now(reply)
             return
         if self._pending is None:
             self._pending = deque()
         if len(self._pending) >= self.limit:
-            logger.warning(
-                "closed a socket with 1013: %d replies waiting, it is not reading", self.limit
-            )
-            self._pending.clear()
-            self._pending.append({"close": CLOSE_TRY_AGAIN})
+            self._overflow()
         else:
             self._pending.append(reply)
+
+    def _overflow(self) -> None:
+        """Too many replies wait: drop them, and close with 1013 once the write in
+        progress completes (the close frame cannot pass it). From now on replies are
+        dropped, so what waits for this socket stays bounded even if it never reads."""
+        logger.warning(
+            "closing a socket with 1013: %d replies are waiting, it is not reading", self.limit
+        )
+        self.close_code = CLOSE_TRY_AGAIN
+        self._pending = deque([{"close": CLOSE_TRY_AGAIN}])
 
     def _write_now(self, reply: dict[str, Any]) -> None:
         # Most writes complete without waiting (the transport takes the bytes); only
@@ -537,15 +593,19 @@ class _Socket:
         self.state = _CLOSED
         self._pending = None
 
+    @property
+    def writing(self) -> bool:
+        """True while a write waits for the client to take data."""
+        return self._writer is not None
+
     async def flushed(self) -> None:
         """Wait until every queued reply has been written."""
         while self._writer is not None:
             await asyncio.shield(self._writer)
 
     async def _apply(self, reply: dict[str, Any]) -> None:
-        if not _SOCKET_REPLY_KEYS.issuperset(reply) or ("text" in reply and "bytes" in reply):
-            unknown = reply.keys() - _SOCKET_REPLY_KEYS
-            problem = f"unknown keys {sorted(unknown)}" if unknown else "both 'text' and 'bytes'"
+        problem = _reply_problem(reply)
+        if problem is not None:
             logger.error("dropped a reply to a socket: it has %s", problem)
             return
         if self.state == _CONNECTING:
@@ -558,7 +618,7 @@ class _Socket:
             await self.send({"type": "websocket.send", "bytes": _as_bytes(reply["bytes"])})
         close = reply.get("close")
         if close is not None and close is not False:
-            await self.close(CLOSE_NORMAL if close is True else int(close))
+            await self.close(CLOSE_NORMAL if close is True else close)
 
     async def _handshake(self, reply: dict[str, Any]) -> None:
         if reply.get("accept") is True or "text" in reply or "bytes" in reply:
@@ -624,6 +684,63 @@ class _Socket:
 
 async def _awaited(awaitable: Awaitable[None]) -> None:
     await awaitable
+
+
+async def _finish_writes(writes: list[Coroutine[Any, Any, None]], what: str) -> None:
+    """Run socket ``writes`` at shutdown; give up on those still blocked after
+    :data:`_SHUTDOWN_WRITE_TIMEOUT` seconds (their clients are not reading)."""
+    loop = asyncio.get_running_loop()
+    blocked = [
+        loop.create_task(_awaited(rest))
+        for rest in map(run_eagerly, writes)
+        if rest is not None  # most writes complete at once
+    ]
+    if not blocked:
+        return
+    _, stuck = await asyncio.wait(blocked, timeout=_SHUTDOWN_WRITE_TIMEOUT)
+    for task in stuck:
+        task.cancel()
+    if stuck:
+        logger.warning(
+            "gave up writing %s to %d sockets after %gs: their clients are not reading",
+            what,
+            len(stuck),
+            _SHUTDOWN_WRITE_TIMEOUT,
+        )
+
+
+def _reply_problem(reply: dict[str, Any]) -> str | None:
+    """What makes ``reply`` unfit for a socket, or None."""
+    unknown = reply.keys() - _SOCKET_REPLY_KEYS
+    if unknown:
+        return f"unknown keys {sorted(unknown)}"
+    if "text" in reply and "bytes" in reply:
+        return "both 'text' and 'bytes'"
+    close = reply.get("close")
+    if close is None or close is True or close is False:
+        return None
+    if type(close) is not int or (
+        close not in _SENDABLE_CLOSE_CODES and close not in _APPLICATION_CLOSE_CODES
+    ):
+        return f"'close': {close!r}, which is neither True nor a close code an app may send"
+    return None
+
+
+def _too_large_status(body_size: int, exc: MessageTooLarge) -> int:
+    """413 if the body is most of an ``http.request`` message over the size limit,
+    else 431 (its path, query string and headers are)."""
+    return 413 if body_size * 2 >= exc.size else 431
+
+
+def _log_layer_failure(action: str, exc: Exception) -> None:
+    """One line for a send the channel layer could not take (say, Redis is down); the
+    layer logs the outage itself, once."""
+    logger.warning("%s: the channel layer failed (%s: %s)", action, type(exc).__name__, exc)
+
+
+def _log_protocol_failure(code: int, reason: object) -> None:
+    detail = f": {reason}" if reason else ""
+    logger.info("a socket closed with %d (%s)%s", code, _PROTOCOL_FAILURES[code], detail)
 
 
 def _frame_size(content: dict[str, Any]) -> int:

@@ -9,6 +9,12 @@
   carries on. ``ConsumeLater`` requeues the message at the end of its channel, at most
   :data:`MAX_CONSUME_LATER` times. ``DenyConnection`` (or any exception) from a connect
   consumer that had not accepted rejects the socket.
+* A consumer still running ``consumer_timeout`` seconds after it started is given up
+  on, logged in one line naming it and the timeout, and counts as failed (its sends
+  so far are flushed; a connect it had not accepted is rejected; ordering moves on).
+  An ``async def`` consumer is cancelled. A ``def`` consumer cannot be: its thread
+  runs on and keeps one of the ``threads`` until the function returns; what it
+  buffers after the timeout is dropped (``immediately=True`` sends still go).
 * Ordered consumers (``enforce_ordering``) run in socket order through a
   :class:`~chanlite.ordering.Sequencer` on the app's session store; a closed socket's
   channel session is deleted after its disconnect consumer.
@@ -24,12 +30,13 @@ import fnmatch
 import functools
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._eager import Continuation, run_eagerly
 from ._wrap import marked
+from .config import CONSUMER_TIMEOUT, check_consumer_timeout
 from .exceptions import ChannelFull, ConfigurationError, ConsumeLater, DenyConnection
 from .layers.base import BaseChannelLayer
 from .messages import Message
@@ -51,6 +58,11 @@ ASYNC_CONCURRENCY = 64
 # Messages a runner runs back to back, none of them waiting, before it lets the
 # event loop serve sockets and timers.
 _STREAK = 64
+# What happens to a def consumer that ran past consumer_timeout, for the log line.
+_THREAD_RUNS_ON = (
+    "a thread cannot be stopped: it runs on, keeping one of the worker's {} threads, "
+    "until the function returns"
+)
 # Channels whose unmatched messages are dropped without a log line.
 _SILENT_DROPS = frozenset({WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT})
 
@@ -67,12 +79,15 @@ class Worker:
         concurrency: int | None = None,
         only_channels: Iterable[str] | None = None,
         exclude_channels: Iterable[str] | None = None,
+        consumer_timeout: float | None = CONSUMER_TIMEOUT,
     ) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigurationError(f"threads must be a positive integer, got {threads!r}")
         self.routes = routes
         self.layer = layer
         self.threads = threads
+        #: Seconds a consumer may run before it is given up on; None: no limit.
+        self.consumer_timeout = check_consumer_timeout(consumer_timeout)
         self.channels = select_channels(routes.channels, only_channels, exclude_channels)
         if not self.channels:
             raise ConfigurationError("the worker has no channels to listen on")
@@ -87,6 +102,10 @@ class Worker:
         self._parked: deque[asyncio.Future[None]] = deque()
         self._taking = False
         self._free_threads = asyncio.Semaphore(threads)
+        # def consumers that ran past consumer_timeout and have not returned yet, and
+        # the thread slots they keep: the next slots due back stay taken until then.
+        self._hung_threads = 0
+        self._owed_threads = 0
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiving: asyncio.Task[Any] | None = None
@@ -107,7 +126,14 @@ class Worker:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._executor.shutdown(wait=True)
+            if self._hung_threads:
+                logger.warning(
+                    "%d def consumers are still running past consumer_timeout; the "
+                    "process exits once they return",
+                    self._hung_threads,
+                )
+            # Waiting here for a thread that ran past its timeout would block the loop.
+            self._executor.shutdown(wait=not self._hung_threads)
 
     def stop(self) -> None:
         """Stop taking messages; :meth:`run` returns once in-flight consumers finish."""
@@ -250,8 +276,15 @@ class Worker:
     def _done(self, threaded: bool) -> None:
         self._taken -= 1
         if threaded:
-            self._free_threads.release()
+            self._release_thread()
         self._settled.set()
+
+    def _release_thread(self) -> None:
+        """Give a thread slot back, unless a timed-out def consumer still holds one."""
+        if self._owed_threads:
+            self._owed_threads -= 1
+        else:
+            self._free_threads.release()
 
     async def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait until no message is in flight and the layer reports none waiting on
@@ -277,7 +310,14 @@ class Worker:
         # In a task of its own, as the receive loop does, so the consumer scope it
         # enters does not leak into the caller's context.
         found = self.routes.match_content(channel, content)
-        await asyncio.get_running_loop().create_task(self._handle(channel, content, found))
+        threaded = found is not None and not found[0].is_async
+        if threaded:
+            await self._free_threads.acquire()
+        try:
+            await asyncio.get_running_loop().create_task(self._handle(channel, content, found))
+        finally:
+            if threaded:
+                self._release_thread()
 
     async def _handle(
         self, channel: str, content: dict[str, Any], found: tuple[Route, dict[str, str]] | None
@@ -356,7 +396,7 @@ class Worker:
         enter_scope(scope)
         failed = requeued = False
         try:
-            await self._run_consumer(item, message, kwargs)
+            failed = await self._run_consumer(item, message, kwargs)
         except ConsumeLater:
             requeued = await self._requeue(channel, content, retries)
         except DenyConnection:
@@ -384,14 +424,61 @@ class Worker:
     def _session_store(self) -> SessionStore:
         return get_session_store(app_services().session_store, self.layer)
 
-    async def _run_consumer(self, item: Route, message: Message, kwargs: dict[str, str]) -> None:
+    async def _run_consumer(self, item: Route, message: Message, kwargs: dict[str, str]) -> bool:
+        """Run one consumer within ``consumer_timeout``; True if it ran past it."""
+        loop = asyncio.get_running_loop()
         if item.is_async:
-            await item.consumer(message, **kwargs)
-            return
+            started = loop.time()
+            # Only a consumer that waits can run long enough to need the timer.
+            rest = run_eagerly(item.consumer(message, **kwargs))
+            return rest is not None and not await self._within_timeout(rest, started, item, message)
         call = functools.partial(item.consumer, message, **kwargs)
         context = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, context.run, call)
+        thread = loop.run_in_executor(self._executor, context.run, call)
+        if await self._within_timeout(asyncio.shield(thread), loop.time(), item, message):
+            return False
+        # The thread cannot be stopped: its slot stays taken until it returns.
+        self._hung_threads += 1
+        self._owed_threads += 1
+        thread.add_done_callback(functools.partial(self._thread_returned, item))
+        return True
+
+    async def _within_timeout(
+        self, running: Awaitable[None], started: float, item: Route, message: Message
+    ) -> bool:
+        """Await ``running``, ``item``'s consumer started at loop time ``started``;
+        False (and one log line) if it was still running ``consumer_timeout`` seconds
+        after."""
+        if self.consumer_timeout is None:
+            await running
+            return True
+        try:
+            async with asyncio.timeout_at(started + self.consumer_timeout) as deadline:
+                await running
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the consumer's own TimeoutError
+            fate = "cancelled" if item.is_async else _THREAD_RUNS_ON.format(self.threads)
+            logger.error(
+                "consumer %s ran past consumer_timeout (%gs) on channel %r; %s",
+                item.name,
+                self.consumer_timeout,
+                message.channel.name,
+                fate,
+            )
+            return False
+        return True
+
+    def _thread_returned(self, item: Route, thread: asyncio.Future[None]) -> None:
+        """A def consumer that ran past consumer_timeout has returned: free its slot."""
+        self._hung_threads -= 1
+        self._free_threads.release()
+        error = None if thread.cancelled() else thread.exception()
+        logger.info(
+            "consumer %s returned after running past consumer_timeout%s",
+            item.name,
+            f" (raising {error!r})" if error is not None else "",
+        )
 
     async def _requeue(self, channel: str, content: dict[str, Any], retries: int) -> bool:
         """Put a ConsumeLater'd message back on its channel; False if it was dropped."""

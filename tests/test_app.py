@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -104,6 +105,32 @@ def test_bad_settings_are_configuration_errors() -> None:
         Chanlite(Routes(), allowed_origins=["example.com"])
     with pytest.raises(ConfigurationError, match="threads"):
         Chanlite(Routes(), threads=0).check()
+    with pytest.raises(ConfigurationError, match="consumer_timeout"):
+        Chanlite(Routes(), consumer_timeout=0)
+
+
+def test_consumer_timeout_reaches_the_workers(caplog: pytest.LogCaptureFixture) -> None:
+    routes = Routes()
+
+    started = threading.Event()
+
+    @routes.consumer("websocket.receive")
+    async def hang(message: Message) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    app = Chanlite(routes, secret_key=GOOD_KEY, consumer_timeout=0.5)
+    assert Chanlite(Routes()).consumer_timeout == 60
+    with (
+        caplog.at_level(logging.ERROR, logger="chanlite.worker"),
+        ChanliteTestClient(app) as client,
+    ):
+        assert app.worker is not None and app.worker.consumer_timeout == 0.5
+        with client.websocket_connect("/") as ws:
+            ws.send_text("hang")
+            assert started.wait(5)
+            client.run_until_idle()  # the consumer was cancelled: nothing is in flight
+    assert "hang ran past consumer_timeout (0.5s) on channel 'websocket.receive'" in caplog.text
 
 
 # -- embedding ------------------------------------------------------------------
@@ -235,3 +262,11 @@ def test_replies_for_gone_reply_channels_are_dropped() -> None:
         with client.websocket_connect("/still/") as ws:
             ws.send_text("serving")
             assert ws.receive_text() == "/still/:serving"
+
+
+def test_a_failed_startup_raises_in_the_test_client() -> None:
+    """The lifespan reports the failure and raises it, as Starlette's router does, so
+    a test client fails at once instead of serving requests to an app never started."""
+    app = Chanlite([], layer="redis://127.0.0.1:6379/13", workers=False)  # no secret key
+    with pytest.raises(ConfigurationError, match="secret key is required"), ChanliteTestClient(app):
+        pass

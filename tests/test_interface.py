@@ -7,6 +7,7 @@ Every wait is for an observable condition and bounded by a timeout.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from chanlite import Chanlite, Group, Message, Routes
+from chanlite import server as interface_server
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.server import InterfaceServer
 
@@ -28,9 +30,12 @@ KEY = "a-long-enough-random-secret-key-for-tests"
 class FakeClient:
     """One WebSocket client talking to ``app`` through ASGI, without a network."""
 
-    def __init__(self, app: Chanlite, path: str = "/") -> None:
+    def __init__(
+        self, app: Chanlite, path: str = "/", headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         self.app = app
         self.path = path
+        self.headers = headers or []
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.sent: list[dict[str, Any]] = []
         self.changed = asyncio.Event()
@@ -43,7 +48,7 @@ class FakeClient:
             "path": self.path,
             "root_path": "",
             "query_string": b"",
-            "headers": [(b"host", b"test")],
+            "headers": [(b"host", b"test"), *self.headers],
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 2),
             "scheme": "ws",
@@ -65,8 +70,8 @@ class FakeClient:
     def send_text(self, text: str) -> None:
         self.inbox.put_nowait({"type": "websocket.receive", "text": text})
 
-    def close(self, code: int = 1000) -> None:
-        self.inbox.put_nowait({"type": "websocket.disconnect", "code": code})
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [message for message in self.sent if message["type"] == kind]
@@ -427,3 +432,209 @@ async def test_a_disconnect_that_cannot_fit_at_shutdown_is_dropped_at_once(
             await client.finished()
     assert [client.of_type("websocket.close")[0]["code"] for client in clients] == [1001] * 3
     assert caplog.text.count("a disconnect message was dropped") == 2
+
+
+# -- bad clients and bad replies ----------------------------------------------------------
+
+
+class StalledClient(FakeClient):
+    """A client whose connection takes no data while ``reading`` is clear: it has
+    stopped reading, and the server's writes to it wait."""
+
+    def __init__(self, app: Chanlite, path: str = "/") -> None:
+        super().__init__(app, path)
+        self.reading = asyncio.Event()
+        self.reading.set()
+
+    async def _record(self, message: dict[str, Any]) -> None:
+        if message["type"] in ("websocket.send", "websocket.close"):
+            await self.reading.wait()
+        await super()._record(message)
+
+
+def flood_routes(count: int, done: asyncio.Event) -> Routes:
+    """A receive consumer that sends ``count`` replies at once, then sets ``done``."""
+    routes = Routes()
+
+    @routes.consumer("websocket.receive")
+    async def flood(message: Message) -> None:
+        for n in range(count):
+            await message.reply_channel.asend({"text": str(n)}, immediately=True)  # type: ignore[union-attr]
+        done.set()
+
+    return routes
+
+
+async def open_stalled(app: Chanlite) -> StalledClient:
+    """A socket that has been accepted, then stopped reading."""
+    client = StalledClient(app)
+    client.connect()
+    await client.wait_for(lambda: client.status == "open")
+    client.reading.clear()
+    return client
+
+
+async def test_a_socket_that_stops_reading_is_closed_with_1013_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Past max_pending_replies the waiting replies are dropped, and so is every later
+    # one: the close goes out once the write in progress completes.
+    flooded = asyncio.Event()
+    app = Chanlite(flood_routes(30, flooded), secret_key=KEY)
+    app.settings = dataclasses.replace(app.settings, max_pending_replies=5)
+    async with started(app):
+        client = await open_stalled(app)
+        with caplog.at_level(logging.WARNING, logger="chanlite.server"):
+            client.send_text("flood")
+            async with asyncio.timeout(TIMEOUT):
+                await flooded.wait()  # every reply has reached the socket
+        client.reading.set()
+        await client.wait_for(lambda: bool(client.of_type("websocket.close")))
+        await client.finished()
+    assert client.texts == ["0"]  # the write that was in progress
+    assert client.of_type("websocket.close")[0]["code"] == 1013
+    assert caplog.text.count("closing a socket with 1013: 5 replies are waiting") == 1
+
+
+async def test_shutdown_gives_up_on_a_socket_that_never_reads(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its last replies cannot be written, nor its close frame: shutdown waits for
+    # neither past _SHUTDOWN_WRITE_TIMEOUT, and does not try the close at all.
+    monkeypatch.setattr(interface_server, "_SHUTDOWN_WRITE_TIMEOUT", 0.1)
+    flooded = asyncio.Event()
+    app = Chanlite(flood_routes(3, flooded), secret_key=KEY)
+    await app.startup()
+    client = await open_stalled(app)
+    client.send_text("flood")
+    async with asyncio.timeout(TIMEOUT):
+        await flooded.wait()
+    with caplog.at_level(logging.WARNING, logger="chanlite.server"):
+        async with asyncio.timeout(TIMEOUT):
+            await app.shutdown()
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "gave up writing their last replies to 1 sockets after 0.1s: their clients are not reading"
+    )
+    client.close()
+    client.reading.set()
+    await client.finished()
+
+
+@pytest.mark.parametrize(
+    ("close", "problem"),
+    [
+        ("now", "'close': 'now'"),
+        (99999, "'close': 99999"),
+        (1005, "'close': 1005"),
+        (0, "'close': 0"),
+    ],
+)
+async def test_a_close_that_is_not_a_close_code_is_dropped(
+    caplog: pytest.LogCaptureFixture, close: Any, problem: str
+) -> None:
+    routes = Routes()
+
+    @routes.consumer("websocket.receive")
+    async def bad_close(message: Message) -> None:
+        await message.reply_channel.asend({"close": close})  # type: ignore[union-attr]
+        await message.reply_channel.asend({"text": "still open"})  # type: ignore[union-attr]
+
+    app = Chanlite(routes, secret_key=KEY)
+    async with started(app):
+        (client,) = await open_clients(app, 1)
+        with caplog.at_level(logging.ERROR, logger="chanlite.server"):
+            client.send_text("close please")
+            await client.wait_for(lambda: client.texts == ["still open"])
+        assert not client.of_type("websocket.close")
+        client.close()
+    [record] = caplog.records
+    assert f"dropped a reply to a socket: it has {problem}" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning"),
+    [(1007, "invalid frame data"), (1009, "message too big"), (1002, "protocol error")],
+)
+async def test_a_protocol_failure_the_server_reports_is_logged_in_one_line(
+    caplog: pytest.LogCaptureFixture, code: int, meaning: str
+) -> None:
+    app = Chanlite(Routes(), secret_key=KEY)
+    async with started(app):
+        (client,) = await open_clients(app, 1)
+        with caplog.at_level(logging.INFO, logger="chanlite.server"):
+            client.close(code, "the server's reason")
+            await client.finished()
+    [record] = caplog.records
+    assert record.getMessage().startswith(f"a socket closed with {code} ({meaning}")
+    assert record.getMessage().endswith("): the server's reason")
+
+
+async def http_status(app: Chanlite, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    """The status ``app`` answers a POST to ``/`` with."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+        "scheme": "http",
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+async def test_http_requests_over_the_message_limit_are_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Behind a server with no limit on headers (plain uvicorn with httptools), a
+    # request whose message is over 1 MiB: 431 when its headers are most of it,
+    # 413 when its body is; one line each, no consumer runs.
+    routes = Routes()
+
+    @routes.consumer("http.request")
+    async def unreachable(message: Message) -> None:
+        raise AssertionError("no consumer runs")
+
+    app = Chanlite(routes, secret_key=KEY)
+    big = b"a" * (1024 * 1024)
+    async with started(app):
+        with caplog.at_level(logging.INFO, logger="chanlite"):
+            assert await http_status(app, [(b"x-big", big)], b"") == 431
+            assert await http_status(app, [(b"x-half", big[: 500 * 1024])], big[:600_000]) == 413
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "refused POST / with 431",
+        "refused POST / with 413",
+    ]
+
+
+async def test_a_handshake_over_the_message_limit_is_refused_with_431(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    routes = Routes()
+
+    @routes.consumer("websocket.connect")
+    async def unreachable(message: Message) -> None:
+        raise AssertionError("no consumer runs")
+
+    app = Chanlite(routes, secret_key=KEY)
+    async with started(app):
+        client = FakeClient(app, headers=[(b"x-big", b"a" * (1024 * 1024))])
+        with caplog.at_level(logging.INFO, logger="chanlite.server"):
+            client.connect()
+            await client.wait_for(lambda: client.status is not None)
+        assert client.status == "refused 431"
+        await client.finished()
+    [record] = caplog.records
+    assert record.getMessage().startswith("refused a socket with 431: its websocket.connect")

@@ -834,3 +834,123 @@ async def test_retry_marker_is_hidden_from_consumers(layer: SpyLayer) -> None:
     worker = Worker(Routes([route("work", consumer)]), layer)
     await worker.dispatch("work", {"id": 1, RETRY_KEY: 3})
     assert seen == [{"id": 1}]
+
+
+# -- consumer_timeout ------------------------------------------------------------------
+
+#: A consumer_timeout short enough for tests, and long enough that a consumer that
+#: does not hang never reaches it on a busy machine.
+SHORT = 0.5
+
+
+async def logged(caplog: pytest.LogCaptureFixture, text: str) -> logging.LogRecord:
+    """Wait (boundedly) for a log record containing ``text``; the first one."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            for record in caplog.records:
+                if text in record.getMessage():
+                    return record
+            await asyncio.sleep(0.01)  # records come from worker threads too
+
+
+async def test_an_async_consumer_past_consumer_timeout_is_cancelled(
+    layer: SpyLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    cancelled = asyncio.Event()
+
+    async def stuck(message: Message) -> None:
+        await Channel("out").asend({"sent": "before"})
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    worker = Worker(Routes([route("work", stuck)]), layer, consumer_timeout=SHORT)
+    with caplog.at_level(logging.ERROR, logger="chanlite.worker"):
+        async with running(worker):
+            await layer.send("work", {})
+            # Like a consumer that raised: what it sent so far is flushed.
+            assert await receive(layer, "out") == {"sent": "before"}
+    assert cancelled.is_set()
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.exc_info is None
+    assert record.getMessage().endswith(
+        f"stuck ran past consumer_timeout ({SHORT:g}s) on channel 'work'; cancelled"
+    )
+
+
+async def test_a_consumers_own_timeout_error_is_a_failure_not_a_timeout(
+    layer: SpyLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def impatient(message: Message) -> None:
+        async with asyncio.timeout(0):
+            await asyncio.Event().wait()
+
+    worker = Worker(Routes([route("work", impatient)]), layer, consumer_timeout=60)
+    with caplog.at_level(logging.ERROR, logger="chanlite.worker"):
+        await worker.dispatch("work", {})
+    [record] = caplog.records
+    assert "impatient failed on channel 'work'" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], TimeoutError)
+
+
+async def test_a_connect_consumer_past_consumer_timeout_rejects_the_socket(
+    layer: SpyLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def silent(message: Message) -> None:
+        await asyncio.Event().wait()
+
+    worker = Worker(Routes([route("websocket.connect", silent)]), layer, consumer_timeout=SHORT)
+    with caplog.at_level(logging.ERROR, logger="chanlite.worker"):
+        await worker.dispatch("websocket.connect", {"path": "/", "reply_channel": REPLY})
+    assert await layer.receive(["chanlite!"], timeout=0) == (REPLY, {"accept": False})
+    assert "silent ran past consumer_timeout" in caplog.text
+
+
+async def test_a_def_consumer_past_consumer_timeout_keeps_its_thread_until_it_returns(
+    layer: SpyLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A thread cannot be stopped. With one thread, the next def message waits for
+    # it to return, and its own consumer_timeout does not run meanwhile: a second
+    # worker's cancelled consumer shows that more than consumer_timeout went by.
+    release, returned = threading.Event(), threading.Event()
+
+    def blocking(message: Message) -> None:
+        if message["n"] == 1:
+            assert release.wait(TIMEOUT)
+            Channel("out").send({"n": 1})  # buffered after it was given up on: dropped
+            returned.set()
+            return
+        Channel("out").send({"n": 2, "after_first": returned.is_set()})
+
+    async def clock(message: Message) -> None:
+        await asyncio.Event().wait()
+
+    worker = Worker(Routes([route("work", blocking)]), layer, threads=1, consumer_timeout=SHORT)
+    timer = Worker(Routes([route("clock", clock)]), layer, consumer_timeout=2 * SHORT)
+    with caplog.at_level(logging.INFO, logger="chanlite.worker"):
+        async with running(worker), running(timer):
+            await layer.send("work", {"n": 1})
+            await layer.send("work", {"n": 2})
+            line = (await logged(caplog, "blocking ran past consumer_timeout")).getMessage()
+            await layer.send("clock", {})
+            await logged(caplog, "clock ran past consumer_timeout")
+            release.set()
+            assert await receive(layer, "out") == {"n": 2, "after_first": True}
+            await logged(caplog, "blocking returned after running past consumer_timeout")
+    assert await nothing_on(layer, "out")
+    assert "a thread cannot be stopped: it runs on, keeping one of the worker's 1 threads" in line
+    assert caplog.text.count("blocking ran past consumer_timeout") == 1
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "60", True, float("nan")])
+def test_consumer_timeout_must_be_a_positive_number_or_none(timeout: Any) -> None:
+    with pytest.raises(ConfigurationError, match="consumer_timeout"):
+        Worker(Routes([route("work", _noop)]), InMemoryChannelLayer(), consumer_timeout=timeout)
+
+
+def test_consumer_timeout_defaults_to_60_seconds_and_none_means_no_limit() -> None:
+    routes, layer = Routes([route("work", _noop)]), InMemoryChannelLayer()
+    assert Worker(routes, layer).consumer_timeout == 60
+    assert Worker(routes, layer, consumer_timeout=None).consumer_timeout is None

@@ -202,7 +202,11 @@ def _shutdown(executor: ThreadPoolExecutor, handle: _Handle) -> Future[None]:
     Run once, by :meth:`SQLiteConnection.aclose` or when its owner is collected.
     """
     handle.closed = True
-    future = executor.submit(handle.close_connection)
+    try:
+        future = executor.submit(handle.close_connection)
+    except RuntimeError:  # the interpreter is exiting and has stopped the thread
+        future = Future()
+        future.set_result(None)
     executor.shutdown(wait=False)
     return future
 

@@ -7,15 +7,20 @@ with ``O_APPEND``: it is in the kernel's page cache when the consumer returns, s
 survives a SIGKILL of the worker a moment later, and lines from the worker's threads
 never interleave. A test reads every worker's file to see which ids were processed,
 by whom, and how often.
+
+The same table serves the WebSocket side of the fault tests: ``/echo/`` echoes each
+frame, ``/room/<name>/`` is a chat room (a group), and ``/slow/`` runs a consumer that
+takes as many seconds as the frame says.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
-from chanlite import Message, Routes
+from chanlite import Group, Message, Routes
 
 #: The channel the fault tests send numbered jobs to.
 JOBS = "faults.jobs"
@@ -46,3 +51,30 @@ def _log() -> int:
 def record(message: Message) -> None:
     """Append the job's id to this process's log (``def``: runs in a worker thread)."""
     os.write(_log(), f"{message['id']}\n".encode())
+
+
+@routes.consumer("websocket.receive", path=r"^/echo/$")
+async def echo(message: Message) -> None:
+    await message.reply_channel.asend({"text": message["text"]})  # type: ignore[union-attr]
+
+
+@routes.consumer("websocket.connect", path=r"^/room/(?P<room>[\w-]+)/$")
+async def join(message: Message, room: str) -> None:
+    await message.reply_channel.asend({"accept": True})  # type: ignore[union-attr]
+    await Group(f"room-{room}").aadd(message.reply_channel)  # type: ignore[arg-type]
+
+
+@routes.consumer("websocket.receive", path=r"^/room/(?P<room>[\w-]+)/$")
+async def say(message: Message, room: str) -> None:
+    await Group(f"room-{room}").asend({"text": message["text"]})
+
+
+@routes.consumer("websocket.receive", path=r"^/slow/$")
+def slow(message: Message) -> None:
+    """Replies ``started:<pid>`` at once, sleeps as many seconds as the frame says,
+    then replies ``finished`` (buffered: it leaves only when the consumer returns)."""
+    reply = message.reply_channel
+    assert reply is not None
+    reply.send({"text": f"started:{os.getpid()}"}, immediately=True)
+    time.sleep(float(message["text"]))
+    reply.send({"text": "finished"})

@@ -54,6 +54,8 @@ async def test_interface_and_two_workers_over_sqlite(tmp_path: Path) -> None:
         outputs = [worker.communicate(timeout=20)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs
     assert all("worker stopped" in output for output in outputs)
+    # Each closed its SQLite session store, so nothing was left to fail at exit.
+    assert not any("Traceback" in output for output in outputs), outputs
 
 
 def test_stats_and_flush_commands(tmp_path: Path) -> None:
