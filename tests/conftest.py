@@ -44,3 +44,15 @@ def _missing(reason: str) -> None:
     if os.environ.get("CHANLITE_REQUIRE_REDIS") == "1":
         pytest.fail(f"{reason}, and CHANLITE_REQUIRE_REDIS=1 requires it")
     pytest.skip(reason)
+
+
+def require_browser() -> str:
+    """The path of the OS's Chromium for Playwright to drive; skip without one, or,
+    with CHANLITE_REQUIRE_BROWSER=1 (CI), fail."""
+    path = shutil.which("chromium")
+    if path is None:
+        reason = "no chromium on PATH for Playwright to drive (apt-get install chromium)"
+        if os.environ.get("CHANLITE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{reason}, and CHANLITE_REQUIRE_BROWSER=1 requires it")
+        pytest.skip(reason)
+    return path

@@ -1,15 +1,27 @@
-"""The chat of the Channels getting-started guide, as chanlite, with logins.
+"""The chat of the Channels getting-started guide, as chanlite, with logins, history
+and a presence list.
 
-* ``/``: the login form, or, once logged in, the chat page, which joins a room and
-  shows messages live. ``POST /login`` and ``POST /logout`` are plain Starlette views
-  behind ``SessionMiddleware``.
-* ``/chat/<room>/``: a logged-in user's socket (anonymous sockets are refused);
-  everyone in a room sees every message with its author's name. Messages go through
-  the ``chat-messages`` background channel, which stores them in SQLite and
-  broadcasts them.
+* ``/``: the login form, or, once logged in, the chat page, which joins a room over
+  ``chanlite.js`` (served at ``/chanlite.js``) and shows the socket's state.
+  ``POST /login`` and ``POST /logout`` are plain Starlette views behind
+  ``SessionMiddleware``.
+* ``/chat/<room>/``: a logged-in user's socket. Everyone in a room sees every
+  message with its author's name. Messages go through the ``chat-messages``
+  background channel, whose consumer stores them in SQLite and broadcasts them; a
+  socket that joins gets the room's last :data:`HISTORY_SIZE` messages, and everyone
+  in the room gets the list of who is there whenever someone joins or leaves.
+  An anonymous socket is accepted and closed at once with :data:`NOT_LOGGED_IN`.
 * ``/echo/``: every frame comes back.
 
-Run it with ``chanlite serve examples.chat.app:app``.
+Frames the room sends (JSON text)::
+
+    {"type": "message", "id": 7, "room": "lobby", "user": "Alice", "text": "hi"}
+    {"type": "history", "room": "lobby", "messages": [<message>, ...]}  (oldest first)
+    {"type": "presence", "room": "lobby", "users": ["Alice", "Bob"]}
+
+Run it with ``chanlite serve examples.chat.app:app``; messages are kept in the SQLite
+file named by the ``CHAT_DB`` environment variable (default ``chat.db`` in the
+working directory).
 """
 
 from __future__ import annotations
@@ -18,8 +30,10 @@ import json
 import os
 import re
 import sqlite3
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -27,11 +41,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chanlite import Chanlite, Channel, DenyConnection, Group, Message, Routes
+from chanlite import Chanlite, Channel, Group, Message, Routes, enforce_ordering
 from chanlite.auth import USER_ID_KEY, channel_session_user, channel_session_user_from_http
 from chanlite.auth import login as log_in
 from chanlite.auth import logout as log_out
 from chanlite.sessions import SessionMiddleware
+from chanlite.static import javascript_route
 
 routes = Routes()
 
@@ -40,10 +55,20 @@ ROOM = r"^/chat/(?P<room>[\w-]+)/$"
 NAME = re.compile(r"^[\w .-]{1,32}$")
 #: Where messages are stored; override with CHAT_DB.
 DB_PATH = os.environ.get("CHAT_DB", "chat.db")
+#: How many of a room's last messages a socket gets when it joins.
+HISTORY_SIZE = 50
+#: The close code for a socket without a logged-in user. chanlite.js does not
+#: reconnect after a 4xxx code; a refused handshake (403) would look like a network
+#: failure to the browser, which would keep retrying.
+NOT_LOGGED_IN = 4001
 _HERE = Path(__file__).parent
 _CHAT_PAGE = (_HERE / "index.html").read_text()
 _LOGIN_PAGE = (_HERE / "login.html").read_text()
-_db_lock = threading.Lock()
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (room TEXT, user TEXT, text TEXT);
+CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room);
+CREATE TABLE IF NOT EXISTS presence (channel TEXT PRIMARY KEY, room TEXT, user TEXT);
+"""
 
 
 # -- views -----------------------------------------------------------------------------
@@ -82,9 +107,77 @@ site = Starlette(
         Route("/", home),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
+        javascript_route(),
     ]
 )
 site.add_middleware(SessionMiddleware)
+
+
+# -- storage ----------------------------------------------------------------------------
+
+
+@contextmanager
+def database() -> Iterator[sqlite3.Connection]:
+    """A connection to :data:`DB_PATH` inside a write transaction.
+
+    SQLite runs one write transaction at a time, across threads and processes, so
+    what happens inside one (a presence change and its broadcast) is one step.
+    """
+    db = sqlite3.connect(DB_PATH, timeout=30, isolation_level=None)
+    try:
+        db.executescript(_SCHEMA)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+def history(db: sqlite3.Connection, room: str) -> list[dict[str, Any]]:
+    """The last :data:`HISTORY_SIZE` messages of ``room``, oldest first."""
+    rows = db.execute(
+        "SELECT rowid, user, text FROM messages WHERE room = ? ORDER BY rowid DESC LIMIT ?",
+        (room, HISTORY_SIZE),
+    ).fetchall()
+    return [_entry(row_id, room, user, text) for row_id, user, text in reversed(rows)]
+
+
+def present(db: sqlite3.Connection, room: str) -> list[str]:
+    """Who is in ``room``: the users of the sockets that are still in its group.
+
+    The table maps sockets to users and the group says which sockets are alive:
+    rows left behind by a server that stopped without running its disconnects are
+    ignored, and deleted, once the layer no longer lists their sockets (at once on
+    ``memory://``, which a restart empties). A user with two tabs open is listed once.
+    """
+    members = Group(f"chat-{room}").channels()
+    rows = db.execute("SELECT channel, user FROM presence WHERE room = ?", (room,)).fetchall()
+    gone = [(channel,) for channel, _ in rows if channel not in members]
+    db.executemany("DELETE FROM presence WHERE channel = ?", gone)
+    return sorted({user for channel, user in rows if channel in members}, key=str.casefold)
+
+
+def announce(db: sqlite3.Connection, room: str) -> None:
+    """Tell everyone in ``room`` who is there.
+
+    Sent at once, not when the consumer returns: inside the transaction that
+    computed the list (see :func:`database`), so that lists leave in the order they
+    were computed and the last one anyone gets is the current one.
+    """
+    users = present(db, room)
+    Group(f"chat-{room}").send(_frame(type="presence", room=room, users=users), immediately=True)
+
+
+def _entry(row_id: int | None, room: str, user: str, text: str) -> dict[str, Any]:
+    return {"type": "message", "id": row_id, "room": room, "user": user, "text": text}
+
+
+def _frame(**content: Any) -> dict[str, Any]:
+    return {"text": json.dumps(content)}
 
 
 # -- consumers ---------------------------------------------------------------------------
@@ -97,39 +190,58 @@ def echo(message: Message) -> None:
 
 
 @routes.consumer("websocket.connect", path=ROOM)
+@enforce_ordering(slight=True)
 @channel_session_user_from_http
 def join(message: Message, room: str) -> None:
-    """Accept a logged-in user's socket and add it to the room's group."""
+    """Accept a logged-in user's socket: add it to the room, send it the room's
+    history, and tell everyone in the room who is there."""
+    reply = message.reply_channel
+    assert reply is not None
     if not message.user.is_authenticated:
-        raise DenyConnection
-    message.reply_channel.send({"accept": True})  # type: ignore[union-attr]
-    Group(f"chat-{room}").add(message.reply_channel)  # type: ignore[arg-type]
+        reply.send({"accept": True, "close": NOT_LOGGED_IN})
+        return
+    # The accept and the history go at once, ahead of the presence list, which
+    # announce() sends at once.
+    reply.send({"accept": True}, immediately=True)
+    Group(f"chat-{room}").add(reply)
+    with database() as db:
+        reply.send(_frame(type="history", room=room, messages=history(db, room)), immediately=True)
+        db.execute(
+            "INSERT OR REPLACE INTO presence VALUES (?, ?, ?)", (reply.name, room, message.user.id)
+        )
+        announce(db, room)
 
 
 @routes.consumer("websocket.receive", path=ROOM)
+@enforce_ordering(slight=True)
 @channel_session_user
 def post(message: Message, room: str) -> None:
-    """Hand the message to the background channel that stores and broadcasts it."""
+    """Hand a message to the background channel that stores and broadcasts it."""
     text = message.get("text") or ""
-    Channel("chat-messages").send({"room": room, "user": message.user.id, "text": text})
+    if message.user.is_authenticated and text.strip():
+        Channel("chat-messages").send({"room": room, "user": message.user.id, "text": text})
 
 
 @routes.consumer("websocket.disconnect", path=ROOM)
-@channel_session_user
+@enforce_ordering(slight=True)
 def leave(message: Message, room: str) -> None:
-    """Remove the socket from the room's group."""
-    Group(f"chat-{room}").discard(message.reply_channel)  # type: ignore[arg-type]
+    """Remove the socket from the room and tell the others who is left."""
+    reply = message.reply_channel
+    assert reply is not None
+    Group(f"chat-{room}").discard(reply)
+    with database() as db:
+        removed = db.execute("DELETE FROM presence WHERE channel = ?", (reply.name,)).rowcount
+        if removed:
+            announce(db, room)
 
 
 @routes.consumer("chat-messages")
 def save_message(message: Message) -> None:
     """Store a message, then broadcast it to its room."""
     room, user, text = message["room"], message["user"], message["text"]
-    with _db_lock, sqlite3.connect(DB_PATH) as db:
-        db.execute("CREATE TABLE IF NOT EXISTS messages (room TEXT, user TEXT, text TEXT)")
-        db.execute("INSERT INTO messages VALUES (?, ?, ?)", (room, user, text))
-    payload = json.dumps({"room": room, "user": user, "text": text})
-    Group(f"chat-{room}").send({"text": payload})
+    with database() as db:
+        cursor = db.execute("INSERT INTO messages VALUES (?, ?, ?)", (room, user, text))
+    Group(f"chat-{room}").send(_frame(**_entry(cursor.lastrowid, room, user, text)))
 
 
 #: The whole app: the site's views, and the consumers above.

@@ -1,5 +1,6 @@
-"""The chat example: login, echo, rooms through Groups with authors' names, and the
-chat-messages channel that stores every message in SQLite before broadcasting it."""
+"""The chat example: login, echo, rooms through Groups with authors' names, the
+chat-messages channel that stores every message in SQLite before broadcasting it,
+history on join, and the presence list."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from starlette.testclient import WebSocketDenialResponse
+from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from chanlite import Chanlite
@@ -33,13 +35,62 @@ def log_in(client: ChanliteTestClient, name: str) -> None:
     assert response.status_code == 303
 
 
+def cookie_of(client: ChanliteTestClient, name: str) -> dict[str, str]:
+    """Log ``name`` in and return the headers that carry their session."""
+    client.cookies.clear()
+    log_in(client, name)
+    headers = {"cookie": f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}"}
+    client.cookies.clear()
+    return headers
+
+
+def receive(ws: WebSocketTestSession) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(ws.receive_text())
+    return frame
+
+
+def joined(ws: WebSocketTestSession) -> tuple[list[dict[str, Any]], list[str]]:
+    """The history, then the presence list, that a socket gets when it joins."""
+    history, presence = receive(ws), receive(ws)
+    assert history["type"] == "history" and presence["type"] == "presence"
+    return history["messages"], presence["users"]
+
+
+def presence(ws: WebSocketTestSession) -> list[str]:
+    frame = receive(ws)
+    assert frame["type"] == "presence"
+    users: list[str] = frame["users"]
+    return users
+
+
+def message(row_id: int, room: str, user: str, text: str) -> dict[str, Any]:
+    return {"type": "message", "id": row_id, "room": room, "user": user, "text": text}
+
+
+def rows(query: str) -> list[tuple[Any, ...]]:
+    """What ``query`` finds in the example's database."""
+    with sqlite3.connect(chat.DB_PATH) as db:
+        return db.execute(query).fetchall()
+
+
+# -- pages and sockets -------------------------------------------------------------------
+
+
 def test_login_page_then_chat_page(client: ChanliteTestClient) -> None:
     assert 'action="/login"' in client.get("/").text
     log_in(client, "Alice")
     page = client.get("/").text
-    assert "new WebSocket" in page and 'Logged in as <b id="user">Alice</b>' in page
+    assert 'Logged in as <b id="user">Alice</b>' in page
+    assert '<script src="/chanlite.js"></script>' in page and "new ChanliteSocket(" in page
     client.post("/logout")
     assert 'action="/login"' in client.get("/").text
+
+
+def test_the_page_script_is_served(client: ChanliteTestClient) -> None:
+    response = client.get("/chanlite.js")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/javascript")
+    assert "ChanliteSocket" in response.text
 
 
 @pytest.mark.parametrize("name", ["", " ", "x" * 33, "<script>", "a/b"])
@@ -49,12 +100,16 @@ def test_bad_names_are_refused(client: ChanliteTestClient, name: str) -> None:
     assert "name" in response.text
 
 
-def test_anonymous_sockets_are_refused(client: ChanliteTestClient) -> None:
+def test_anonymous_sockets_are_closed_with_a_refusal_code(client: ChanliteTestClient) -> None:
     with (
-        pytest.raises((WebSocketDisconnect, WebSocketDenialResponse)),
-        client.websocket_connect("/chat/lobby/"),
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/chat/lobby/") as ws,
     ):
-        pass
+        ws.receive_text()
+    assert closed.value.code == chat.NOT_LOGGED_IN
+    assert 4000 <= chat.NOT_LOGGED_IN <= 4999  # chanlite.js does not reconnect
+    client.run_until_idle()
+    assert client.group_channels("chat-lobby") == set()
 
 
 def test_echo(client: ChanliteTestClient) -> None:
@@ -63,36 +118,106 @@ def test_echo(client: ChanliteTestClient) -> None:
         assert ws.receive_text() == "ping"
 
 
-def cookie_of(client: ChanliteTestClient, name: str) -> dict[str, str]:
-    """Log ``name`` in and return the headers that carry their session."""
-    client.cookies.clear()
-    log_in(client, name)
-    return {"cookie": f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}"}
+# -- messages and history ----------------------------------------------------------------
 
 
 def test_rooms_broadcast_with_names_and_store(client: ChanliteTestClient) -> None:
     alice_cookie, bob_cookie = cookie_of(client, "Alice"), cookie_of(client, "Bob")
-    client.cookies.clear()
-    with (
-        client.websocket_connect("/chat/lobby/", headers=alice_cookie) as alice,
-        client.websocket_connect("/chat/lobby/", headers=bob_cookie) as bob,
-        client.websocket_connect("/chat/other/", headers=bob_cookie) as bob_elsewhere,
-    ):
-        alice.send_text("hello lobby")
-        expected = {"room": "lobby", "user": "Alice", "text": "hello lobby"}
-        assert json.loads(alice.receive_text()) == expected
-        assert json.loads(bob.receive_text()) == expected
-        bob_elsewhere.send_text("hello other")
-        received = json.loads(bob_elsewhere.receive_text())
-        assert received == {"room": "other", "user": "Bob", "text": "hello other"}
-    with sqlite3.connect(chat.DB_PATH) as db:
-        rows = db.execute("SELECT room, user, text FROM messages ORDER BY rowid").fetchall()
-    assert rows == [("lobby", "Alice", "hello lobby"), ("other", "Bob", "hello other")]
+    with client.websocket_connect("/chat/lobby/", headers=alice_cookie) as alice:
+        assert joined(alice) == ([], ["Alice"])
+        with (
+            client.websocket_connect("/chat/lobby/", headers=bob_cookie) as bob,
+            client.websocket_connect("/chat/other/", headers=bob_cookie) as bob_elsewhere,
+        ):
+            assert joined(bob) == ([], ["Alice", "Bob"])
+            assert joined(bob_elsewhere) == ([], ["Bob"])
+            assert presence(alice) == ["Alice", "Bob"]
+            alice.send_text("hello lobby")
+            expected = message(1, "lobby", "Alice", "hello lobby")
+            assert receive(alice) == expected
+            assert receive(bob) == expected
+            bob_elsewhere.send_text("hello other")
+            assert receive(bob_elsewhere) == message(2, "other", "Bob", "hello other")
+    assert rows("SELECT room, user, text FROM messages ORDER BY rowid") == [
+        ("lobby", "Alice", "hello lobby"),
+        ("other", "Bob", "hello other"),
+    ]
 
 
-def test_leaving_removes_socket_from_room(client: ChanliteTestClient) -> None:
-    log_in(client, "Alice")
-    with client.websocket_connect("/chat/lobby/"):
-        assert len(client.group_channels("chat-lobby")) == 1
+def test_blank_messages_are_neither_stored_nor_sent(client: ChanliteTestClient) -> None:
+    with client.websocket_connect("/chat/lobby/", headers=cookie_of(client, "Alice")) as alice:
+        joined(alice)
+        alice.send_text("  ")
+        alice.send_text("")
+        alice.send_text("real")
+        assert receive(alice) == message(1, "lobby", "Alice", "real")
+    assert rows("SELECT text FROM messages") == [("real",)]
+
+
+def test_joining_sends_the_rooms_last_messages_oldest_first(
+    client: ChanliteTestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat, "HISTORY_SIZE", 3)
+    alice_cookie, bob_cookie = cookie_of(client, "Alice"), cookie_of(client, "Bob")
+    with client.websocket_connect("/chat/lobby/", headers=alice_cookie) as alice:
+        joined(alice)
+        for text in ("one", "two", "three", "four"):
+            alice.send_text(text)
+            assert receive(alice)["text"] == text
+    with client.websocket_connect("/chat/other/", headers=alice_cookie) as elsewhere:
+        joined(elsewhere)
+        elsewhere.send_text("not in the lobby")
+        assert receive(elsewhere)["room"] == "other"
+    with client.websocket_connect("/chat/lobby/", headers=bob_cookie) as bob:
+        history, users = joined(bob)
+    assert history == [
+        message(2, "lobby", "Alice", "two"),
+        message(3, "lobby", "Alice", "three"),
+        message(4, "lobby", "Alice", "four"),
+    ]
+    assert users == ["Bob"]
+
+
+# -- presence ---------------------------------------------------------------------------
+
+
+def test_presence_follows_joins_and_leaves(client: ChanliteTestClient) -> None:
+    alice_cookie, bob_cookie = cookie_of(client, "Alice"), cookie_of(client, "Bob")
+    with client.websocket_connect("/chat/lobby/", headers=alice_cookie) as alice:
+        assert joined(alice)[1] == ["Alice"]
+        with client.websocket_connect("/chat/lobby/", headers=bob_cookie) as bob:
+            assert joined(bob)[1] == ["Alice", "Bob"]
+            assert presence(alice) == ["Alice", "Bob"]
+        assert presence(alice) == ["Alice"]
     client.run_until_idle()
     assert client.group_channels("chat-lobby") == set()
+    assert rows("SELECT * FROM presence") == []
+
+
+def test_a_user_in_two_tabs_is_listed_once_until_both_leave(client: ChanliteTestClient) -> None:
+    alice_cookie, bob_cookie = cookie_of(client, "Alice"), cookie_of(client, "Bob")
+    with client.websocket_connect("/chat/lobby/", headers=bob_cookie) as bob:
+        joined(bob)
+        with client.websocket_connect("/chat/lobby/", headers=alice_cookie) as first_tab:
+            assert joined(first_tab)[1] == ["Alice", "Bob"]
+            assert presence(bob) == ["Alice", "Bob"]
+            with client.websocket_connect("/chat/lobby/", headers=alice_cookie) as second_tab:
+                assert joined(second_tab)[1] == ["Alice", "Bob"]
+                assert presence(bob) == ["Alice", "Bob"]
+                assert presence(first_tab) == ["Alice", "Bob"]
+                second_tab.send_text("from the second tab")
+                for ws in (bob, first_tab, second_tab):
+                    assert receive(ws)["text"] == "from the second tab"
+            # One tab left: Alice is still here.
+            assert presence(bob) == ["Alice", "Bob"]
+        assert presence(bob) == ["Bob"]
+
+
+def test_presence_ignores_sockets_that_are_gone(client: ChanliteTestClient) -> None:
+    # A row that a stopped server left behind: its socket is in no group.
+    with chat.database() as db:
+        db.execute("INSERT INTO presence VALUES ('interface.x!gone', 'lobby', 'Ghost')")
+    with client.websocket_connect("/chat/lobby/", headers=cookie_of(client, "Alice")) as alice:
+        assert joined(alice)[1] == ["Alice"]
+        client.run_until_idle()  # the join's transaction commits after its broadcast
+        assert rows("SELECT user FROM presence") == [("Alice",)]
