@@ -1,4 +1,4 @@
-"""Authentication on sessions (DESIGN §7).
+"""Authentication on sessions.
 
 A logged-in session holds the user's id under :data:`USER_ID_KEY`; nothing else
 about the user is stored. ``message.user`` is what the app's ``user_loader(user_id)``

@@ -25,7 +25,12 @@ ChannelLike = "Channel | str"
 
 
 class Channel:
-    """A named channel. ``layer`` defaults as described in :mod:`chanlite.runtime`."""
+    """A named channel.
+
+    Without ``layer``: the layer of the message whose consumer is running, else the
+    layer of the ``Chanlite`` app running in this process, else ``CHANLITE_LAYER``,
+    else one process-wide ``memory://`` layer (the same for ``Group``).
+    """
 
     __slots__ = ("_layer", "name")
 

@@ -60,8 +60,8 @@ class ImportStringError(ConfigurationError):
 class ConsumeLater(ChanliteError):
     """Raised by a consumer to put its message back at the end of its channel.
 
-    A message is requeued at most ``MAX_CONSUME_LATER`` times (see the worker), then
-    dropped with a warning.
+    A message is requeued at most 10 times (``chanlite.worker.MAX_CONSUME_LATER``),
+    then dropped with a warning.
     """
 
 

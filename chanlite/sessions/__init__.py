@@ -1,4 +1,4 @@
-"""Sessions (DESIGN §7): server-side, signed keys, for consumers and views.
+"""Sessions: server-side, signed keys, for consumers and views.
 
 * :class:`Session` - the session dict, which notes when it is modified;
 * :func:`channel_session`, :func:`http_session` - decorators for consumers;

@@ -1,4 +1,4 @@
-"""``channel_session`` and ``http_session``: sessions for consumers (DESIGN §7).
+"""``channel_session`` and ``http_session``: sessions for consumers.
 
 * ``@channel_session`` sets ``message.channel_session``, a :class:`Session` keyed by
   the message's reply channel. It is loaded before the consumer and saved after it

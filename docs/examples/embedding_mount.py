@@ -1,0 +1,62 @@
+"""chanlite mounted under a path of a Starlette site, started by the site's lifespan.
+
+Run it with ``uvicorn embedding_mount:site``; run this file to check it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+
+from chanlite import Chanlite, Message, Routes
+from chanlite.auth import http_session_user, login
+from chanlite.sessions import SessionMiddleware
+
+routes = Routes()
+
+
+@routes.consumer("websocket.connect", path=r"^/whoami/$")
+@http_session_user
+def whoami(message: Message) -> None:
+    assert message.reply_channel is not None
+    # The path is relative to the mount: /live/whoami/ arrives as /whoami/.
+    message.reply_channel.send({"text": f"{message['path']} {message.user.id}"})
+
+
+live = Chanlite(routes)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(site: Starlette) -> AsyncIterator[None]:
+    await live.startup()  # before the first request, so views share its layer and store
+    yield
+    await live.shutdown()  # drain the workers, close the sockets with 1001
+
+
+async def log_in(request: Request) -> Response:
+    login(request.session, request.query_params["name"])
+    return PlainTextResponse("logged in")
+
+
+site = Starlette(
+    routes=[Route("/login", log_in), Mount("/live", app=live)],
+    lifespan=lifespan,
+)
+site.add_middleware(SessionMiddleware)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("CHANLITE_SECRET_KEY", secrets.token_urlsafe(32))
+    with TestClient(site) as client:
+        client.get("/login", params={"name": "grace"})
+        with client.websocket_connect("/live/whoami/") as ws:
+            assert ws.receive_text() == "/whoami/ grace"
+    print("mounted under /live, started by the site's lifespan: ok")

@@ -1,0 +1,101 @@
+"""The chat of the Channels 1.x getting-started guide, moved to chanlite.
+
+Serve it with ``chanlite serve migrating_chat:channel_routing``; run this file to
+check it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from urllib.parse import parse_qs
+
+from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
+
+from chanlite import (
+    Chanlite,
+    Channel,
+    Group,
+    Message,
+    channel_session,
+    enforce_ordering,
+    include,
+    route,
+)
+from chanlite.testing import ChanliteTestClient
+
+SAVED: list[dict[str, str]] = []  # stands in for the ChatMessage model
+
+
+@enforce_ordering(slight=True)
+@channel_session
+def ws_connect(message: Message, room_name: str) -> None:
+    assert message.reply_channel is not None
+    params = parse_qs(message["query_string"])  # a str in chanlite, not bytes
+    if "username" not in params:
+        message.reply_channel.send({"close": True})  # before accept: rejected
+        return
+    message.reply_channel.send({"accept": True})
+    message.channel_session["username"] = params["username"][0]
+    Group(f"chat-{room_name}").add(message.reply_channel)
+
+
+@enforce_ordering(slight=True)
+@channel_session
+def ws_message(message: Message, room_name: str) -> None:
+    Channel("chat-messages").send(
+        {
+            "room": room_name,
+            "username": message.channel_session["username"],
+            "text": message["text"],
+        }
+    )
+
+
+@enforce_ordering(slight=True)
+@channel_session
+def ws_disconnect(message: Message, room_name: str) -> None:
+    assert message.reply_channel is not None
+    Group(f"chat-{room_name}").discard(message.reply_channel)
+
+
+def msg_consumer(message: Message) -> None:
+    SAVED.append({"room": message["room"], "text": message["text"]})
+    # Replies carry only reply keys: send {"text": ...}, not message.content.
+    payload = {"username": message["username"], "text": message["text"]}
+    Group(f"chat-{message['room']}").send({"text": json.dumps(payload)})
+
+
+ROOM = r"^/(?P<room_name>[a-zA-Z0-9_]+)/$"
+chat_routing = [
+    route("websocket.connect", ws_connect, path=ROOM),
+    route("websocket.receive", ws_message, path=ROOM),
+    route("websocket.disconnect", ws_disconnect, path=ROOM),
+]
+channel_routing = [
+    include(chat_routing, path=r"^/chat"),
+    route("chat-messages", msg_consumer),
+]
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("CHANLITE_SECRET_KEY", secrets.token_urlsafe(32))
+    with ChanliteTestClient(Chanlite(channel_routing)) as client:
+        try:
+            with client.websocket_connect("/chat/lobby/"):
+                raise AssertionError("a socket without a username was accepted")
+        except (WebSocketDisconnect, WebSocketDenialResponse):
+            pass
+        with (
+            client.websocket_connect("/chat/lobby/?username=ada") as ada,
+            client.websocket_connect("/chat/lobby/?username=alan") as alan,
+        ):
+            ada.send_text("hello")
+            expected = {"username": "ada", "text": "hello"}
+            assert json.loads(ada.receive_text()) == expected
+            assert json.loads(alan.receive_text()) == expected
+        client.run_until_idle()
+        assert SAVED == [{"room": "lobby", "text": "hello"}]
+    print("the Channels 1.x chat runs on chanlite: ok")
