@@ -45,7 +45,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from chanlite import get_layer
 from chanlite.layers.base import DEFAULT_PREFIX, BaseChannelLayer
-from chanlite.layers.redis import CONNECT_PATIENCE, GROUP_KEY, RedisChannelLayer
+from chanlite.layers.redis import CONNECT_PATIENCE, GROUP_KEY, SHARED_BATCH, RedisChannelLayer
 from chanlite.worker import ASYNC_CONCURRENCY
 from tests.apps.faults import DIR_ENV, JOBS, log_path
 from tests.conftest import require_redis_server
@@ -282,8 +282,8 @@ BATCH, PACE = 10, 0.005
 SENDER_CAPACITY = 100_000
 #: The most jobs a killed worker can have taken but not run: one per in-flight slot
 #: (``chanlite worker`` runs 4 threads; the app's async consumers add
-#: ASYNC_CONCURRENCY slots) plus one its reader may hold for the next receive.
-MAX_LOST = 4 + ASYNC_CONCURRENCY + 1
+#: ASYNC_CONCURRENCY slots) plus the batch its reader may hold for the next receives.
+MAX_LOST = 4 + ASYNC_CONCURRENCY + SHARED_BATCH
 
 
 class Sender:
