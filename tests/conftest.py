@@ -39,11 +39,13 @@ def require_redis_server() -> None:
         _missing("no redis-server binary to start a private server with")
 
 
-def _missing(reason: str) -> None:
-    """Fail under CHANLITE_REQUIRE_REDIS=1 (CI), else skip with a visible reason."""
-    if os.environ.get("CHANLITE_REQUIRE_REDIS") == "1":
-        pytest.fail(f"{reason}, and CHANLITE_REQUIRE_REDIS=1 requires it")
-    pytest.skip(reason)
+def _missing(reason: str, requirement: str = "CHANLITE_REQUIRE_REDIS") -> None:
+    """Fail when the environment variable ``requirement`` is 1 (as in CI), else skip
+    with a visible reason: the part the test needs is not on this machine."""
+    if os.environ.get(requirement) == "1":
+        pytest.fail(f"{reason}, and {requirement}=1 requires it")
+    else:
+        pytest.skip(reason)
 
 
 def require_browser() -> str:
@@ -52,7 +54,6 @@ def require_browser() -> str:
     path = shutil.which("chromium")
     if path is None:
         reason = "no chromium on PATH for Playwright to drive (apt-get install chromium)"
-        if os.environ.get("CHANLITE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{reason}, and CHANLITE_REQUIRE_BROWSER=1 requires it")
-        pytest.skip(reason)
+        _missing(reason, "CHANLITE_REQUIRE_BROWSER")
+        raise AssertionError("unreachable")  # _missing always fails or skips
     return path
