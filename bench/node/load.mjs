@@ -14,50 +14,13 @@
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { WebSocket } from "ws";
-
-const CONNECT_TIMEOUT_MS = 30_000;
-const CLOSE_TIMEOUT_MS = 15_000;
+import { addressPicker, CLOSE_TIMEOUT_MS, closeOne, connect, emit, sleep } from "./sockets.mjs";
 
 const SPACE = 0x20;
 const ZERO = 0x30;
 
-const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // -- connections -------------------------------------------------------------------
-
-/** Round-robins client source addresses over 127.0.0.0/8, so that many thousands of
- * sockets to one server port never run short of ephemeral ports. */
-function addressPicker(count) {
-  let next = 0;
-  return () => `127.0.0.${1 + (next++ % count)}`;
-}
-
-/** One socket, resolved once open; rejected if it fails or closes first. */
-function connect(url, localAddress) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, {
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-      handshakeTimeout: CONNECT_TIMEOUT_MS,
-      localAddress,
-    });
-    const fail = (reason) => {
-      ws.removeAllListeners();
-      ws.on("error", () => {});
-      ws.terminate();
-      reject(new Error(reason));
-    };
-    ws.once("open", () => {
-      ws.removeAllListeners();
-      ws.on("error", () => {});
-      resolve(ws);
-    });
-    ws.once("error", (error) => fail(String(error.message || error)));
-    ws.once("unexpected-response", (_request, response) => fail(`HTTP ${response.statusCode}`));
-    ws.once("close", (code) => fail(`closed ${code} before open`));
-  });
-}
 
 /** Open `total` sockets with at most `concurrency` handshakes in flight. */
 async function openMany(url, total, concurrency, addresses) {
@@ -85,26 +48,7 @@ async function openMany(url, total, concurrency, addresses) {
 /** Close every socket and wait for the close handshakes (terminating stragglers). */
 async function closeAll(sockets) {
   const start = performance.now();
-  await Promise.all(
-    sockets.map(
-      (ws) =>
-        new Promise((resolve) => {
-          if (ws.readyState === WebSocket.CLOSED) {
-            resolve();
-            return;
-          }
-          const timer = setTimeout(() => {
-            ws.terminate();
-            resolve();
-          }, CLOSE_TIMEOUT_MS);
-          ws.once("close", () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          ws.close(1000);
-        }),
-    ),
-  );
+  await Promise.all(sockets.map(closeOne));
   return (performance.now() - start) / 1000;
 }
 

@@ -25,17 +25,14 @@
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { WebSocket } from "ws";
+import { closeOne, connect, emit, sleep } from "./sockets.mjs";
 
-const CONNECT_TIMEOUT_MS = 30_000;
-const CLOSE_TIMEOUT_MS = 15_000;
 const SPACE = 0x20;
 const ZERO = 0x30;
 // Latency histogram: 0.1 ms buckets up to 60 s, and one for anything later.
 const BUCKET_MS = 0.1;
 const BUCKETS = 600_000;
 
-const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // -- latency -------------------------------------------------------------------------
 
@@ -166,32 +163,6 @@ class Room {
 
 // -- connections ---------------------------------------------------------------------
 
-/** One socket, resolved once open; rejected if it fails or closes first. */
-function connect(url, localAddress) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, {
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-      handshakeTimeout: CONNECT_TIMEOUT_MS,
-      localAddress,
-    });
-    const fail = (reason) => {
-      ws.removeAllListeners();
-      ws.on("error", () => {});
-      ws.terminate();
-      reject(new Error(reason));
-    };
-    ws.once("open", () => {
-      ws.removeAllListeners();
-      ws.on("error", () => {});
-      resolve(ws);
-    });
-    ws.once("error", (error) => fail(String(error.message || error)));
-    ws.once("unexpected-response", (_request, response) => fail(`HTTP ${response.statusCode}`));
-    ws.once("close", (code) => fail(`closed ${code} before open`));
-  });
-}
-
 /** Open socket i of `spec.connections` into room i % rooms, at most `concurrency`
  * handshakes in flight, source addresses round-robin over 127.0.0.1..N; no new
  * handshake starts after `open_timeout_s`. */
@@ -226,26 +197,6 @@ async function openAll(spec, rooms) {
     errors,
     seconds: (performance.now() - start) / 1000,
   };
-}
-
-/** Close one socket; resolves once it has closed (terminated after CLOSE_TIMEOUT_MS). */
-function closeOne(ws) {
-  return new Promise((resolve) => {
-    if (ws === null || ws.readyState === WebSocket.CLOSED) {
-      resolve();
-      return;
-    }
-    ws.closingOnPurpose = true;
-    const timer = setTimeout(() => {
-      ws.terminate();
-      resolve();
-    }, CLOSE_TIMEOUT_MS);
-    ws.once("close", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    ws.close(1000);
-  });
 }
 
 /** Close every socket, at most `rate` a second (0: all at once), and wait for the
