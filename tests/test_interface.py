@@ -638,3 +638,70 @@ async def test_a_handshake_over_the_message_limit_is_refused_with_431(
         await client.finished()
     [record] = caplog.records
     assert record.getMessage().startswith("refused a socket with 431: its websocket.connect")
+
+
+# -- frames and requests the layer cannot take ------------------------------------------
+
+
+async def test_a_frame_that_was_never_sent_gives_its_order_number_back() -> None:
+    # The frame that meets a full channel closes its socket with 1013 and never
+    # reaches a consumer; the disconnect takes its number, so an ordered app does not
+    # wait for a frame that does not exist.
+    gate, order = threading.Event(), []
+    routes = blocked_routes(gate, order)
+    disconnects: list[int] = []
+
+    @routes.consumer("websocket.disconnect")
+    def record_disconnect(message: Message) -> None:
+        disconnects.append(message["order"])
+
+    app = Chanlite(routes, layer="memory://?capacity=1", secret_key=KEY, receive_full_timeout=0.5)
+    app.threads = 1
+    async with started(app):
+        try:
+            (client,) = await open_clients(app, 1)
+            for n in range(4):  # orders 1-3 are sent; 4 meets the full channel
+                client.send_text(str(n))
+            await client.wait_for(lambda: bool(client.of_type("websocket.close")))
+            assert client.of_type("websocket.close")[0]["code"] == 1013
+        finally:
+            gate.set()
+        await until(lambda: bool(disconnects))
+    assert order == ["0", "1", "2"]
+    assert disconnects == [4]
+
+
+class FailingLayer(InMemoryChannelLayer):
+    """A memory layer whose sends to ``http.request`` fail, as Redis's do when it is
+    down."""
+
+    async def send(self, channel: str, content: dict[str, Any]) -> None:
+        if channel == "http.request":
+            raise ConnectionError("the layer's server is unreachable")
+        await super().send(channel, content)
+
+
+async def test_an_http_request_the_layer_cannot_take_gets_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    routes = Routes()
+
+    @routes.consumer("http.request")
+    async def unreachable(message: Message) -> None:
+        raise AssertionError("no consumer runs")
+
+    app = Chanlite(routes, layer=FailingLayer(), secret_key=KEY)
+    async with started(app):
+        with caplog.at_level(logging.INFO, logger="chanlite"):
+            assert await http_status(app, [], b"") == 503
+            assert await http_status(app, [], b"") == 503  # and it goes on serving
+    lines = [r.getMessage() for r in caplog.records if r.name == "chanlite.server"]
+    assert (
+        lines
+        == [
+            "answered 503: the channel layer failed (ConnectionError: "
+            "the layer's server is unreachable)"
+        ]
+        * 2
+    )
+    assert all(r.exc_info is None for r in caplog.records)
