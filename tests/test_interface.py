@@ -643,32 +643,44 @@ async def test_a_handshake_over_the_message_limit_is_refused_with_431(
 # -- frames and requests the layer cannot take ------------------------------------------
 
 
+class SentOrders(InMemoryChannelLayer):
+    """A memory layer that notes the channel and ``order`` of each message the
+    interface got in (sent without error), in turn."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.sent: list[tuple[str, int]] = []
+
+    async def send_waiting(
+        self, channel: str, message: dict[str, Any], timeout: float, *, owned: bool = False
+    ) -> None:
+        order = message.get("order", -1)
+        await super().send_waiting(channel, message, timeout, owned=owned)
+        self.sent.append((channel, order))
+
+
 async def test_a_frame_that_was_never_sent_gives_its_order_number_back() -> None:
-    # The frame that meets a full channel closes its socket with 1013 and never
-    # reaches a consumer; the disconnect takes its number, so an ordered app does not
-    # wait for a frame that does not exist.
-    gate, order = threading.Event(), []
-    routes = blocked_routes(gate, order)
-    disconnects: list[int] = []
-
-    @routes.consumer("websocket.disconnect")
-    def record_disconnect(message: Message) -> None:
-        disconnects.append(message["order"])
-
-    app = Chanlite(routes, layer="memory://?capacity=1", secret_key=KEY, receive_full_timeout=0.5)
+    # A frame that meets a full channel closes its socket with 1013 and never reaches
+    # the layer; the disconnect takes its number, so an ordered app does not wait for
+    # a frame that does not exist.
+    gate = threading.Event()
+    layer = SentOrders(capacity=1)
+    app = Chanlite(blocked_routes(gate, []), layer=layer, secret_key=KEY, receive_full_timeout=0.5)
     app.threads = 1
     async with started(app):
         try:
             (client,) = await open_clients(app, 1)
-            for n in range(4):  # orders 1-3 are sent; 4 meets the full channel
+            for n in range(4):  # the consumer is blocked: one of these meets a full channel
                 client.send_text(str(n))
             await client.wait_for(lambda: bool(client.of_type("websocket.close")))
             assert client.of_type("websocket.close")[0]["code"] == 1013
         finally:
             gate.set()
-        await until(lambda: bool(disconnects))
-    assert order == ["0", "1", "2"]
-    assert disconnects == [4]
+        await until(lambda: any(channel == "websocket.disconnect" for channel, _ in layer.sent))
+    frames = [order for channel, order in layer.sent if channel == "websocket.receive"]
+    disconnects = [order for channel, order in layer.sent if channel == "websocket.disconnect"]
+    assert frames == list(range(1, len(frames) + 1)) and len(frames) < 4
+    assert disconnects == [len(frames) + 1]
 
 
 class FailingLayer(InMemoryChannelLayer):
