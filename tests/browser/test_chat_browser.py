@@ -20,6 +20,9 @@ def log_in(page: Page, server: ChatServer, name: str) -> Page:
     page.get_by_label("Your name").fill(name)
     page.get_by_role("button", name="Log in").click()
     expect(page.locator("#user")).to_have_text(name)
+    # The page's script has run (it joins the first room) only once the socket opens:
+    # a Join clicked before that would find no handler and reload the page.
+    expect(page.locator("#state")).to_have_attribute("data-state", "open")
     return page
 
 
