@@ -130,18 +130,17 @@ class InterfaceServer:
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
-        """Start receiving this process's replies."""
-        if self._memory is not None:
-            if not self._attached:
-                self._memory.attach_reader(self.prefix, self._deliver_all)
-                self._attached = True
-        elif self._reader is None:
+        """Start receiving this process's replies: as a local reader where the layer
+        can hand them over (memory://, redis://), else with a receive loop."""
+        if not self._attached:
+            self._attached = self.layer.attach_reader(self.prefix, self._deliver_all)
+        if not self._attached and self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read_replies())
 
     async def stop(self) -> None:
         """Stop receiving replies."""
-        if self._memory is not None and self._attached:
-            self._memory.detach_reader(self.prefix)
+        if self._attached:
+            self.layer.detach_reader(self.prefix)
             self._attached = False
         if self._reader is not None:
             self._reader.cancel()
@@ -149,8 +148,9 @@ class InterfaceServer:
             self._reader = None
 
     async def drain_replies(self) -> None:
-        """Deliver every reply already waiting for this process's connections."""
-        while True:
+        """Deliver every reply already waiting for this process's connections (a
+        local reader gets them as they come)."""
+        while not self._attached:
             channel, message = await self.layer.receive([self.prefix], timeout=0)
             if channel is None or message is None:
                 break

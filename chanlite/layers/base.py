@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._codec import encode
@@ -40,10 +40,15 @@ INTERFACE_PREFIX = "interface."
 #: one group send to N local sockets needs room for N messages there; what waits for
 #: one socket is bounded by the interface itself (``max_pending_replies``).
 BUILTIN_CHANNEL_CAPACITY: tuple[tuple[str, int], ...] = ((f"{INTERFACE_PREFIX}*!", 100_000),)
+# Validated receive lists kept by cached_receive_names().
+_RECEIVE_CACHE_LIMIT = 1_000
 # 16 random bytes give the 128 bits that keep reply channels unguessable.
 _NEW_CHANNEL_BYTES = 16
 
 ReceiveResult = tuple[str, dict[str, Any]] | tuple[None, None]
+#: A local reader: ``deliver(channels, payload)`` takes one encoded payload meant for
+#: every one of ``channels`` (full ``prefix!local`` names of one process prefix).
+LocalReader = Callable[[list[str], bytes], None]
 
 
 class BaseChannelLayer(ABC):
@@ -88,6 +93,7 @@ class BaseChannelLayer(ABC):
         self.capacity_patterns = [*self.channel_capacity, *BUILTIN_CHANNEL_CAPACITY]
         self.prefix = _prefix(prefix)
         self._capacity_cache: dict[str, int] = {}
+        self._receive_cache: dict[tuple[str, ...], list[str]] = {}
         #: Group deliveries skipped because the member's channel was full.
         self.group_full_skips = 0
 
@@ -125,6 +131,23 @@ class BaseChannelLayer(ABC):
         full ``prefix!local`` name raises :class:`~chanlite.InvalidChannelName`.
         A cancelled receive takes nothing off any channel.
         """
+
+    def attach_reader(self, prefix: str, deliver: LocalReader) -> bool:
+        """Hand every message for ``prefix`` + local names to ``deliver`` from now on,
+        if the layer can; return whether it did.
+
+        ``prefix`` is a process prefix (ending in ``!``), which by contract only this
+        process reads. ``deliver(channels, payload)`` is called on the event loop that
+        attached it, with the full names and the encoded payload (decode it once for
+        all of them); it must not raise. While attached, a ``receive`` on ``prefix``
+        finds nothing, and what this process sends to ``prefix`` names reaches
+        ``deliver`` without queueing: no capacity check, no expiry. Layers that cannot
+        return ``False``, and the caller reads ``prefix`` with :meth:`receive`.
+        """
+        return False
+
+    def detach_reader(self, prefix: str) -> None:  # noqa: B027 - a no-op unless attached
+        """Stop handing ``prefix``'s messages to its local reader; they queue again."""
 
     async def new_channel(self, prefix: str) -> str:
         """Return a new, unique channel name starting with ``prefix``.
@@ -208,6 +231,23 @@ class BaseChannelLayer(ABC):
                     "receive on the process prefix (up to and including '!'), "
                     "not on a full process-specific name",
                 )
+        return names
+
+    def cached_receive_names(self, channels: Iterable[str]) -> list[str]:
+        """:meth:`receive_names` without duplicates; a list or tuple seen before costs
+        one lookup (a worker receives on the same list every time).
+
+        The returned list is shared between calls: it must not be changed.
+        """
+        if not isinstance(channels, (list, tuple)):
+            return list(dict.fromkeys(self.receive_names(channels)))
+        key = tuple(channels)
+        names = self._receive_cache.get(key)
+        if names is None:
+            names = list(dict.fromkeys(self.receive_names(key)))
+            if len(self._receive_cache) >= _RECEIVE_CACHE_LIMIT:
+                self._receive_cache.clear()
+            self._receive_cache[key] = names
         return names
 
     def __repr__(self) -> str:

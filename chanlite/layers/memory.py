@@ -37,16 +37,12 @@ from typing import Any
 from .._codec import decode, encode
 from ..exceptions import ChannelFull
 from ..names import is_process_specific, queue_name, validate_channel_name, validate_group_name
-from .base import BaseChannelLayer, ReceiveResult
+from .base import BaseChannelLayer, LocalReader, ReceiveResult
 
 logger = logging.getLogger("chanlite.layers")
 
 # (expires_at, full channel name, encoded payload, or a dict handed over by its sender)
 _Entry = tuple[float, str, "bytes | dict[str, Any]"]
-#: A local reader: called with the full names of one payload's recipients.
-LocalReader = Callable[[list[str], bytes], None]
-# Validated receive lists kept; a worker asks for the same list on every receive.
-_NAME_CACHE_LIMIT = 1_000
 
 
 def _wake(future: asyncio.Future[None]) -> bool:
@@ -158,12 +154,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # group -> {channel: membership expiry}; channel -> groups it is in
         self._groups: dict[str, dict[str, float]] = {}
         self._memberships: dict[str, set[str]] = {}
-        self._names: dict[tuple[str, ...], list[str]] = {}
         self._rotation = 0
 
     # -- local readers ----------------------------------------------------------
 
-    def attach_reader(self, prefix: str, deliver: LocalReader) -> None:
+    def attach_reader(self, prefix: str, deliver: LocalReader) -> bool:
         """Hand every message for ``prefix`` + local names to ``deliver`` from now on.
 
         ``prefix`` is a process prefix (ending in ``!``). ``deliver(channels, payload)``
@@ -182,6 +177,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             queued = self._queues.pop(prefix, deque())
         for _, channel, payload in queued:
             reader.hand([channel], payload if isinstance(payload, bytes) else encode(payload))
+        return True
 
     def detach_reader(self, prefix: str) -> None:
         """Stop handing ``prefix``'s messages to a local reader; they queue again."""
@@ -330,7 +326,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
         """Take the next message from any of ``channels`` (see the base contract)."""
-        keys = self._receive_keys(channels)
+        keys = self.cached_receive_names(channels)
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             waiter = None
@@ -344,22 +340,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if waiter is None:
                 return None, None
             await self._wait(waiter, keys, deadline)
-
-    def _receive_keys(self, channels: Iterable[str]) -> list[str]:
-        """Validated names of a receive; a list or tuple seen before costs a lookup.
-
-        The returned list is shared between calls: it must not be changed.
-        """
-        if not isinstance(channels, (list, tuple)):
-            return self.receive_names(channels)
-        names = tuple(channels)
-        keys = self._names.get(names)
-        if keys is None:
-            keys = self.receive_names(names)
-            if len(self._names) >= _NAME_CACHE_LIMIT:
-                self._names.clear()
-            self._names[names] = keys
-        return keys
 
     def _register(self, keys: list[str]) -> _Waiter:
         waiter = _Waiter(asyncio.get_running_loop().create_future())

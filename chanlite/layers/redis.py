@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
-import inspect
 import logging
 import random
 import re
@@ -55,8 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -64,8 +62,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .._codec import decode
 from ..exceptions import ChannelFull, ConfigurationError
 from ..names import queue_name, validate_channel_name, validate_group_name
-from ._multiplex import Multiplexer
-from .base import BaseChannelLayer, ReceiveResult
+from ._resp import RespConnection, open_connection
+from .base import BaseChannelLayer, LocalReader, ReceiveResult
 
 __all__ = [
     "RedisAddress",
@@ -101,16 +99,16 @@ READ_GRACE = 5.0
 #: Entries one blocking read takes from a process queue (``prefix!``: nobody else
 #: reads it) and from a shared channel (other processes may be waiting for those).
 PROCESS_BATCH, SHARED_BATCH = 256, 8
+#: How long a read of a shared channel may go on after its last receiver left before
+#: it is ended early: a worker that receives again at once keeps its read.
+UNBLOCK_DELAY = 0.02
 #: How long a reader with nobody waiting stays, so a process that receives in a loop
 #: keeps one reader; then it stops and hands its buffered entries back to Redis.
 LINGER = 0.5
 # Socket timeouts of command connections (seconds).
 SOCKET_TIMEOUT, SOCKET_CONNECT_TIMEOUT = 5.0, 2.0
-#: Command connections per server: one carries every command (see ``_multiplex``); a
-#: second may open while a broken one is being replaced.
-COMMAND_CONNECTIONS = 4
-# Blocking connections per server: one per distinct set of channels being received.
-BLOCKING_CONNECTIONS = 10_000
+#: Idle blocking-read connections kept per server for the next reader.
+IDLE_BLOCKING = 8
 # Keys asked for per SCAN call in flush() and stats().
 SCAN_COUNT = 1000
 # Errors meaning "the server could not be reached or the connection broke".
@@ -487,71 +485,31 @@ def _redact(url: str) -> str:
 # -- connections -----------------------------------------------------------------------
 
 
-def _make_pools(address: RedisAddress) -> tuple[Any, Any, list[Any]]:
-    """A command pool, a pool for blocking reads, and Sentinel clients to close."""
-    options: dict[str, Any] = {
-        "db": address.db,
-        "username": address.username,
-        "password": address.password,
-        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT,
-        "socket_keepalive": True,
-    }
-    options.update(_without_maintenance_notifications())
-    commands = {"socket_timeout": SOCKET_TIMEOUT, "max_connections": COMMAND_CONNECTIONS}
-    # A blocking read must outlast its BLPOP; a read past that means a dead connection.
-    blocking_timeout = BLOCK_SECONDS + READ_GRACE
-    blocking = {"socket_timeout": blocking_timeout, "max_connections": BLOCKING_CONNECTIONS}
-    # redis-py's constructors are untyped: called through Any for mypy --strict.
-    if address.service is not None:
-        sentinel_class: Any = Sentinel
-        sentinel_pool: Any = SentinelConnectionPool
-        sentinel = sentinel_class(
-            list(address.hosts), sentinel_kwargs=_sentinel_options(), **options
-        )
-        return (
-            sentinel_pool(address.service, sentinel, **options, **commands),
-            sentinel_pool(address.service, sentinel, **options, **blocking),
-            list(sentinel.sentinels),
-        )
-    host, port = address.hosts[0]
-    kind = SSLConnection if address.scheme == "rediss" else Connection
-    options.update(connection_class=kind, host=host, port=port)
-    pool: Any = ConnectionPool
-    return pool(**options, **commands), pool(**options, **blocking), []
-
-
-def _without_maintenance_notifications() -> dict[str, Any]:
-    """Pool options that turn redis-py's maintenance notifications off, where it has
-    them (asyncio pools, redis-py 8 and later).
-
-    While they are on (its default for RESP3) a pool skips its check for connections
-    the server closed as they sat idle: after a Redis restart each pooled connection
-    would fail one command, and a send that fails is not sent again. chanlite
-    reconnects on its own and needs no such notifications.
-    """
-    if "maint_notifications_config" not in inspect.signature(ConnectionPool).parameters:
-        return {}
-    from redis.maint_notifications import MaintNotificationsConfig
-
-    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
-
-
-def _sentinel_options() -> dict[str, Any]:
-    return {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT}
-
-
 class RedisShard:
-    """One Redis server: pooled connections, reconnecting, and outage logging.
+    """One Redis server: its connections, reconnecting, and outage logging.
 
     Shared by anything that keeps data in Redis (the channel layer, a session store).
+    Every command goes over one pipelined connection (see ``_resp``); each blocking
+    read has a connection of its own, kept for reuse while it stays healthy.
     """
 
     def __init__(self, address: RedisAddress) -> None:
         self.address = address
-        #: The redis-py pool of command connections (blocking reads have their own).
-        self.pool: Any
-        self.pool, self._blocking_pool, self._sentinels = _make_pools(address)
-        self._multiplexer: Multiplexer | None = None
+        #: The Sentinel client that finds the master, for ``redis+sentinel://``.
+        self.sentinel: Any = None
+        if address.service is not None:
+            sentinel_class: Any = Sentinel  # redis-py is untyped: through Any for mypy
+            self.sentinel = sentinel_class(
+                list(address.hosts),
+                sentinel_kwargs={
+                    "socket_timeout": SOCKET_TIMEOUT,
+                    "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT,
+                },
+                socket_timeout=SOCKET_TIMEOUT,
+                socket_connect_timeout=SOCKET_CONNECT_TIMEOUT,
+            )
+        self._commands: RespConnection | None = None
+        self._idle_blocking: list[RespConnection] = []
         self._connecting = asyncio.Lock()
         self._reachable = True
         #: How many outages have begun (each at the first failure after an answer).
@@ -561,6 +519,11 @@ class RedisShard:
 
     def __repr__(self) -> str:
         return f"<RedisShard {self.address.label} db={self.address.db}>"
+
+    @property
+    def tls(self) -> bool:
+        """Whether connections use TLS (``rediss://``)."""
+        return self.address.scheme == "rediss"
 
     # -- health -----------------------------------------------------------------
 
@@ -577,8 +540,7 @@ class RedisShard:
 
         Only an answer to a command sent since the outage began ends it: one to a
         command sent earlier may have arrived before the failure and been read after
-        it, and a connection taken from the pool proves nothing either (the server
-        may have closed it a moment ago).
+        it.
         """
         if not self._reachable and outages == self.outages:
             self._reachable = True
@@ -609,12 +571,25 @@ class RedisShard:
         """Send ``commands`` together and return their replies, in order (a
         :class:`ResponseError` in place of a failed command's reply). They share the
         server's one command connection with every concurrent caller."""
-        deadline = time.monotonic() + patience
-        for delay in _backoff():
-            multiplexer = await self._multiplexed(deadline)
+        connection = self._commands
+        if connection is not None and connection.error is None:  # the usual case
             outages = self.outages
             try:
-                replies = await multiplexer.execute(commands)
+                replies = await connection.execute(commands)
+            except _NETWORK_ERRORS as error:
+                self.mark_down(error)
+                if not retry or patience <= 0:
+                    raise
+            else:
+                if not self._reachable:
+                    self.mark_up(outages)
+                return replies
+        deadline = time.monotonic() + patience
+        for delay in _backoff():
+            outages = self.outages
+            try:
+                connection = await self._command_connection(deadline)
+                replies = await connection.execute(commands)
             except _NETWORK_ERRORS as error:
                 self.mark_down(error)
                 if not retry or time.monotonic() >= deadline:
@@ -625,22 +600,19 @@ class RedisShard:
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         raise AssertionError("unreachable")  # pragma: no cover - _backoff never ends
 
-    async def _multiplexed(self, deadline: float) -> Multiplexer:
+    async def _command_connection(self, deadline: float) -> RespConnection:
         """The live command connection, connecting (until ``deadline``) if it broke."""
-        multiplexer = self._multiplexer
-        if multiplexer is not None and not multiplexer.broken:
-            return multiplexer
+        connection = self._commands
+        if connection is not None and connection.error is None:
+            return connection
         async with self._connecting:
-            multiplexer = self._multiplexer
-            if multiplexer is None or multiplexer.broken:
-                if multiplexer is not None:
-                    self._multiplexer = None
-                    await multiplexer.aclose()
-                    await self.pool.release(multiplexer.connection)
-                connection = await self._connect(self.pool, deadline)
-                connection.socket_timeout = None  # writes go straight out; reads time out
-                multiplexer = self._multiplexer = Multiplexer(connection, SOCKET_TIMEOUT)
-            return multiplexer
+            connection = self._commands
+            if connection is None or connection.error is not None:
+                if connection is not None:
+                    connection.close()
+                    self._commands = None
+                connection = self._commands = await self._connect(deadline, SOCKET_TIMEOUT)
+            return connection
 
     async def run(
         self,
@@ -672,11 +644,12 @@ class RedisShard:
             if int(cursor) == 0:
                 return
 
-    async def _connect(self, pool: Any, deadline: float) -> Any:
-        """A pooled connection, connected; attempts go on until ``deadline``."""
+    async def _connect(self, deadline: float, reply_timeout: float) -> RespConnection:
+        """A new connection; attempts go on until ``deadline`` (at least one)."""
         for delay in _backoff():
+            outages = self.outages
             try:
-                connection = await pool.get_connection()
+                connection = await self._open(reply_timeout)
             except _NETWORK_ERRORS as error:
                 self.mark_down(error)
                 left = deadline - time.monotonic()
@@ -684,31 +657,67 @@ class RedisShard:
                     raise
                 await asyncio.sleep(min(delay, left))
             else:
+                self.mark_up(outages)  # it answered the setup commands
                 return connection
         raise AssertionError("unreachable")  # pragma: no cover - _backoff never ends
 
+    async def _open(self, reply_timeout: float) -> RespConnection:
+        address = self.address
+        if self.sentinel is not None:
+            try:
+                host, port = await self.sentinel.discover_master(address.service)
+            except Exception as error:  # no sentinel answered, or none knows the master
+                raise RedisConnectionError(f"no master for {address.label}: {error}") from error
+        else:
+            host, port = address.hosts[0]
+        return await open_connection(
+            host,
+            port,
+            db=address.db,
+            username=address.username,
+            password=address.password,
+            tls=self.tls,
+            connect_timeout=SOCKET_CONNECT_TIMEOUT,
+            reply_timeout=reply_timeout,
+        )
+
     # -- blocking reads -----------------------------------------------------------
 
-    async def blocking_connection(self) -> Any:
-        """A connection of its own for a blocking read (one connection attempt)."""
-        return await self._connect(self._blocking_pool, deadline=0.0)
+    async def blocking_connection(self) -> RespConnection:
+        """A connection of its own for a blocking read (one connection attempt).
 
-    async def release_blocking(self, connection: Any, *, broken: bool = False) -> None:
-        """Give back a blocking connection; a ``broken`` one is closed first."""
-        if broken:
-            await connection.disconnect()
-        await self._blocking_pool.release(connection)
+        Its replies may take :data:`BLOCK_SECONDS` plus :data:`READ_GRACE`; one
+        later than that means a dead connection.
+        """
+        while self._idle_blocking:
+            connection = self._idle_blocking.pop()
+            if connection.error is None:
+                return connection
+        return await self._connect(0.0, BLOCK_SECONDS + READ_GRACE)
+
+    async def release_blocking(self, connection: RespConnection, *, broken: bool = False) -> None:
+        """Give back a blocking connection; a ``broken`` one is closed."""
+        if (
+            broken
+            or connection.broken
+            or connection.busy
+            or len(self._idle_blocking) >= IDLE_BLOCKING
+        ):
+            connection.close()
+        else:
+            self._idle_blocking.append(connection)
 
     async def aclose(self) -> None:
         """Close every connection to this server."""
-        if self._multiplexer is not None:
-            await self._multiplexer.aclose()
-            await self.pool.release(self._multiplexer.connection)
-            self._multiplexer = None
-        await self.pool.aclose()
-        await self._blocking_pool.aclose()
-        for sentinel in self._sentinels:
-            await sentinel.aclose()
+        if self._commands is not None:
+            self._commands.close()
+            self._commands = None
+        for connection in self._idle_blocking:
+            connection.close()
+        self._idle_blocking.clear()
+        if self.sentinel is not None:
+            for client in self.sentinel.sentinels:
+                await client.aclose()
 
 
 def _backoff() -> Iterable[float]:
@@ -775,18 +784,24 @@ def parse_entry(entry: bytes) -> tuple[int, list[str], bytes]:
 
 
 class _Taken:
-    """A message taken from Redis, kept in the process until a receive takes it."""
+    """A message taken from Redis (or handed over in the process), kept in the
+    process until a receive takes it."""
 
     __slots__ = ("channel", "deadline", "expires", "payload")
 
-    def __init__(self, channel: str, payload: bytes, expires: int, deadline: float) -> None:
+    def __init__(self, channel: str, payload: bytes, expires: int | None, deadline: float) -> None:
         self.channel, self.payload = channel, payload
-        #: Expiry in server ms (for handing it back), and in event loop time.
+        #: Expiry in server ms (for handing it back; None for a message that never
+        #: went through Redis), and in event loop time.
         self.expires, self.deadline = expires, deadline
 
-    def entry(self) -> bytes:
-        """The entry to store to hand this message back to Redis."""
-        return b"%d %s %s" % (self.expires, self.channel.encode("ascii"), self.payload)
+    def entry(self, now_ms: int, clock: float) -> bytes:
+        """The entry to store to hand this message back to Redis, when the server's
+        clock reads ``now_ms`` at event loop time ``clock``."""
+        expires = self.expires
+        if expires is None:
+            expires = now_ms + max(1, round((self.deadline - clock) * 1000))
+        return b"%d %s %s" % (expires, self.channel.encode("ascii"), self.payload)
 
 
 class _Waiter:
@@ -840,6 +855,7 @@ class _Reader:
         self._wanted = asyncio.Event()
         self._client_id: int | None = None
         self._blocking = False
+        self._unblocking: asyncio.TimerHandle | None = None
         self._rotation = 0
         self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -849,17 +865,28 @@ class _Reader:
         self._wanted.set()
 
     def leave(self) -> None:
-        """A receiver stopped waiting; end the read if it was the last."""
+        """A receiver stopped waiting; end the read soon if it was the last and no
+        receive comes back within :data:`UNBLOCK_DELAY`."""
         self.users -= 1
         if self.users <= 0:
             self._wanted.clear()
-            self._idle_since = asyncio.get_running_loop().time()
-            if not self.ahead:  # a read ahead ends by itself within BLOCK_SECONDS
-                self.wake()
+            loop = asyncio.get_running_loop()
+            self._idle_since = loop.time()
+            # A read ahead ends by itself within BLOCK_SECONDS.
+            if not self.ahead and self._unblocking is None:
+                self._unblocking = loop.call_later(UNBLOCK_DELAY, self._unblock_if_idle)
+
+    def _unblock_if_idle(self) -> None:
+        self._unblocking = None
+        if self.users <= 0:
+            self.wake()
 
     def stop(self) -> None:
         """Stop reading for good (the layer is closing)."""
         self.closing = True
+        if self._unblocking is not None:
+            self._unblocking.cancel()
+            self._unblocking = None
         self._wanted.set()
         self.wake()
 
@@ -869,7 +896,7 @@ class _Reader:
             self.layer.spawn(self.shard.call("CLIENT", "UNBLOCK", self._client_id, retry=True))
 
     async def _run(self) -> None:
-        connection: Any = None
+        connection: RespConnection | None = None
         delays = iter(_backoff())
         try:
             while await self._awaited():
@@ -916,36 +943,32 @@ class _Reader:
             logger.error("reading %s failed: %s", ", ".join(self.names), error)
             self.layer.fail_waiters(self.names, error)
 
-    async def _pop(self, connection: Any) -> tuple[list[bytes], int] | None:
-        """One blocking read, pipelined between CLIENT ID (for UNBLOCK) and TIME (to
-        judge expiry by the server's clock); returns (entries, server time in ms)."""
+    async def _pop(self, connection: RespConnection) -> tuple[list[bytes], int] | None:
+        """One blocking read, pipelined with TIME (to judge expiry by the server's
+        clock); returns (entries, server time in ms)."""
         keys = self.layer.queue_keys(self._rotated())
         if self.shard.blmpop:
             read: tuple[Any, ...] = ("BLMPOP", BLOCK_SECONDS, len(keys), *keys)
             read += ("LEFT", "COUNT", self.batch)
         else:
             read = ("BLPOP", *keys, BLOCK_SECONDS)
-        commands = [("CLIENT", "ID"), read, ("TIME",)]
-        outages = self.shard.outages
-        await connection.send_packed_command(connection.pack_commands(commands))
-        self._client_id = int(await connection.read_response())
-        self.shard.mark_up(outages)
+        replies = connection.execute([read, ("TIME",)])
+        self._client_id = connection.client_id
         self._blocking = True
         if self.closing or not (self.users or self.ahead):
             self.wake()
         try:
-            reply = await connection.read_response()
-        except ResponseError as error:
-            await connection.read_response()  # TIME's reply, so the connection stays usable
-            if "unknown command" not in str(error).lower():
-                raise
-            self.shard.blmpop = False  # Redis before 7.0: one entry per read
-            return None
+            reply, clock = await replies
         finally:
             self._blocking = False
-        seconds, micros = await connection.read_response()
+        if isinstance(reply, ResponseError):
+            if "unknown command" not in str(reply).lower():
+                raise reply
+            self.shard.blmpop = False  # Redis before 7.0: one entry per read
+            return None
         if reply is None:
             return None
+        seconds, micros = clock
         entries = list(reply[1]) if self.shard.blmpop else [reply[1]]
         return entries, int(seconds) * 1000 + int(micros) // 1000
 
@@ -985,6 +1008,8 @@ class RedisChannelLayer(BaseChannelLayer):
             for arg in (lua_pattern(glob), capacity)
         ]
         self._waiters: dict[str, deque[_Waiter]] = {}
+        #: Attached local readers, by process prefix.
+        self._local: dict[str, LocalReader] = {}
         #: Messages taken from Redis that no receive has taken yet, by stored name.
         self._buffers: dict[str, deque[_Taken]] = {}
         self._readers: dict[tuple[int, tuple[str, ...]], _Reader] = {}
@@ -1018,6 +1043,11 @@ class RedisChannelLayer(BaseChannelLayer):
     async def send_encoded(self, channel: str, payload: bytes) -> None:
         """Append ``payload`` to ``channel`` in one script call; ChannelFull if full."""
         name = queue_name(channel)
+        if self._local:
+            deliver = self._local.get(name)
+            if deliver is not None:  # only this process reads it: no need for Redis
+                self._hand(deliver, [channel], payload)
+                return
         capacity = self.capacity_for(name)
         args = [channel, payload, self._expiry_ms, self._queue_ttl(name), capacity]
         shard = self.shards.shard_for(name)
@@ -1040,7 +1070,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
         """Take the next message from any of ``channels`` (see the base contract)."""
-        names = list(dict.fromkeys(self.receive_names(channels)))
+        names = self.cached_receive_names(channels)
         taken = self._take_buffered(names)
         if taken is None:
             if timeout is not None and timeout <= 0:
@@ -1084,9 +1114,7 @@ class RedisChannelLayer(BaseChannelLayer):
         for name in names:
             self._waiters.setdefault(name, deque()).append(waiter)
         for index, group in self._by_shard(names):
-            reader = self._readers.get((index, group))
-            if reader is None:
-                reader = self._readers[index, group] = _Reader(self, index, group)
+            reader = self._reader_for(index, group)
             reader.join()
             waiter.readers.append(reader)
         try:
@@ -1099,6 +1127,52 @@ class RedisChannelLayer(BaseChannelLayer):
             raise
         finally:
             self._forget(waiter, names)
+
+    def _reader_for(self, index: int, names: tuple[str, ...]) -> _Reader:
+        """The reader of ``names`` (sorted, all on shard ``index``), started if need be."""
+        reader = self._readers.get((index, names))
+        if reader is None:
+            reader = self._readers[index, names] = _Reader(self, index, names)
+        return reader
+
+    # -- local readers --------------------------------------------------------
+
+    def attach_reader(self, prefix: str, deliver: LocalReader) -> bool:
+        """Hand every message for ``prefix`` + local names to ``deliver`` (see the base
+        contract). One blocking read of ``prefix`` stays on while it is attached and
+        hands over each entry it takes as it arrives: a group entry naming a thousand
+        local members is one call. What this process sends to ``prefix`` names goes
+        straight to ``deliver`` and never through Redis."""
+        validate_channel_name(prefix)
+        if not prefix.endswith("!"):
+            raise ValueError(f"a local reader needs a process prefix ending in '!', not {prefix!r}")
+        if prefix in self._local:
+            self._local[prefix] = deliver
+            return True
+        self._local[prefix] = deliver
+        self._reader_for(self.shards.index_for(prefix), (prefix,)).join()
+        buffered = self._buffers.pop(prefix, None)
+        if buffered:
+            clock = asyncio.get_running_loop().time()
+            for taken in buffered:
+                if taken.deadline > clock:
+                    self._hand(deliver, [taken.channel], taken.payload)
+        return True
+
+    def detach_reader(self, prefix: str) -> None:
+        """Stop handing ``prefix``'s messages to its local reader; they queue again."""
+        if self._local.pop(prefix, None) is None:
+            return
+        reader = self._readers.get((self.shards.index_for(prefix), (prefix,)))
+        if reader is not None:
+            reader.leave()
+
+    @staticmethod
+    def _hand(deliver: LocalReader, channels: list[str], payload: bytes) -> None:
+        try:
+            deliver(channels, payload)
+        except Exception:
+            logger.exception("a local reader failed; %d message(s) dropped", len(channels))
 
     def _settle(self, waiter: _Waiter, *, take: bool) -> _Taken | None:
         """End a wait that did not see its result: take what was handed over, or give
@@ -1147,11 +1221,17 @@ class RedisChannelLayer(BaseChannelLayer):
         are dropped, evicting their process-specific channels from their groups."""
         clock = asyncio.get_running_loop().time()
         touched: dict[str, None] = {}
+        local = self._local
         for entry in entries:
             expires, channels, payload = parse_entry(entry)
             if expires <= now_ms:
                 self._evict(channels)
                 continue
+            if local:  # one entry names channels of one stored name
+                deliver = local.get(queue_name(channels[0]))
+                if deliver is not None:
+                    self._hand(deliver, channels, payload)
+                    continue
             deadline = clock + (expires - now_ms) / 1000
             for channel in channels:
                 name = queue_name(channel)
@@ -1202,21 +1282,28 @@ class RedisChannelLayer(BaseChannelLayer):
         for name in names:
             if name in self._waiters or name not in self._buffers:
                 continue
-            clock = asyncio.get_running_loop().time()
-            entries = [t.entry() for t in self._buffers.pop(name) if t.deadline > clock]
-            if not entries:
-                continue
             shard = self.shards.shard_for(name)
-            args = [*self._prefixes, self._queue_ttl(name), *entries]
+            taken = self._buffers.pop(name)
             try:
-                await shard.run(REQUEUE_SCRIPT, self.queue_keys([name]), args)
+                await self._requeue(shard, name, taken)
             except _NETWORK_ERRORS as error:
                 logger.warning(
                     "lost %d message(s) for %s: could not put them back (%s)",
-                    len(entries),
+                    len(taken),
                     name,
                     error,
                 )
+
+    async def _requeue(self, shard: RedisShard, name: str, taken: deque[_Taken]) -> None:
+        now_ms = 0
+        if any(item.expires is None for item in taken):  # never went through Redis
+            seconds, micros = await shard.call("TIME", retry=True)
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+        clock = asyncio.get_running_loop().time()
+        entries = [item.entry(now_ms, clock) for item in taken if item.deadline > clock]
+        if entries:
+            args = [*self._prefixes, self._queue_ttl(name), *entries]
+            await shard.run(REQUEUE_SCRIPT, self.queue_keys([name]), args)
 
     def _first_waiter(self, name: str) -> _Waiter | None:
         for waiter in self._waiters.get(name, ()):

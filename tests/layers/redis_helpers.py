@@ -32,7 +32,7 @@ def answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # NOAUTH: it has a password
     except OSError:
         return False
 
@@ -44,6 +44,8 @@ class RedisServer:
         self.port = port or free_port()
         #: Extra redis-server arguments, such as ``--rename-command BLMPOP ""``.
         self.options = options
+        #: A Sentinel's config file: set it to start a Sentinel instead of a server.
+        self.sentinel_config: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,8 +56,11 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
+        if self.sentinel_config is not None:
+            command = [binary, self.sentinel_config, "--sentinel", "--loglevel", "warning"]
+        else:
+            command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+            command += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
         command += self.options
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + START_PATIENCE

@@ -24,14 +24,16 @@ import anyio
 import orjson
 import pytest
 import redis.asyncio
-from redis.asyncio.connection import SSLConnection
-from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chanlite import ChanliteError, get_layer
 from chanlite._codec import decode
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
+from chanlite.layers._resp import open_connection
 from chanlite.layers.redis import (
     CONNECT_PATIENCE,
     GROUP_SEND_SCRIPT,
@@ -175,7 +177,19 @@ def test_rediss_url_connects_with_tls():
     layer = RedisChannelLayer("rediss://secure.example:6380/3")
     shard = layer.shards.shards[0]
     assert shard.address.scheme == "rediss"
-    assert shard.pool.connection_class is SSLConnection
+    assert shard.tls is True
+    assert RedisChannelLayer("redis://plain.example/0").shards.shards[0].tls is False
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_tls_connection_to_a_plain_server_fails_as_a_connection_error():
+    require_redis()
+    plain = await open_connection("127.0.0.1", 6379, connect_timeout=1, reply_timeout=1)
+    plain.close()
+    # The server does not speak TLS: the handshake never completes.
+    with pytest.raises((RedisConnectionError, RedisTimeoutError)):
+        await open_connection("127.0.0.1", 6379, tls=True, connect_timeout=0.5, reply_timeout=0.5)
 
 
 def test_sentinel_url_finds_the_master_through_its_sentinels():
@@ -184,9 +198,60 @@ def test_sentinel_url_finds_the_master_through_its_sentinels():
     (shard,) = layer.shards.shards
     assert shard.address.hosts == (("s1", 26379), ("s2", 26380))
     assert (shard.address.service, shard.address.db) == ("mymaster", 4)
-    assert isinstance(shard.pool, SentinelConnectionPool)
-    assert shard.pool.service_name == "mymaster"
+    assert isinstance(shard.sentinel, Sentinel)
+    asked = [client.connection_pool.connection_kwargs for client in shard.sentinel.sentinels]
+    assert [(kwargs["host"], kwargs["port"]) for kwargs in asked] == [("s1", 26379), ("s2", 26380)]
     assert "mymaster via sentinel s1:26379" in shard.address.label
+
+
+@pytest.mark.anyio
+async def test_a_layer_behind_a_real_sentinel_sends_and_receives(tmp_path):
+    require_redis_server()
+    master = RedisServer()
+    master.start()
+    port = free_port()
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+    )
+    sentinel = RedisServer(port)
+    sentinel.sentinel_config = str(config)
+    sentinel.start()
+    layer = RedisChannelLayer(
+        f"redis+sentinel://127.0.0.1:{port}/mymaster/3", prefix=unique_prefix()
+    )
+    client = await inspect(master.url.replace("/0", "/3"))
+    try:
+        await layer.send("through-sentinel", {"n": 1})
+        assert await client.llen(f"{layer.prefix}:q:through-sentinel") == 1
+        assert await layer.receive(["through-sentinel"], timeout=PATIENCE) == (
+            "through-sentinel",
+            {"n": 1},
+        )
+    finally:
+        await client.aclose()
+        await layer.aclose()
+        sentinel.kill()
+        master.kill()
+
+
+@pytest.mark.anyio
+async def test_a_password_protected_server_needs_the_right_password():
+    require_redis_server()
+    server = RedisServer(None, "--requirepass", "s3cret-pass")
+    server.start()
+    url = f"redis://:s3cret-pass@127.0.0.1:{server.port}/2"
+    good = RedisChannelLayer(url, prefix=unique_prefix())
+    bad = RedisChannelLayer(url.replace("s3cret-pass", "wrong"), prefix=unique_prefix())
+    try:
+        await good.send("locked", {"n": 1})
+        assert await good.receive(["locked"], timeout=PATIENCE) == ("locked", {"n": 1})
+        with pytest.raises(AuthenticationError):
+            await bad.send("locked", {"n": 2})
+    finally:
+        await good.aclose()
+        await bad.aclose()
+        server.kill()
 
 
 def test_sentinel_default_port_is_26379():
@@ -496,6 +561,84 @@ async def test_send_is_one_script_call(own_server):
         await client.aclose()
         await layer.aclose()
     assert calls == {"evalsha": 1}
+
+
+class Collector:
+    """A local reader that records what it is handed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], dict[str, Any]]] = []
+        self.arrived = asyncio.Event()
+
+    def __call__(self, channels: list[str], payload: bytes) -> None:
+        self.calls.append((channels, decode(payload)))
+        self.arrived.set()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_local_reader_gets_what_this_process_sends_without_redis(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    client = await inspect(own_server.url)
+    reader = Collector()
+    try:
+        assert layer.attach_reader("iface!", reader) is True
+        await layer.send("warm", {"n": 0})  # loads the script
+        await client.config_resetstat()
+        for n in range(3):
+            await layer.send(f"iface!{n}", {"n": n})
+        calls = await command_calls(client)
+        # Handed over in order, as they were sent; nothing went to Redis.
+        assert reader.calls == [([f"iface!{n}"], {"n": n}) for n in range(3)]
+        assert "evalsha" not in calls
+        assert await layer.receive(["iface!"], timeout=0) == (None, None)
+    finally:
+        await client.aclose()
+        await layer.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_local_reader_gets_a_group_entry_for_all_its_members_in_one_call(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    sender = RedisChannelLayer(own_server.url, prefix=layer.prefix)  # another process
+    reader = Collector()
+    members = [f"iface!{n}" for n in range(100)]
+    try:
+        layer.attach_reader("iface!", reader)
+        for member in members:
+            await sender.group_add("room", member)
+        await sender.send("iface!solo", {"text": "first"})
+        await sender.group_send("room", {"text": "hi"})
+        with anyio.fail_after(PATIENCE):
+            while len(reader.calls) < 2:
+                reader.arrived.clear()
+                await reader.arrived.wait()
+        assert reader.calls[0] == (["iface!solo"], {"text": "first"})
+        channels, message = reader.calls[1]
+        assert sorted(channels) == sorted(members) and message == {"text": "hi"}
+    finally:
+        await sender.aclose()
+        await layer.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_detached_prefix_is_read_with_receive_again(shared_layer):
+    reader = Collector()
+    shared_layer.attach_reader("iface!", reader)
+    await shared_layer.send("iface!a", {"n": 1})
+    shared_layer.detach_reader("iface!")
+    await shared_layer.send("iface!a", {"n": 2})
+    assert await shared_layer.receive(["iface!"], timeout=PATIENCE) == ("iface!a", {"n": 2})
+    assert reader.calls == [(["iface!a"], {"n": 1})]
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_local_reader_needs_a_process_prefix(shared_layer):
+    with pytest.raises(ValueError, match="ending in '!'"):
+        shared_layer.attach_reader("plain", Collector())
 
 
 @pytest.mark.anyio

@@ -1,0 +1,295 @@
+"""A lean Redis connection: RESP over an :class:`asyncio.Protocol`, fully pipelined.
+
+Every command of a process shares one such connection per server (blocking reads
+each get their own). :meth:`RespConnection.execute` queues the packed commands and
+returns a future at once; whatever was queued while the event loop ran other work
+goes out in one ``write`` on the loop's next turn, and replies are parsed in
+``data_received`` as they arrive, in the order the commands went out, with no task
+and no ``await`` per reply. Many concurrent senders (an interface relaying frames
+from hundreds of sockets) then cost one system call per batch, not per command.
+
+Replies are raw RESP values: ``bytes``, ``int``, ``None``, lists (and the RESP3
+types, should a server send them). An error reply comes back in place of its
+command's reply as a :class:`redis.exceptions.ResponseError` (``NoScriptError`` for
+``NOSCRIPT``), so one failed command of a batch does not hide the others. Errors of
+the connection itself are redis-py's ``ConnectionError`` and ``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, cast
+
+from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["RespConnection", "open_connection", "pack"]
+
+_CRLF = b"\r\n"
+# RESP type bytes.
+_BULK, _ARRAY, _INTEGER, _SIMPLE, _ERROR = b"$*:+-"
+_NULL, _BOOLEAN, _DOUBLE, _MAP, _SET, _PUSH, _BULK_ERROR, _VERBATIM = b"_#,%~>!="
+
+
+def pack(commands: Sequence[Sequence[Any]]) -> bytes:
+    """Commands in RESP: arrays of bulk strings (``str``, ``bytes``, ``int``, ``float``)."""
+    out: list[bytes] = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            if isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, str):
+                data = arg.encode()
+            elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
+                data = repr(arg).encode()
+            else:
+                raise TypeError(f"a Redis command argument must be str, bytes or a number: {arg!r}")
+            out.append(b"$%d\r\n" % len(data))
+            out.append(data)
+            out.append(_CRLF)
+    return b"".join(out)
+
+
+class _Incomplete(Exception):
+    """The buffer ends inside a reply: wait for more data."""
+
+
+_INCOMPLETE = _Incomplete()
+
+
+def _error(text: str) -> ResponseError:
+    if text.startswith("NOSCRIPT"):
+        return NoScriptError(text)
+    return ResponseError(text.removeprefix("ERR "))
+
+
+def parse(buffer: bytes, pos: int) -> tuple[Any, int]:
+    """The reply starting at ``buffer[pos]`` and where it ends; raises ``_Incomplete``
+    if the buffer does not hold all of it yet."""
+    end = buffer.find(_CRLF, pos)
+    if end < 0:
+        raise _INCOMPLETE
+    kind = buffer[pos]
+    line = buffer[pos + 1 : end]
+    pos = end + 2
+    if kind in (_BULK, _VERBATIM, _BULK_ERROR):
+        size = int(line)
+        if size < 0:
+            return None, pos
+        stop = pos + size
+        if len(buffer) < stop + 2:
+            raise _INCOMPLETE
+        data = buffer[pos:stop]
+        if kind == _BULK_ERROR:
+            return _error(data.decode(errors="replace")), stop + 2
+        return data, stop + 2
+    if kind == _INTEGER:
+        return int(line), pos
+    if kind in (_ARRAY, _SET, _PUSH, _MAP):
+        count = int(line)
+        if count < 0:
+            return None, pos
+        items = []
+        for _ in range(count * 2 if kind == _MAP else count):
+            item, pos = parse(buffer, pos)
+            items.append(item)
+        if kind == _MAP:
+            return dict(zip(items[::2], items[1::2], strict=True)), pos
+        return items, pos
+    if kind == _SIMPLE:
+        return line, pos
+    if kind == _ERROR:
+        return _error(line.decode(errors="replace")), pos
+    if kind == _NULL:
+        return None, pos
+    if kind == _BOOLEAN:
+        return line == b"t", pos
+    if kind == _DOUBLE:
+        return float(line), pos
+    raise RedisConnectionError(f"unexpected reply from Redis: {buffer[pos - 2 : pos + 40]!r}")
+
+
+class _Call:
+    """Commands sent together, and the replies read for them so far."""
+
+    __slots__ = ("count", "future", "replies")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int) -> None:
+        self.future, self.count = future, count
+        self.replies: list[Any] = []
+
+
+class RespConnection(asyncio.Protocol):
+    """One pipelined connection to a Redis server (see the module docstring).
+
+    When the connection breaks, or a reply is more than ``reply_timeout`` seconds
+    overdue, every command whose replies have not arrived fails with
+    ``ConnectionError`` or ``TimeoutError``: it may or may not have run, so callers
+    decide whether repeating it is safe. A broken connection stays broken.
+    """
+
+    def __init__(self, reply_timeout: float) -> None:
+        #: How long a reply may be overdue before the connection counts as dead.
+        self.reply_timeout = reply_timeout
+        #: The server's id for this connection (``CLIENT ID``), for ``CLIENT UNBLOCK``.
+        self.client_id = 0
+        self.error: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._pending: deque[_Call] = deque()
+        self._out: list[bytes] = []
+        self._buffer = b""
+        self._replies_read = 0
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    @property
+    def broken(self) -> bool:
+        """Whether the connection failed (it stays failed)."""
+        return self.error is not None
+
+    @property
+    def busy(self) -> bool:
+        """Whether replies are still due (say, of a read whose caller left)."""
+        return bool(self._pending)
+
+    def execute(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+        """Queue ``commands`` to go out with whatever else is being sent; the future
+        gets their replies, in order. Cancelling it drops the replies, not the
+        commands."""
+        if self.error is not None:
+            raise RedisConnectionError(f"connection lost: {self.error}")
+        future: asyncio.Future[list[Any]] = self._loop.create_future()
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(pack(commands))
+        self._pending.append(_Call(future, len(commands)))
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(
+                self.reply_timeout, self._watch, self._replies_read
+            )
+        return future
+
+    def close(self) -> None:
+        """Fail what is pending and close the connection."""
+        self._fail(RedisConnectionError("connection closed"))
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        pos = 0
+        try:
+            while pos < len(buffer):
+                reply, pos = parse(buffer, pos)
+                self._deliver(reply)
+        except _Incomplete:
+            pass
+        except Exception as error:  # a reply that cannot be parsed: nothing after it can
+            self._fail(error)
+            return
+        self._buffer = buffer[pos:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or RedisConnectionError("Redis closed the connection"))
+
+    # -- internals ------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if self._out and self._transport is not None and self.error is None:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def _deliver(self, reply: Any) -> None:
+        self._replies_read += 1
+        if not self._pending:
+            raise RedisConnectionError(f"unexpected reply from Redis: {reply!r}")
+        call = self._pending[0]
+        call.replies.append(reply)
+        if len(call.replies) == call.count:
+            self._pending.popleft()
+            if not call.future.done():  # a cancelled caller's replies are dropped
+                call.future.set_result(call.replies)
+
+    def _watch(self, seen: int) -> None:
+        """Break if no reply came for ``reply_timeout`` seconds while some were due."""
+        self._watchdog = None
+        if not self._pending or self.error is not None:
+            return
+        if self._replies_read == seen:
+            self._fail(RedisTimeoutError(f"no reply from Redis in {self.reply_timeout}s"))
+            return
+        self._watchdog = self._loop.call_later(self.reply_timeout, self._watch, self._replies_read)
+
+    def _fail(self, error: BaseException) -> None:
+        """Break for good: fail every pending command and close."""
+        if not isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError)):
+            error = RedisConnectionError(f"{type(error).__name__}: {error}")
+        if self.error is None:
+            self.error = error
+        while self._pending:
+            call = self._pending.popleft()
+            if not call.future.done():
+                call.future.set_exception(error)
+                call.future.exception()  # retrieved: a caller that left must not warn
+        self._out.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    db: int = 0,
+    username: str | None = None,
+    password: str | None = None,
+    tls: bool = False,
+    connect_timeout: float,
+    reply_timeout: float,
+) -> RespConnection:
+    """Connect, authenticate, select ``db`` and learn the connection's client id.
+
+    Raises ``ConnectionError`` or ``TimeoutError`` if the server cannot be reached,
+    and ``AuthenticationError`` or ``ResponseError`` if it refuses the setup.
+    """
+    loop = asyncio.get_running_loop()
+    context = ssl.create_default_context() if tls else None
+    try:
+        async with asyncio.timeout(connect_timeout):
+            _, connection = await loop.create_connection(
+                lambda: RespConnection(reply_timeout), host, port, ssl=context
+            )
+            setup: list[tuple[Any, ...]] = []
+            if password is not None:
+                setup.append(("AUTH", username, password) if username else ("AUTH", password))
+            if db:
+                setup.append(("SELECT", db))
+            setup.append(("CLIENT", "ID"))
+            replies = await connection.execute(setup)
+    except TimeoutError:
+        raise RedisTimeoutError(f"connecting to {host}:{port} timed out") from None
+    except OSError as error:
+        raise RedisConnectionError(f"cannot connect to {host}:{port}: {error}") from error
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            connection.close()
+            if str(reply).startswith(("NOAUTH", "WRONGPASS", "invalid password")):
+                raise AuthenticationError(str(reply))
+            raise reply
+    connection.client_id = int(replies[-1])
+    return connection
