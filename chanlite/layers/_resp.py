@@ -1,12 +1,14 @@
 """A lean Redis connection: RESP over an :class:`asyncio.Protocol`, fully pipelined.
 
 Every command of a process shares one such connection per server (blocking reads
-each get their own). :meth:`RespConnection.execute` queues the packed commands and
-returns a future at once; whatever was queued while the event loop ran other work
-goes out in one ``write`` on the loop's next turn, and replies are parsed in
+each get their own). :meth:`RespConnection.execute` writes the packed commands and
+returns a future at once. A command sent while no reply is due goes out at once;
+while replies are due (the connection is busy), commands queue and go out together
+in one ``write`` on the event loop's next turn, Nagle-style. Replies are parsed in
 ``data_received`` as they arrive, in the order the commands went out, with no task
 and no ``await`` per reply. Many concurrent senders (an interface relaying frames
-from hundreds of sockets) then cost one system call per batch, not per command.
+from hundreds of sockets) then cost one system call per turn, not one per command,
+and a lone command waits for nothing.
 
 Replies are raw RESP values: ``bytes``, ``int``, ``None``, lists (and the RESP3
 types, should a server send them). An error reply comes back in place of its
@@ -42,18 +44,30 @@ def pack(commands: Sequence[Sequence[Any]]) -> bytes:
     for command in commands:
         out.append(b"*%d\r\n" % len(command))
         for arg in command:
-            if isinstance(arg, bytes):
-                data = arg
-            elif isinstance(arg, str):
+            kind = type(arg)
+            if kind is str:
                 data = arg.encode()
-            elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
+            elif kind is bytes:
+                data = arg
+            elif kind is int or kind is float:
                 data = repr(arg).encode()
             else:
-                raise TypeError(f"a Redis command argument must be str, bytes or a number: {arg!r}")
-            out.append(b"$%d\r\n" % len(data))
-            out.append(data)
-            out.append(_CRLF)
+                data = _coerce(arg)
+            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
+
+
+def _coerce(arg: Any) -> bytes:
+    """An argument of a less common type: a bytes-like, or a subclass of str or int."""
+    if isinstance(arg, (bytes, bytearray, memoryview)):
+        return bytes(arg)
+    if isinstance(arg, str):
+        return str(arg).encode()
+    if isinstance(arg, int) and not isinstance(arg, bool):
+        return b"%d" % arg
+    if isinstance(arg, float):
+        return repr(float(arg)).encode()
+    raise TypeError(f"a Redis command argument must be str, bytes or a number: {arg!r}")
 
 
 class _Incomplete(Exception):
@@ -165,9 +179,12 @@ class RespConnection(asyncio.Protocol):
         if self.error is not None:
             raise RedisConnectionError(f"connection lost: {self.error}")
         future: asyncio.Future[list[Any]] = self._loop.create_future()
-        if not self._out:
-            self._loop.call_soon(self._flush)
-        self._out.append(pack(commands))
+        if self._pending or self._out:  # busy: join the next turn's write
+            if not self._out:
+                self._loop.call_soon(self._flush)
+            self._out.append(pack(commands))
+        elif self._transport is not None:
+            self._transport.write(pack(commands))
         self._pending.append(_Call(future, len(commands)))
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(

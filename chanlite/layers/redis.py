@@ -146,11 +146,12 @@ end
 -- expired unread leaves every group it is in. Its queue was kept group_expiry past
 -- its messages only so that this could happen: from now on it lives as long as the
 -- messages left in it, so a dead process's queue does not linger for a day.
+-- Returns whether it evicted a channel.
 local function trim(key, now)
     local evicted = false
     while true do
         local head = redis.call('LINDEX', key, 0)
-        if not head then return end
+        if not head then return evicted end
         local expires, channels = string.match(head, '^(%d+) (%S+) ')
         if tonumber(expires) > now then break end
         redis.call('LPOP', key)
@@ -165,6 +166,7 @@ local function trim(key, now)
         local last = redis.call('LINDEX', key, -1)
         redis.call('PEXPIREAT', key, string.match(last, '^(%d+) '))
     end
+    return evicted
 end
 
 local function extend(key, ttl)
@@ -210,13 +212,17 @@ end
 
 local now, group, full = now_ms(), KEYS[1], 0
 local expires_at = now + tonumber(ARGV[5])
-local trimmed, processes, order = {}, {}, {}
+local trimmed, processes, order, evicted = {}, {}, {}, false
 redis.call('ZREMRANGEBYSCORE', group, '-inf', now)
 for _, member in ipairs(redis.call('ZRANGE', group, 0, -1)) do
     local stored = stored_name(member)
     local key = QUEUE .. stored
-    if not trimmed[stored] then trim(key, now); trimmed[stored] = true end
-    if redis.call('ZSCORE', group, member) then
+    if not trimmed[stored] then
+        evicted = trim(key, now) or evicted
+        trimmed[stored] = true
+    end
+    -- A trim may have evicted this member (from this very group): ask only then.
+    if not evicted or redis.call('ZSCORE', group, member) then
         if stored ~= member then
             if not processes[stored] then processes[stored] = {}; table.insert(order, stored) end
             table.insert(processes[stored], member)
