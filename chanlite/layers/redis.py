@@ -798,12 +798,12 @@ class _Taken:
     def __init__(self, channel: str, payload: bytes, expires: int | None, deadline: float) -> None:
         self.channel, self.payload = channel, payload
         #: Expiry in server ms (for handing it back; None for a message that never
-        #: went through Redis), and in event loop time.
+        #: went through Redis), and on the time.monotonic() clock.
         self.expires, self.deadline = expires, deadline
 
     def entry(self, now_ms: int, clock: float) -> bytes:
         """The entry to store to hand this message back to Redis, when the server's
-        clock reads ``now_ms`` at event loop time ``clock``."""
+        clock reads ``now_ms`` at ``time.monotonic()`` ``clock``."""
         expires = self.expires
         if expires is None:
             expires = now_ms + max(1, round((self.deadline - clock) * 1000))
@@ -1159,7 +1159,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._reader_for(self.shards.index_for(prefix), (prefix,)).join()
         buffered = self._buffers.pop(prefix, None)
         if buffered:
-            clock = asyncio.get_running_loop().time()
+            clock = time.monotonic()
             for taken in buffered:
                 if taken.deadline > clock:
                     self._hand(deliver, [taken.channel], taken.payload)
@@ -1225,7 +1225,7 @@ class RedisChannelLayer(BaseChannelLayer):
         """Buffer entries taken from Redis at server time ``now_ms``, one message per
         channel an entry names, and hand them to waiting receives. Expired entries
         are dropped, evicting their process-specific channels from their groups."""
-        clock = asyncio.get_running_loop().time()
+        clock = time.monotonic()
         touched: dict[str, None] = {}
         local = self._local
         for entry in entries:
@@ -1233,17 +1233,18 @@ class RedisChannelLayer(BaseChannelLayer):
             if expires <= now_ms:
                 self._evict(channels)
                 continue
-            if local:  # one entry names channels of one stored name
-                deliver = local.get(queue_name(channels[0]))
+            name = queue_name(channels[0])  # one entry names channels of one stored name
+            if local:
+                deliver = local.get(name)
                 if deliver is not None:
                     self._hand(deliver, channels, payload)
                     continue
             deadline = clock + (expires - now_ms) / 1000
-            for channel in channels:
-                name = queue_name(channel)
-                taken = _Taken(channel, payload, expires, deadline)
-                self._buffers.setdefault(name, deque()).append(taken)
-                touched[name] = None
+            buffer = self._buffers.get(name)
+            if buffer is None:
+                buffer = self._buffers[name] = deque()
+            buffer.extend(_Taken(channel, payload, expires, deadline) for channel in channels)
+            touched[name] = None
         for name in touched:
             self._dispatch(name)
 
@@ -1263,7 +1264,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _next_live(self, buffer: deque[_Taken]) -> _Taken | None:
         """Pop the oldest message of ``buffer`` that has not expired."""
-        clock = asyncio.get_running_loop().time()
+        clock = time.monotonic()
         while buffer:
             taken = buffer.popleft()
             if taken.deadline > clock:
@@ -1305,7 +1306,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if any(item.expires is None for item in taken):  # never went through Redis
             seconds, micros = await shard.call("TIME", retry=True)
             now_ms = int(seconds) * 1000 + int(micros) // 1000
-        clock = asyncio.get_running_loop().time()
+        clock = time.monotonic()
         entries = [item.entry(now_ms, clock) for item in taken if item.deadline > clock]
         if entries:
             args = [*self._prefixes, self._queue_ttl(name), *entries]
