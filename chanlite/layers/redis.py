@@ -99,6 +99,9 @@ READ_GRACE = 5.0
 #: Entries one blocking read takes from a process queue (``prefix!``: nobody else
 #: reads it) and from a shared channel (other processes may be waiting for those).
 PROCESS_BATCH, SHARED_BATCH = 256, 8
+#: Most messages one send script stores (sends to one queue in one turn of the event
+#: loop, while the connection is busy, are stored together).
+SEND_BATCH = 256
 #: How long a read of a shared channel may go on after its last receiver left before
 #: it is ended early: a worker that receives again at once keeps its read.
 UNBLOCK_DELAY = 0.02
@@ -179,15 +182,22 @@ local function push(key, channel, payload, expires_at, ttl)
 end
 """
 
-# KEYS[1]: the queue. ARGV[4..8]: channel, payload, expiry ms, queue ttl ms, capacity.
-# Returns 1 if stored, 0 if the channel is full. Atomic because Redis runs a script
-# alone: nothing can push or pop between the capacity check and the push.
+# KEYS[1]: the queue. ARGV[4..6]: expiry ms, queue ttl ms, capacity; then pairs of
+# (channel, payload), oldest first. Stores as many as there is room for, in order, and
+# returns how many. Atomic because Redis runs a script alone: nothing can push or pop
+# between the capacity check and the push.
 _SEND = """
 local now = now_ms()
 trim(KEYS[1], now)
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[8]) then return 0 end
-push(KEYS[1], ARGV[4], ARGV[5], now + tonumber(ARGV[6]), tonumber(ARGV[7]))
-return 1
+local count = math.min((#ARGV - 6) / 2, tonumber(ARGV[6]) - redis.call('LLEN', KEYS[1]))
+if count <= 0 then return 0 end
+local head, entries = string.format('%d', now + tonumber(ARGV[4])) .. ' ', {}
+for i = 1, count do
+    entries[i] = head .. ARGV[5 + 2 * i] .. ' ' .. ARGV[6 + 2 * i]
+end
+redis.call('RPUSH', KEYS[1], unpack(entries))
+extend(KEYS[1], tonumber(ARGV[5]))
+return count
 """
 
 # KEYS[1]: this shard's part of the group. ARGV[4..8]: payload, expiry ms, queue ttl ms
@@ -527,6 +537,12 @@ class RedisShard:
         return f"<RedisShard {self.address.label} db={self.address.db}>"
 
     @property
+    def busy(self) -> bool:
+        """Whether the command connection has replies due (commands sent now wait
+        for the next turn's write anyway)."""
+        return self._commands is not None and self._commands.busy
+
+    @property
     def tls(self) -> bool:
         """Whether connections use TLS (``rediss://``)."""
         return self.address.scheme == "rediss"
@@ -810,6 +826,15 @@ class _Taken:
         return b"%d %s %s" % (expires, self.channel.encode("ascii"), self.payload)
 
 
+class _Send:
+    """A send waiting to be stored with the others of its turn."""
+
+    __slots__ = ("channel", "future", "payload")
+
+    def __init__(self, channel: str, payload: bytes, future: asyncio.Future[bool]) -> None:
+        self.channel, self.payload, self.future = channel, payload, future
+
+
 class _Waiter:
     """One waiting receive; the layer hands it one taken message."""
 
@@ -1016,6 +1041,8 @@ class RedisChannelLayer(BaseChannelLayer):
         self._waiters: dict[str, deque[_Waiter]] = {}
         #: Attached local readers, by process prefix.
         self._local: dict[str, LocalReader] = {}
+        #: Sends waiting for the next turn, by stored name (see send_encoded).
+        self._batches: dict[str, list[_Send]] = {}
         #: Messages taken from Redis that no receive has taken yet, by stored name.
         self._buffers: dict[str, deque[_Taken]] = {}
         self._readers: dict[tuple[int, tuple[str, ...]], _Reader] = {}
@@ -1054,11 +1081,53 @@ class RedisChannelLayer(BaseChannelLayer):
             if deliver is not None:  # only this process reads it: no need for Redis
                 self._hand(deliver, [channel], payload)
                 return
-        capacity = self.capacity_for(name)
-        args = [channel, payload, self._expiry_ms, self._queue_ttl(name), capacity]
         shard = self.shards.shard_for(name)
-        if not await shard.run(SEND_SCRIPT, self.queue_keys([name]), [*self._prefixes, *args]):
-            raise ChannelFull(channel, capacity)
+        if shard.busy:  # replies are due: store it with the other sends of this turn
+            stored = await self._join_batch(name, channel, payload)
+        else:
+            stored = await self._store(shard, name, [channel, payload]) == 1
+        if not stored:
+            raise ChannelFull(channel, self.capacity_for(name))
+
+    async def _store(self, shard: RedisShard, name: str, pairs: list[Any]) -> int:
+        """Store (channel, payload) ``pairs`` (flattened) on queue ``name``, in order,
+        in one script call; returns how many fitted."""
+        args = [*self._prefixes, self._expiry_ms, self._queue_ttl(name), self.capacity_for(name)]
+        return int(await shard.run(SEND_SCRIPT, self.queue_keys([name]), [*args, *pairs]))
+
+    def _join_batch(self, name: str, channel: str, payload: bytes) -> asyncio.Future[bool]:
+        """Queue a send to go out with the others to ``name`` on the next turn; the
+        future says whether it was stored."""
+        loop = asyncio.get_running_loop()
+        if not self._batches:
+            loop.call_soon(self._flush_batches)
+        send = _Send(channel, payload, loop.create_future())
+        batch = self._batches.get(name)
+        if batch is None:
+            self._batches[name] = [send]
+        else:
+            batch.append(send)
+        return send.future
+
+    def _flush_batches(self) -> None:
+        batches, self._batches = self._batches, {}
+        for name, batch in batches.items():
+            sends = [send for send in batch if not send.future.cancelled()]
+            for start in range(0, len(sends), SEND_BATCH):
+                self.spawn(self._send_batch(name, sends[start : start + SEND_BATCH]))
+
+    async def _send_batch(self, name: str, sends: list[_Send]) -> None:
+        pairs = [item for send in sends for item in (send.channel, send.payload)]
+        try:
+            stored = await self._store(self.shards.shard_for(name), name, pairs)
+        except Exception as error:
+            for send in sends:
+                if not send.future.done():
+                    send.future.set_exception(error)
+            return
+        for index, send in enumerate(sends):
+            if not send.future.done():
+                send.future.set_result(index < stored)
 
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
         """Deliver ``payload`` to every member: one script call per shard, in parallel."""

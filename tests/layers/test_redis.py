@@ -29,7 +29,7 @@ from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chanlite import ChanliteError, get_layer
+from chanlite import ChanliteError, ChannelFull, get_layer
 from chanlite._codec import decode
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
@@ -639,6 +639,30 @@ async def test_a_detached_prefix_is_read_with_receive_again(shared_layer):
 async def test_a_local_reader_needs_a_process_prefix(shared_layer):
     with pytest.raises(ValueError, match="ending in '!'"):
         shared_layer.attach_reader("plain", Collector())
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_concurrent_sends_to_one_channel_are_stored_together_in_order(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix(), capacity=150)
+    client = await inspect(own_server.url)
+    try:
+        await layer.send("warm", {"n": -1})  # loads the script
+        await client.config_resetstat()
+        results = await asyncio.gather(
+            *(layer.send("crowd", {"n": n}) for n in range(200)), return_exceptions=True
+        )
+        calls = await command_calls(client)
+        # The first 150 fit, the rest are refused, as if sent one by one.
+        assert results[:150] == [None] * 150
+        assert all(isinstance(result, ChannelFull) for result in results[150:])
+        # ... but far fewer script calls than sends went to Redis.
+        assert calls["evalsha"] < 20
+        got = [await layer.receive(["crowd"], timeout=PATIENCE) for _ in range(150)]
+        assert [message["n"] for _, message in got] == list(range(150))
+    finally:
+        await client.aclose()
+        await layer.aclose()
 
 
 @pytest.mark.anyio
