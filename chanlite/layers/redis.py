@@ -97,8 +97,11 @@ BLOCK_SECONDS = 5
 # Extra time allowed for a blocking read's reply to arrive after its server-side timeout.
 READ_GRACE = 5.0
 #: Entries one blocking read takes from a process queue (``prefix!``: nobody else
-#: reads it) and from a shared channel (other processes may be waiting for those).
-PROCESS_BATCH, SHARED_BATCH = 256, 8
+#: reads it), and the fewest and most it takes from a shared channel (other
+#: processes may be waiting for those; see ``_Reader.fit_batch``).
+PROCESS_BATCH, SHARED_BATCH, SHARED_BATCH_MAX = 256, 8, 64
+#: How much of its own work, in seconds, a process takes ahead of a shared channel.
+DRAIN_TARGET = 0.01
 #: Most messages one send script stores (sends to one queue in one turn of the event
 #: loop, while the connection is busy, are stored together).
 SEND_BATCH = 256
@@ -862,10 +865,10 @@ class _Reader:
     Every local receive waiting on exactly those queues shares it, and it reads only
     while one of them waits: a process reads all its reply channels with one read of
     ``prefix!``. One read takes up to :data:`PROCESS_BATCH` entries of a process queue
-    (:data:`SHARED_BATCH` of a channel other processes read too) into the layer's
-    buffer, where the next receives find them at once; receives wait only when the
-    buffer holds nothing for them, so a process never takes more than a batch ahead
-    of a shared channel. Process queues, which nobody else can read, are also read
+    (a batch fitted by :meth:`fit_batch` of a channel other processes read too) into
+    the layer's buffer, where the next receives find them at once; receives wait only
+    when the buffer holds nothing for them, so a process never takes more than a
+    batch ahead of a shared channel. Process queues, which nobody else can read, are also read
     ahead for :data:`LINGER` seconds after the last receive, up to a batch, so the next
     batch is on its way while the last one is handled. The read runs on a connection
     of its own and is never cancelled mid-command (a cancelled read may already have
@@ -880,6 +883,8 @@ class _Reader:
         #: Only this process reads process queues: they may be read ahead.
         self.ahead = all(name.endswith("!") for name in names)
         self.batch = PROCESS_BATCH if self.ahead else SHARED_BATCH
+        # The size and end time of the last read of a shared channel (fit_batch).
+        self._took, self._took_at = 0, 0.0
         self.users = 0
         self._idle_since = 0.0
         self.closing = False
@@ -978,6 +983,8 @@ class _Reader:
         """One blocking read, pipelined with TIME (to judge expiry by the server's
         clock); returns (entries, server time in ms)."""
         keys = self.layer.queue_keys(self._rotated())
+        if not self.ahead:
+            self.fit_batch()
         if self.shard.blmpop:
             read: tuple[Any, ...] = ("BLMPOP", BLOCK_SECONDS, len(keys), *keys)
             read += ("LEFT", "COUNT", self.batch)
@@ -1001,7 +1008,26 @@ class _Reader:
             return None
         seconds, micros = clock
         entries = list(reply[1]) if self.shard.blmpop else [reply[1]]
+        self._took, self._took_at = len(entries), time.monotonic()
         return entries, int(seconds) * 1000 + int(micros) // 1000
+
+    def fit_batch(self) -> None:
+        """Size the next read of a shared channel to about :data:`DRAIN_TARGET` seconds
+        of this process's work, between :data:`SHARED_BATCH` and
+        :data:`SHARED_BATCH_MAX`.
+
+        Reads happen when the buffer is empty, so the last batch was handled in the
+        time since it arrived. Only a full batch (more was waiting) lets the next
+        grow: a process whose consumers are quick takes more at a time, one whose
+        consumers are slow leaves the rest to other processes. A batch that came
+        back less than half full halves the next.
+        """
+        took, self._took = self._took, 0
+        if took and took >= self.batch:
+            rate = took / max(time.monotonic() - self._took_at, 1e-6)
+            self.batch = max(SHARED_BATCH, min(SHARED_BATCH_MAX, int(rate * DRAIN_TARGET)))
+        elif took and took < self.batch // 2:
+            self.batch = max(SHARED_BATCH, self.batch // 2)
 
     def _accept(self, entries: list[bytes], now_ms: int) -> None:
         try:

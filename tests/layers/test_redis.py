@@ -39,6 +39,7 @@ from chanlite.layers.redis import (
     GROUP_SEND_SCRIPT,
     SEND_SCRIPT,
     SHARED_BATCH,
+    SHARED_BATCH_MAX,
     RedisChannelLayer,
     RedisShards,
     jump_hash,
@@ -488,6 +489,40 @@ async def test_a_batch_nobody_receives_goes_back_to_the_head_of_its_queue(shared
     finally:
         await client.aclose()
         await other.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_quick_receiver_takes_bigger_batches_of_a_shared_channel(shared_layer):
+    client = await inspect(TEST_URL)
+    key = f"{shared_layer.prefix}:q:work"
+    try:
+        for n in range(100):  # the default capacity
+            await shared_layer.send("work", {"n": n})
+        # The first batch is the smallest; it is handled at once, so the next is the
+        # largest.
+        for _ in range(SHARED_BATCH + 1):
+            await shared_layer.receive(["work"], timeout=PATIENCE)
+        assert await client.llen(key) == 100 - SHARED_BATCH - SHARED_BATCH_MAX
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_slow_receiver_leaves_the_rest_of_a_shared_channel_to_others(shared_layer):
+    client = await inspect(TEST_URL)
+    key = f"{shared_layer.prefix}:q:work"
+    try:
+        for n in range(100):
+            await shared_layer.send("work", {"n": n})
+        for _ in range(2 * SHARED_BATCH + 1):
+            await shared_layer.receive(["work"], timeout=PATIENCE)
+            await asyncio.sleep(0.01)  # each message takes this process 10 ms of work
+        # 8 messages took 80 ms: a bigger batch would hold work others could do.
+        assert await client.llen(key) == 100 - 3 * SHARED_BATCH
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.anyio
