@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -275,8 +275,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         exclude_channels=args.exclude_channels,
         consumer_timeout=app.consumer_timeout,
     )
-    asyncio.run(_run_worker(worker, app))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(_run_worker(worker, app))
     return 0
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop ``chanlite worker`` runs on: uvloop where it is installed (it
+    comes with ``uvicorn[standard]``), as ``chanlite serve`` gets from uvicorn's
+    ``loop="auto"``; else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 async def _run_worker(worker: Worker, app: Chanlite) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import chanlite
@@ -128,3 +130,15 @@ def test_routes_of_a_file_path_target() -> None:
     result = run_cli("routes", "tests/apps/marked.py:marked_echo")
     assert result.returncode == 0, result.stderr
     assert "marked.marked_echo" in result.stdout
+
+
+def test_worker_runs_on_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import uvloop
+
+    from chanlite.cli import event_loop_factory
+
+    assert event_loop_factory() is uvloop.new_event_loop
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert event_loop_factory() is asyncio.new_event_loop
