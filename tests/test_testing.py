@@ -8,7 +8,9 @@ import pytest
 from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
-from chanlite import Chanlite, Group, Message, Routes
+from chanlite import Chanlite, ChanliteError, Group, Message, Routes
+from chanlite.auth import USER_ID_KEY, channel_session_user_from_http, http_session_user
+from chanlite.sessions import channel_session
 from chanlite.testing import ChanliteTestClient
 from tests.apps import basic
 
@@ -106,3 +108,80 @@ def test_harness_requires_with_block() -> None:
 
     with pytest.raises(ChanliteError, match="with"):
         client.channel_send("jobs", {})
+
+
+# -- sessions and login -------------------------------------------------------------
+
+session_routes = Routes()
+
+
+@session_routes.consumer("websocket.connect", path=r"^/whoami/$")
+@channel_session_user_from_http
+async def whoami(message: Message) -> None:
+    """Accept, and say who the HTTP session's user is."""
+    await message.reply_channel.asend({"accept": True})  # type: ignore[union-attr]
+    await Group("whoami").aadd(message.reply_channel)  # type: ignore[arg-type]
+    await message.reply_channel.asend({"text": str(message.user.id)})  # type: ignore[union-attr]
+
+
+@session_routes.consumer("websocket.receive", path=r"^/whoami/$")
+@channel_session
+async def remember(message: Message) -> None:
+    """Keep the last frame in the socket's channel session."""
+    message.channel_session["last"] = message["text"]
+    await message.reply_channel.asend({"text": "kept"})  # type: ignore[union-attr]
+
+
+@session_routes.consumer("http.request", path=r"^/visits/$")
+@http_session_user
+async def visits(message: Message) -> None:
+    """Count the user's visits in the HTTP session."""
+    session = message.http_session
+    assert session is not None
+    session["visits"] = session.get("visits", 0) + 1
+    body = f"{message.user.id}: {session['visits']}".encode()
+    await message.reply_channel.asend({"status": 200, "content": body})  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def session_client() -> Iterator[ChanliteTestClient]:
+    app = Chanlite(session_routes, layer="memory://", secret_key="testing-secret-key-0123456789")
+    with ChanliteTestClient(app) as test_client:
+        yield test_client
+
+
+def test_login_gives_requests_and_sockets_the_user(session_client: ChanliteTestClient) -> None:
+    assert session_client.http_session() is None
+    session_client.login("ada")
+    assert session_client.get("/visits/").text == "ada: 1"
+    assert session_client.get("/visits/").text == "ada: 2"
+    assert session_client.http_session() == {USER_ID_KEY: "ada", "visits": 2}
+    with session_client.websocket_connect("/whoami/") as ws:
+        assert ws.receive_text() == "ada"
+
+
+def test_login_replaces_the_session_and_logout_ends_it(session_client: ChanliteTestClient) -> None:
+    session_client.login("ada")
+    session_client.get("/visits/")
+    session_client.login("grace")
+    assert session_client.http_session() == {USER_ID_KEY: "grace"}
+    session_client.logout()
+    assert session_client.http_session() is None
+    with session_client.websocket_connect("/whoami/") as ws:
+        assert ws.receive_text() == "None"  # the anonymous user has no id
+
+
+def test_a_sockets_channel_session_can_be_read(session_client: ChanliteTestClient) -> None:
+    with session_client.websocket_connect("/whoami/") as ws:
+        ws.receive_text()
+        (reply_channel,) = session_client.group_channels("whoami")
+        assert session_client.channel_session(reply_channel) is None
+        ws.send_text("hello")
+        assert ws.receive_text() == "kept"
+        assert session_client.channel_session(reply_channel) == {"last": "hello"}
+
+
+def test_session_helpers_need_the_running_app() -> None:
+    client = ChanliteTestClient(Chanlite(session_routes, layer="memory://"))
+    with pytest.raises(ChanliteError, match="'with' block"):
+        client.login("ada")

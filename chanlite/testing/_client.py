@@ -7,9 +7,21 @@ from typing import Any
 from anyio.from_thread import BlockingPortal
 from starlette.testclient import TestClient
 
+from .. import auth
 from ..app import Chanlite
 from ..exceptions import ChanliteError
 from ..layers.base import BaseChannelLayer
+from ..sessions.decorators import HTTP_NAMESPACE, channel_session_key, save_http_session
+from ..sessions.session import (
+    CHANNEL_SESSION_TTL,
+    HTTP_SESSION_TTL,
+    SESSION_COOKIE,
+    Session,
+    sign_session_key,
+    store_key,
+    unsign_session_key,
+)
+from ..stores import SessionStore
 
 
 class ChanliteTestClient(TestClient):
@@ -68,3 +80,62 @@ class ChanliteTestClient(TestClient):
         if worker is None:
             raise ChanliteError("the app runs no in-process workers (workers=False)")
         self._running_portal().call(worker.wait_idle, timeout)
+
+    # -- sessions and login ------------------------------------------------------
+
+    def login(self, user_id: Any) -> None:
+        """Log ``user_id`` in, as a login view behind ``SessionMiddleware`` would.
+
+        A new HTTP session holds the user, and its signed cookie goes on this
+        client, so the requests and WebSocket connects that follow carry it: to
+        ``@http_session`` consumers, ``channel_session_user_from_http`` and the host
+        app's views alike. Any session the client had before is replaced.
+        """
+        session = Session()
+        auth.login(session, user_id)
+        self._running_portal().call(save_http_session, session, self._session_store())
+        self.cookies.set(SESSION_COOKIE, sign_session_key(session.ensure_key(), self._secret()))
+
+    def logout(self) -> None:
+        """End the client's HTTP session: its stored data and its cookie."""
+        key = self._http_session_key()
+        if key is not None:
+            store = self._session_store()
+            self._running_portal().call(store.delete, store_key(HTTP_NAMESPACE, key))
+        self.cookies.delete(SESSION_COOKIE)
+
+    def http_session(self) -> dict[str, Any] | None:
+        """The data of the HTTP session the client's cookie names, or None."""
+        key = self._http_session_key()
+        if key is None:
+            return None
+        store = self._session_store()
+        data: dict[str, Any] | None = self._running_portal().call(
+            store.load, store_key(HTTP_NAMESPACE, key), HTTP_SESSION_TTL
+        )
+        return data
+
+    def channel_session(self, reply_channel: str) -> dict[str, Any] | None:
+        """The data of the channel session of ``reply_channel`` (a socket's reply
+        channel, as a consumer or :meth:`group_channels` sees it), or None."""
+        store = self._session_store()
+        data: dict[str, Any] | None = self._running_portal().call(
+            store.load, channel_session_key(reply_channel), CHANNEL_SESSION_TTL
+        )
+        return data
+
+    def _http_session_key(self) -> str | None:
+        value = self.cookies.get(SESSION_COOKIE)
+        return unsign_session_key(value, self._secret()) if value else None
+
+    def _session_store(self) -> SessionStore:
+        self._running_portal()
+        store = self.chanlite.services().session_store
+        assert isinstance(store, SessionStore)
+        return store
+
+    def _secret(self) -> str:
+        self._running_portal()
+        if self.chanlite.secret_key is None:  # pragma: no cover - check() always sets one
+            raise ChanliteError("the app has no secret key to sign sessions with")
+        return self.chanlite.secret_key
