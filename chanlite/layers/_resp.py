@@ -251,7 +251,7 @@ class RespConnection(asyncio.Protocol):
 
     def _fail(self, error: BaseException) -> None:
         """Break for good: fail every pending command and close."""
-        if not isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError)):
+        if not isinstance(error, (RedisConnectionError, RedisTimeoutError)):
             error = RedisConnectionError(f"{type(error).__name__}: {error}")
         if self.error is None:
             self.error = error

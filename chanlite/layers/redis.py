@@ -906,16 +906,27 @@ class _Reader:
         self.users -= 1
         if self.users <= 0:
             self._wanted.clear()
+            self._idle_since = asyncio.get_running_loop().time()
+            if not self.ahead:  # a read ahead of a process queue ends by itself
+                self._unblock_soon()
+
+    def _unblock_soon(self) -> None:
+        """End the read :data:`UNBLOCK_DELAY` after the last receiver left, unless a
+        receive comes back by then."""
+        if self._unblocking is None:
             loop = asyncio.get_running_loop()
-            self._idle_since = loop.time()
-            # A read ahead ends by itself within BLOCK_SECONDS.
-            if not self.ahead and self._unblocking is None:
-                self._unblocking = loop.call_later(UNBLOCK_DELAY, self._unblock_if_idle)
+            delay = max(0.0, self._idle_since + UNBLOCK_DELAY - loop.time())
+            self._unblocking = loop.call_later(delay, self._unblock_if_idle)
 
     def _unblock_if_idle(self) -> None:
         self._unblocking = None
         if self.users <= 0:
             self.wake()
+
+    def poke(self) -> None:
+        """Make an idle reader look again at whether to read ahead."""
+        if self.users <= 0:
+            self._wanted.set()
 
     def stop(self) -> None:
         """Stop reading for good (the layer is closing)."""
@@ -956,21 +967,32 @@ class _Reader:
             await self.layer.hand_back(self.names)
 
     async def _awaited(self) -> bool:
-        """Whether to read now: a receive waits, or a process queue may be read ahead;
-        else wait up to :data:`LINGER` for a receive. False: stop reading."""
-        if self.closing:
-            return False
-        if self.users:
-            return True
-        idle = asyncio.get_running_loop().time() - self._idle_since
-        if self.ahead and idle < LINGER and self.layer.buffered(self.names) < self.batch:
-            return True
-        try:
-            async with asyncio.timeout(max(0.0, LINGER - idle)):
-                await self._wanted.wait()
-        except TimeoutError:
-            pass
-        return self.users > 0 and not self.closing
+        """Whether to read now: a receive waits, or the queues may be read ahead;
+        else wait up to :data:`LINGER` for a receive. False: stop reading.
+
+        A process queue is read ahead for :data:`LINGER` seconds, up to a batch. A
+        shared channel is read ahead only within :data:`UNBLOCK_DELAY` of its last
+        receive, and only when nothing of it is buffered: a process that receives in
+        a loop has its next message on the way while it handles the last, and still
+        never holds more than one batch that another process could have taken.
+        """
+        loop = asyncio.get_running_loop()
+        while not self.closing:
+            if self.users:
+                return True
+            idle = loop.time() - self._idle_since
+            buffered = self.layer.buffered(self.names)
+            if self.ahead and idle < LINGER and buffered < self.batch:
+                return True
+            if not self.ahead and idle < UNBLOCK_DELAY and not buffered:
+                return True
+            self._wanted.clear()  # set by a receive joining, or by poke()
+            try:
+                async with asyncio.timeout(max(0.0, LINGER - idle)):
+                    await self._wanted.wait()
+            except TimeoutError:
+                return self.users > 0 and not self.closing
+        return False
 
     def _failed(self, error: Exception) -> None:
         if isinstance(error, _NETWORK_ERRORS):
@@ -993,8 +1015,10 @@ class _Reader:
         replies = connection.execute([read, ("TIME",)])
         self._client_id = connection.client_id
         self._blocking = True
-        if self.closing or not (self.users or self.ahead):
+        if self.closing:
             self.wake()
+        elif not (self.users or self.ahead):  # a read ahead of a shared channel
+            self._unblock_soon()
         try:
             reply, clock = await replies
         finally:
@@ -1192,9 +1216,17 @@ class RedisChannelLayer(BaseChannelLayer):
                 taken = self._next_live(buffer)
                 if not buffer:
                     del self._buffers[name]
+                    self._poke_readers(names)
                 if taken is not None:
                     return taken
         return None
+
+    def _poke_readers(self, names: list[str]) -> None:
+        """The buffer of one of ``names`` ran dry: their idle readers may read ahead."""
+        for key in self._by_shard(names):
+            reader = self._readers.get(key)
+            if reader is not None:
+                reader.poke()
 
     async def _receive_now(self, names: list[str]) -> _Taken | None:
         """One non-blocking pop; what it took stays buffered if cancelled meanwhile."""

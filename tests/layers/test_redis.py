@@ -35,6 +35,7 @@ from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
 from chanlite.layers._resp import open_connection
 from chanlite.layers.redis import (
+    BLOCK_SECONDS,
     CONNECT_PATIENCE,
     GROUP_SEND_SCRIPT,
     SEND_SCRIPT,
@@ -768,6 +769,44 @@ async def test_cancelled_receive_ends_its_blocking_read(own_server):
     finally:
         await client.aclose()
         await layer.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_receiver_in_a_loop_has_its_next_message_read_ahead(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    client = await inspect(own_server.url)
+    key = f"{layer.prefix}:q:loop"
+    try:
+        await layer.send("loop", {"n": 0})
+        assert await layer.receive(["loop"], timeout=PATIENCE) == ("loop", {"n": 0})
+        # Sent just after a receive: the read that went on takes it, with no receive
+        # waiting, and the next receive finds it in the process.
+        await layer.send("loop", {"n": 1})
+        assert await eventually(lambda: client.llen(key), 0, within=PATIENCE)
+        assert await layer.receive(["loop"], timeout=0) == ("loop", {"n": 1})
+    finally:
+        await client.aclose()
+        await layer.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_read_ahead_of_a_shared_channel_ends_soon_without_a_receive(own_server):
+    first = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    other = RedisChannelLayer(own_server.url, prefix=first.prefix)  # another process
+    client = await inspect(own_server.url)
+    try:
+        await first.send("shared", {"n": 0})
+        assert await first.receive(["shared"], timeout=PATIENCE) == ("shared", {"n": 0})
+        # The first process stops reading soon after its last receive (UNBLOCK_DELAY),
+        # long before its blocking read would time out: what comes next is for
+        # whoever receives it.
+        assert await eventually(lambda: blocked_clients(client), 0, within=BLOCK_SECONDS / 2)
+        await first.send("shared", {"n": 1})
+        assert await other.receive(["shared"], timeout=PATIENCE) == ("shared", {"n": 1})
+    finally:
+        await client.aclose()
+        await other.aclose()
+        await first.aclose()
 
 
 async def blocked_clients(client: redis.asyncio.Redis) -> int:
