@@ -34,8 +34,14 @@ server is never sent twice (at-most-once). A waiting ``receive`` keeps waiting a
 retries with backoff. Each outage is logged once per server, as a WARNING when it
 starts and an INFO when the server answers again.
 
+Connections are chanlite's own (see ``_resp``): per server, one pipelined connection
+carries every command of the process, and each blocking read has one of its own.
+Sends to one queue made while replies are due go out as one script call. An
+interface server attaches its ``prefix!`` as a local reader (``attach_reader``): what
+the process itself sends there never goes through Redis.
+
 Needs Redis 6.0 or later; not Redis Cluster (scripts touch keys they compute). A layer
-is bound to the event loop it is first used on, as redis.asyncio connections are.
+is bound to the event loop it is first used on, as its asyncio connections are.
 """
 
 from __future__ import annotations
@@ -862,19 +868,22 @@ class _Waiter:
 class _Reader:
     """The blocking read of one set of queues on one shard.
 
-    Every local receive waiting on exactly those queues shares it, and it reads only
-    while one of them waits: a process reads all its reply channels with one read of
+    Every local receive waiting on exactly those queues shares it, and it reads while
+    one of them waits: a process reads all its reply channels with one read of
     ``prefix!``. One read takes up to :data:`PROCESS_BATCH` entries of a process queue
     (a batch fitted by :meth:`fit_batch` of a channel other processes read too) into
     the layer's buffer, where the next receives find them at once; receives wait only
     when the buffer holds nothing for them, so a process never takes more than a
-    batch ahead of a shared channel. Process queues, which nobody else can read, are also read
-    ahead for :data:`LINGER` seconds after the last receive, up to a batch, so the next
-    batch is on its way while the last one is handled. The read runs on a connection
-    of its own and is never cancelled mid-command (a cancelled read may already have
-    taken messages). When the last receiver of a shared channel leaves, ``CLIENT
-    UNBLOCK`` ends the read early. A reader with nobody waiting for :data:`LINGER`
-    seconds stops, and hands what it buffered back to the head of its queues.
+    batch ahead of a shared channel. Reads also go on with nobody waiting (see
+    :meth:`_awaited`): process queues, which nobody else can read, for :data:`LINGER`
+    seconds after the last receive, up to a batch; shared channels for
+    :data:`UNBLOCK_DELAY`, while nothing of them is buffered. So the next message is
+    on its way while the last one is handled. The read runs on a connection of its
+    own and is never cancelled mid-command (a cancelled read may already have taken
+    messages). :data:`UNBLOCK_DELAY` after the last receiver of a shared channel left,
+    ``CLIENT UNBLOCK`` ends a read still going. A reader with nobody waiting for
+    :data:`LINGER` seconds stops, and hands what it buffered back to the head of its
+    queues.
     """
 
     def __init__(self, layer: RedisChannelLayer, index: int, names: tuple[str, ...]) -> None:
@@ -1538,6 +1547,7 @@ class RedisChannelLayer(BaseChannelLayer):
             for task in pending:
                 task.cancel()
         await self.hand_back(list(self._buffers))
+        self._flush_batches()  # sends still waiting for their turn go out now
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=READ_GRACE)
         await self.shards.aclose()

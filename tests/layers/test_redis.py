@@ -1121,6 +1121,28 @@ async def test_traffic_survives_a_redis_restart(own_server, caplog):
     assert infos == [f"redis at 127.0.0.1:{own_server.port} is reachable again"]
 
 
+@pytest.mark.anyio
+async def test_an_idle_connection_closed_by_a_restart_is_replaced_before_use(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    shard = layer.shards.shards[0]
+    try:
+        await layer.send("before", {"n": 0})  # the command connection is open, and idle
+        own_server.kill()
+
+        async def noticed() -> bool:
+            return shard._commands is None or shard._commands.broken
+
+        # Every connection is read all the time: the server closing it is seen at once.
+        assert await eventually(noticed, True, within=PATIENCE)
+        own_server.start()  # same port
+        # A send is never repeated, so it would fail if it went out on the dead
+        # connection; it goes out on a new one.
+        await layer.send("after", {"n": 1})
+        assert await layer.receive(["after"], timeout=PATIENCE) == ("after", {"n": 1})
+    finally:
+        await layer.aclose()
+
+
 class Traffic:
     """A sender and a receiver that keep going through an outage."""
 
