@@ -30,7 +30,7 @@ from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RespConnection", "open_connection", "pack"]
+__all__ = ["RespConnection", "open_connection", "pack", "parse"]
 
 _CRLF = b"\r\n"
 # RESP type bytes.

@@ -7,6 +7,8 @@ server (127.0.0.1:6379) or a redis-server of our own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,6 +21,34 @@ from ..conftest import require_redis, require_redis_server
 from .redis_helpers import RedisServer
 
 PATIENCE = 5.0
+#: The shared test server's database for these tests.
+TEST_DB = 14
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    port: int = 6379, *, db: int = 0, reply_timeout: float = PATIENCE
+) -> AsyncIterator[RespConnection]:
+    """A connection to the redis-server on ``port``, closed afterwards."""
+    connection = await open_connection(
+        "127.0.0.1", port, db=db, connect_timeout=PATIENCE, reply_timeout=reply_timeout
+    )
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def private_server() -> Iterator[RedisServer]:
+    """A redis-server of our own, killed afterwards."""
+    require_redis_server()
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 async def parsed(data: bytes, count: int = 1) -> list[object]:
@@ -84,10 +114,7 @@ async def test_a_reply_of_an_unknown_type_breaks_the_connection():
 @pytest.mark.redis
 async def test_commands_of_one_turn_go_out_together_and_replies_come_in_order():
     require_redis()
-    connection = await open_connection(
-        "127.0.0.1", 6379, db=14, connect_timeout=PATIENCE, reply_timeout=PATIENCE
-    )
-    try:
+    async with connected(db=TEST_DB) as connection:
         assert connection.client_id > 0
         futures = [connection.execute([("ECHO", str(n)), ("PING",)]) for n in range(50)]
         replies = await asyncio.gather(*futures)
@@ -95,61 +122,38 @@ async def test_commands_of_one_turn_go_out_together_and_replies_come_in_order():
         (error,) = await connection.execute([("NO-SUCH-COMMAND",)])
         assert isinstance(error, ResponseError)
         assert await connection.execute([("PING",)]) == [b"PONG"]  # still usable
-    finally:
-        connection.close()
 
 
 @pytest.mark.anyio
 @pytest.mark.redis
 async def test_a_caller_that_left_does_not_shift_the_replies_of_others():
     require_redis()
-    connection = await open_connection(
-        "127.0.0.1", 6379, db=14, connect_timeout=PATIENCE, reply_timeout=PATIENCE
-    )
-    try:
+    async with connected(db=TEST_DB) as connection:
         left = connection.execute([("ECHO", "left")])
         left.cancel()
         assert await connection.execute([("ECHO", "stayed")]) == [b"stayed"]
-    finally:
-        connection.close()
 
 
 @pytest.mark.anyio
 async def test_a_killed_server_fails_what_is_pending_and_breaks_the_connection():
-    require_redis_server()
-    server = RedisServer()
-    server.start()
-    connection = await open_connection(
-        "127.0.0.1", server.port, connect_timeout=PATIENCE, reply_timeout=PATIENCE
-    )
-    try:
-        blocked = connection.execute([("BLPOP", "nothing", 0)])
-        server.kill()
-        with pytest.raises(RedisConnectionError):
-            await asyncio.wait_for(blocked, PATIENCE)
-        assert connection.broken
-        with pytest.raises(RedisConnectionError, match="connection lost"):
-            connection.execute([("PING",)])
-    finally:
-        connection.close()
-        server.kill()
+    with private_server() as server:
+        async with connected(server.port) as connection:
+            blocked = connection.execute([("BLPOP", "nothing", 0)])
+            server.kill()
+            with pytest.raises(RedisConnectionError):
+                await asyncio.wait_for(blocked, PATIENCE)
+            assert connection.broken
+            with pytest.raises(RedisConnectionError, match="connection lost"):
+                connection.execute([("PING",)])
 
 
 @pytest.mark.anyio
 async def test_a_reply_overdue_past_the_reply_timeout_breaks_the_connection():
-    require_redis_server()
-    server = RedisServer()
-    server.start()
-    connection = await open_connection(
-        "127.0.0.1", server.port, connect_timeout=PATIENCE, reply_timeout=0.2
-    )
-    try:
-        # The server never answers a BLPOP with no timeout on an empty list.
-        with pytest.raises(RedisTimeoutError, match="no reply"):
-            await asyncio.wait_for(connection.execute([("BLPOP", "nothing", 0)]), PATIENCE)
-    finally:
-        connection.close()
-        server.kill()
+    with private_server() as server:
+        async with connected(server.port, reply_timeout=0.2) as connection:
+            # The server never answers a BLPOP with no timeout on an empty list.
+            with pytest.raises(RedisTimeoutError, match="no reply"):
+                await asyncio.wait_for(connection.execute([("BLPOP", "nothing", 0)]), PATIENCE)
 
 
 @pytest.mark.anyio
@@ -157,6 +161,5 @@ async def test_nobody_listening_is_a_connection_error():
     require_redis_server()
     server = RedisServer()  # a free port, never started
     with pytest.raises(RedisConnectionError, match="cannot connect"):
-        await open_connection(
-            "127.0.0.1", server.port, connect_timeout=PATIENCE, reply_timeout=PATIENCE
-        )
+        async with connected(server.port):
+            pass
