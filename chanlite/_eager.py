@@ -7,13 +7,29 @@ socket write the transport takes at once), so chanlite steps them by hand:
 :func:`run_eagerly` runs the first step right away and returns ``None`` if that was
 all, or a :class:`Continuation` to await (in the caller's task, or a new one) that
 finishes the coroutine exactly as awaiting it would have.
+
+:func:`run_eagerly_as` runs that first step as another task, one that is suspended
+and will await the rest: whatever the step binds to the current task (a timeout, a
+cancel scope) is then bound to the task that finishes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from typing import Any
+
+# asyncio's own hooks for running a step as a task (what its eager tasks use). Private
+# to asyncio, so looked up rather than imported: without them nothing runs "as".
+_enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
+    asyncio.tasks, "_enter_task", None
+)
+_leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
+    asyncio.tasks, "_leave_task", None
+)
+#: Whether :func:`run_eagerly_as` can run here.
+CAN_RUN_AS = _enter_task is not None and _leave_task is not None
 
 
 def run_eagerly(
@@ -31,6 +47,28 @@ def run_eagerly(
     return Continuation(coro, yielded, context)
 
 
+def run_eagerly_as(
+    task: asyncio.Task[Any], coro: Coroutine[Any, Any, None], context: Context | None = None
+) -> Continuation | None:
+    """:func:`run_eagerly`, with ``task`` as the current task during the step.
+
+    ``task`` must be suspended (it is not the one running) and, if a rest is returned,
+    must be the task that awaits it. Only when :data:`CAN_RUN_AS`.
+    """
+    assert _enter_task is not None and _leave_task is not None
+    loop = task.get_loop()
+    current = asyncio.current_task(loop)
+    if current is not None:
+        _leave_task(loop, current)
+    _enter_task(loop, task)
+    try:
+        return run_eagerly(coro, context)
+    finally:
+        _leave_task(loop, task)
+        if current is not None:
+            _enter_task(loop, current)
+
+
 class Continuation:
     """The rest of a coroutine that :func:`run_eagerly` started and that is waiting.
 
@@ -46,6 +84,19 @@ class Continuation:
         self._coro = coro
         self._yielded = yielded
         self._context = context
+
+    def throw(self, exc: BaseException) -> Continuation | None:
+        """Raise ``exc`` in the coroutine where it waits (as cancelling its task
+        would); ``None`` if it then finished, else its rest. What it raises is raised.
+        """
+        try:
+            if self._context is not None:
+                yielded = self._context.run(self._coro.throw, exc)
+            else:
+                yielded = self._coro.throw(exc)
+        except StopIteration:
+            return None
+        return Continuation(self._coro, yielded, self._context)
 
     def __await__(self) -> Generator[Any, Any, None]:
         coro, context, yielded = self._coro, self._context, self._yielded

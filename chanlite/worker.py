@@ -18,6 +18,9 @@
 * Ordered consumers (``enforce_ordering``) run in socket order through a
   :class:`~chanlite.ordering.Sequencer` on the app's session store; a closed socket's
   channel session is deleted after its disconnect consumer.
+* On a layer that supports local takers (memory), a message sent on the worker's own
+  event loop while the worker is idle runs at once, in the sender's step, instead of
+  waking the worker: see :meth:`Worker._take_handed`.
 * :meth:`Worker.stop` is graceful: no new messages are taken, in-flight consumers
   finish, then :meth:`Worker.run` returns.
 """
@@ -25,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import fnmatch
 import functools
@@ -32,9 +36,9 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._eager import Continuation, run_eagerly
+from ._eager import CAN_RUN_AS, Continuation, run_eagerly, run_eagerly_as
 from ._wrap import marked
 from .config import CONSUMER_TIMEOUT, check_consumer_timeout
 from .exceptions import ChannelFull, ConfigurationError, ConsumeLater, DenyConnection
@@ -63,6 +67,26 @@ _THREAD_RUNS_ON = (
     "a thread cannot be stopped: it runs on, keeping one of the worker's {} threads, "
     "until the function returns"
 )
+
+
+class _Started(NamedTuple):
+    """A handed message that waits: the rest its parked runner finishes."""
+
+    rest: Continuation
+    channel: str
+
+
+class _Parked:
+    """A runner waiting for the taker's role, or for a handed message's rest."""
+
+    __slots__ = ("future", "started", "task")
+
+    def __init__(self, future: asyncio.Future[None], task: asyncio.Task[Any]) -> None:
+        self.future = future
+        self.task = task
+        self.started: _Started | None = None
+
+
 # Channels whose unmatched messages are dropped without a log line.
 _SILENT_DROPS = frozenset({WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT})
 
@@ -99,8 +123,13 @@ class Worker:
             )
         self.concurrency = concurrency or _default_concurrency(routes, threads)
         # Runners waiting for the taker's role, and whether one holds it.
-        self._parked: deque[asyncio.Future[None]] = deque()
+        # A parked runner may instead be given a handed message's rest to finish.
+        self._parked: deque[_Parked] = deque()
         self._taking = False
+        # Whether a handed message is running now (a send it makes is never taken).
+        self._handing = False
+        # What every message runs in a fresh copy of (set when the receive loop starts).
+        self._context = contextvars.copy_context()
         self._free_threads = asyncio.Semaphore(threads)
         # def consumers that ran past consumer_timeout and have not returned yet, and
         # the thread slots they keep: the next slots due back stay taken until then.
@@ -153,11 +182,15 @@ class Worker:
         waits wakes a parked runner to take the next meanwhile.
         """
         loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
         runners = [loop.create_task(self._run_runner()) for _ in range(self.concurrency)]
         self._tasks.update(runners)
+        attached = CAN_RUN_AS and self.layer.attach_taker(self.channels, self._take_handed)
         try:
             await asyncio.wait(runners)
         finally:
+            if attached:
+                self.layer.detach_taker(self._take_handed)
             if not all(runner.done() for runner in runners):  # we were cancelled
                 self.stop()
                 self._wake_parked(everyone=True)
@@ -171,6 +204,9 @@ class Worker:
             if taken is None:
                 self._wake_parked(everyone=True)  # they are stopping too
                 return
+            if isinstance(taken, _Started):
+                await self._finish_message(taken.rest, taken.channel, False)
+                continue
             channel, content, found, threaded = taken
             rest = self._start_message(channel, content, found, threaded)
             if rest is not None:
@@ -185,13 +221,16 @@ class Worker:
 
     async def _take(
         self, runner: asyncio.Task[Any]
-    ) -> tuple[str, dict[str, Any], tuple[Route, dict[str, str]] | None, bool] | None:
+    ) -> tuple[str, dict[str, Any], tuple[Route, dict[str, str]] | None, bool] | _Started | None:
         """Take the next message as the taker (``runner``); None once stopping.
 
-        Returns the channel, content, matched route and whether it runs in a thread.
+        Returns the channel, content, matched route and whether it runs in a thread;
+        or, for a runner that was parked, a handed message's rest to finish.
         """
         while self._taking and not self._stopping:
-            await self._park()
+            started = await self._park(runner)
+            if started is not None:
+                return started
         if self._stopping:
             return None
         self._taking = True
@@ -231,15 +270,21 @@ class Worker:
         content: dict[str, Any],
         found: tuple[Route, dict[str, str]] | None,
         threaded: bool,
+        runner: asyncio.Task[Any] | None = None,
     ) -> Continuation | None:
         """Run one taken message until it first waits; its rest, or None if done.
 
         It runs in a fresh copy of the context, as a task of its own would, so what a
-        consumer sets there does not reach the next message.
+        consumer sets there does not reach the next message; and, given a ``runner``
+        (suspended, to finish the rest), as that runner's task.
         """
         rest = None
+        coro = self._handle(channel, content, found)
         try:
-            rest = run_eagerly(self._handle(channel, content, found), contextvars.copy_context())
+            if runner is None:
+                rest = run_eagerly(coro, self._context.copy())
+            else:
+                rest = run_eagerly_as(runner, coro, self._context.copy())
         except Exception:
             logger.exception("the worker failed on a message on channel %r", channel)
         if rest is None:
@@ -255,19 +300,81 @@ class Worker:
         finally:
             self._done(threaded)
 
-    async def _park(self) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._parked.append(future)
+    def _take_handed(self, channel: str, content: dict[str, Any]) -> bool:
+        """Run a message a sender hands over (the layer's local taker); True if run.
+
+        Taken only while the worker is idle: its taker is waiting on the layer (so
+        the message would have gone to it anyway) and a runner is parked, free to
+        finish the message if it waits. The message's first step runs at once, in
+        the sender's step but as that parked runner's task, sparing the worker a
+        wake-up; a rest goes to that runner. ``def`` consumers, and what a handed
+        message sends, go through the queue.
+        """
+        if self._handing or self._receiving is None or self._stopping:
+            return False
+        parked = self._free_runner()
+        if parked is None:
+            return False
+        found = self.routes.match_content(channel, content)
+        if found is not None and not found[0].is_async:
+            return False
+        self._taken += 1
+        self._handing = True
         try:
-            await future
+            rest = self._start_message(channel, content, found, False, parked.task)
         finally:
-            if not future.done():
-                future.cancel()
-                self._parked.remove(future)
+            self._handing = False
+        if rest is not None:
+            # That runner, and no other: the step ran as its task.
+            with contextlib.suppress(ValueError):  # already woken: it finds the rest
+                self._parked.remove(parked)
+            parked.started = _Started(rest, channel)
+            if not parked.future.done():
+                parked.future.set_result(None)
+        return True
+
+    def _free_runner(self) -> _Parked | None:
+        """The parked runner next in line, if any (forgetting cancelled ones)."""
+        parked = self._parked
+        while parked and parked[0].future.done():
+            parked.popleft()
+        return parked[0] if parked else None
+
+    async def _park(self, runner: asyncio.Task[Any]) -> _Started | None:
+        """Wait to be woken; a handed message's rest to finish, if given one."""
+        parked = _Parked(asyncio.get_running_loop().create_future(), runner)
+        self._parked.append(parked)
+        try:
+            await parked.future
+        except asyncio.CancelledError as exc:
+            if parked.started is None:
+                raise
+            # Cancelled as the rest was handed over: the cancellation is its own.
+            return self._cancel_rest(parked.started, exc)
+        finally:
+            if not parked.future.done():
+                parked.future.cancel()
+                self._parked.remove(parked)
+        return parked.started
+
+    def _cancel_rest(self, started: _Started, exc: asyncio.CancelledError) -> _Started | None:
+        """Raise ``exc`` in a handed message's rest; what is left of it, if anything."""
+        try:
+            rest = started.rest.throw(exc)
+        except Exception:
+            logger.exception("the worker failed on a message on channel %r", started.channel)
+            rest = None
+        except BaseException:  # the cancellation itself: the runner stops, as it would
+            self._done(False)
+            raise
+        if rest is None:
+            self._done(False)
+            return None
+        return started._replace(rest=rest)
 
     def _wake_parked(self, everyone: bool = False) -> None:
         while self._parked:
-            future = self._parked.popleft()
+            future = self._parked.popleft().future
             if not future.done():
                 future.set_result(None)
                 if not everyone:

@@ -201,6 +201,142 @@ async def test_dispatch_does_not_leave_a_consumer_scope_behind(layer: SpyLayer) 
     assert await layer.receive(["after"], timeout=0) == ("after", {"sent": "outside a consumer"})
 
 
+# -- messages handed over on the worker's own loop ------------------------------------
+
+
+async def idle(worker: Worker, layer: SpyLayer) -> None:
+    """Wait until ``worker``'s taker waits on ``layer`` (its other runners parked)."""
+    async with asyncio.timeout(TIMEOUT):
+        await layer.receiving.wait()
+
+
+async def test_an_idle_worker_runs_a_message_sent_on_its_loop_within_the_send(
+    layer: SpyLayer,
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def consumer(message: Message) -> None:
+        seen.append(message.content)
+
+    worker = Worker(Routes([route("chat", consumer)]), layer)
+    async with running(worker):
+        await idle(worker, layer)
+        await layer.send("chat", {"n": 1})
+        assert seen == [{"n": 1}]  # no turn of the loop was needed
+        assert layer.taken == 0
+        await worker.wait_idle(TIMEOUT)
+
+
+async def test_a_handed_message_that_waits_runs_as_one_task_of_the_worker(
+    layer: SpyLayer,
+) -> None:
+    tasks: list[asyncio.Task[Any] | None] = []
+    outcome: list[str] = []
+    done = asyncio.Event()
+
+    async def consumer(message: Message) -> None:
+        tasks.append(asyncio.current_task())
+        try:
+            # A timeout binds the current task: it must be the task that waits (had
+            # it been bound to the sender, the sleep would run its full second).
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(1)
+        except TimeoutError:
+            outcome.append("timed out")
+        tasks.append(asyncio.current_task())
+        done.set()
+
+    worker = Worker(Routes([route("chat", consumer)]), layer)
+    async with running(worker):
+        await idle(worker, layer)
+        # Sent from a task of its own, which ends with the send: had the consumer's
+        # timeout been bound to the sender, it would never fire.
+        sender = asyncio.get_running_loop().create_task(layer.send("chat", {}))
+        async with asyncio.timeout(TIMEOUT):
+            await sender
+            await done.wait()
+        await worker.wait_idle(TIMEOUT)
+    assert outcome == ["timed out"]
+    assert tasks[0] is tasks[1] and tasks[0] is not sender
+
+
+async def test_a_handed_message_cancelled_before_it_waits_is_cancelled_where_it_waits(
+    layer: SpyLayer,
+) -> None:
+    outcome: list[str] = []
+
+    async def consumer(message: Message) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            outcome.append(f"cancelled {message['n']}")
+
+    worker = Worker(Routes([route("chat", consumer)]), layer)
+    async with running(worker):
+        await idle(worker, layer)
+        await layer.send("chat", {"n": 1})
+        await worker.wait_idle(TIMEOUT)
+        await layer.send("chat", {"n": 2})  # the worker carries on
+        await worker.wait_idle(TIMEOUT)
+    assert outcome == ["cancelled 1", "cancelled 2"]
+
+
+async def test_what_a_handed_message_sends_is_queued_not_run_inside_it(
+    layer: SpyLayer,
+) -> None:
+    events: list[str] = []
+
+    async def consumer(message: Message) -> None:
+        n = message["n"]
+        events.append(f"start {n}")
+        if n < 3:
+            await Channel("tick").asend({"n": n + 1}, immediately=True)
+        events.append(f"end {n}")
+
+    worker = Worker(Routes([route("tick", consumer)]), layer)
+    async with running(worker):
+        await idle(worker, layer)
+        await layer.send("tick", {"n": 1})
+        await worker.wait_idle(TIMEOUT)
+    assert events == ["start 1", "end 1", "start 2", "end 2", "start 3", "end 3"]
+
+
+async def test_wait_idle_counts_a_handed_message_until_it_finishes(layer: SpyLayer) -> None:
+    release = asyncio.Event()
+
+    async def consumer(message: Message) -> None:
+        await release.wait()
+
+    worker = Worker(Routes([route("chat", consumer)]), layer)
+    async with running(worker):
+        await idle(worker, layer)
+        await layer.send("chat", {})
+        with pytest.raises(TimeoutError):
+            await worker.wait_idle(0.05)
+        release.set()
+        await worker.wait_idle(TIMEOUT)
+
+
+async def test_def_consumers_are_not_handed_over(layer: SpyLayer) -> None:
+    threads: list[str] = []
+    done = Signal()
+
+    def consumer(message: Message) -> None:
+        threads.append(threading.current_thread().name)
+        done.set()
+
+    worker = Worker(Routes([route("chat", consumer)]), layer)
+    async with running(worker):
+        await idle(worker, layer)
+        await layer.send("chat", {})
+        await done.wait()
+    assert layer.taken == 1
+    assert threads[0].startswith("chanlite-worker")
+
+
 # -- consumer atomicity --------------------------------------------------------------
 
 

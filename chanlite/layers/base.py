@@ -49,6 +49,9 @@ ReceiveResult = tuple[str, dict[str, Any]] | tuple[None, None]
 #: A local reader: ``deliver(channels, payload)`` takes one encoded payload meant for
 #: every one of ``channels`` (full ``prefix!local`` names of one process prefix).
 LocalReader = Callable[[list[str], bytes], None]
+#: A local taker: ``take(channel, content)`` runs one message in its sender's step and
+#: returns True, or returns False to leave it to be queued as usual.
+LocalTaker = Callable[[str, dict[str, Any]], bool]
 
 
 class BaseChannelLayer(ABC):
@@ -148,6 +151,24 @@ class BaseChannelLayer(ABC):
 
     def detach_reader(self, prefix: str) -> None:  # noqa: B027 - a no-op unless attached
         """Stop handing ``prefix``'s messages to its local reader; they queue again."""
+
+    def attach_taker(self, channels: Iterable[str], take: LocalTaker) -> bool:
+        """Offer messages sent to ``channels`` on this thread to ``take`` before they
+        are queued, if the layer can; return whether it did.
+
+        Only a message that would be first in its queue is offered, and only by a send
+        made on the thread that attached ``take``, in that send's own step: FIFO holds,
+        and a receiver in this process gets the message without waking up.
+        ``take(channel, content)`` gets the full name and the receiver's own copy of
+        the content; it returns True if it took the message (the send is then done:
+        no queueing, no capacity check) or False to let it queue. It must not raise.
+        Layers shared between processes cannot know that nobody elsewhere is about to
+        read the channel: they return ``False``.
+        """
+        return False
+
+    def detach_taker(self, take: LocalTaker) -> None:  # noqa: B027 - a no-op unless attached
+        """Stop offering messages to ``take``."""
 
     async def new_channel(self, prefix: str) -> str:
         """Return a new, unique channel name starting with ``prefix``.

@@ -6,7 +6,8 @@ registers one :class:`_Waiter` on each queue it reads; a send wakes exactly one
 waiter of its queue (on that waiter's own loop). A woken receiver that leaves without
 taking a message passes the wake-up on, so no arrival is ever slept through.
 
-Two additions beyond the base contract serve an interface server in this process:
+Three additions beyond the base contract serve an interface server and a worker in
+this process:
 
 * :meth:`InMemoryChannelLayer.send_waiting` is a send that waits for room while the
   channel is full. The senders waiting on a queue form a FIFO, and each message that
@@ -16,6 +17,10 @@ Two additions beyond the base contract serve an interface server in this process
   prefix ``prefix!``: messages for ``prefix!local`` names are handed to it as they are
   sent instead of being queued, so a reply reaches its socket without a queue, a
   reader task or a capacity check (the interface bounds what waits per socket).
+* :meth:`InMemoryChannelLayer.attach_taker` installs a *local taker* for plain
+  channels: a send on the taker's thread that would be first on its queue is offered
+  to it first, so an idle in-process worker starts the consumer inside the send
+  instead of being woken on the next turn of the loop.
 
 Messages are stored encoded, which both enforces the codec's rules and isolates
 receivers from senders (and from each other, for group sends). The one exception is
@@ -37,7 +42,7 @@ from typing import Any
 from .._codec import decode, encode
 from ..exceptions import ChannelFull
 from ..names import is_process_specific, queue_name, validate_channel_name, validate_group_name
-from .base import BaseChannelLayer, LocalReader, ReceiveResult
+from .base import BaseChannelLayer, LocalReader, LocalTaker, ReceiveResult
 
 logger = logging.getLogger("chanlite.layers")
 
@@ -132,6 +137,16 @@ class _Reader:
             logger.exception("a local reader failed; %d message(s) dropped", len(channels))
 
 
+class _Taker:
+    """A local taker, and the thread whose sends it is offered."""
+
+    __slots__ = ("take", "thread")
+
+    def __init__(self, take: LocalTaker) -> None:
+        self.take = take
+        self.thread = threading.get_ident()
+
+
 class InMemoryChannelLayer(BaseChannelLayer):
     """A channel layer in this process's memory (``memory://``).
 
@@ -151,6 +166,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # waiting senders is full (each message leaving it admits one at once).
         self._senders: dict[str, deque[_Sender]] = {}
         self._readers: dict[str, _Reader] = {}
+        # Queue name -> the local takers offered what would be first on it.
+        self._takers: dict[str, tuple[_Taker, ...]] = {}
         # group -> {channel: membership expiry}; channel -> groups it is in
         self._groups: dict[str, dict[str, float]] = {}
         self._memberships: dict[str, set[str]] = {}
@@ -184,6 +201,55 @@ class InMemoryChannelLayer(BaseChannelLayer):
         with self._lock:
             self._readers.pop(prefix, None)
 
+    # -- local takers ------------------------------------------------------------
+
+    def attach_taker(self, channels: Iterable[str], take: LocalTaker) -> bool:
+        """Offer ``take`` every message sent to ``channels`` on this thread that would
+        be first on its queue (see the base contract); always True here.
+
+        ``channels`` are plain names (not process-specific ones). Takers of one name
+        are offered a message in the order they were attached, until one takes it.
+        """
+        keys = [validate_channel_name(channel) for channel in channels]
+        for key in keys:
+            if is_process_specific(key):
+                raise ValueError(f"a local taker takes plain channels, not {key!r}")
+        taker = _Taker(take)
+        with self._lock:
+            for key in keys:
+                self._takers[key] = (*self._takers.get(key, ()), taker)
+        return True
+
+    def detach_taker(self, take: LocalTaker) -> None:
+        """Stop offering messages to ``take``."""
+        with self._lock:
+            for key, takers in list(self._takers.items()):
+                kept = tuple(taker for taker in takers if taker.take is not take)
+                if kept:
+                    self._takers[key] = kept
+                else:
+                    del self._takers[key]
+
+    def _offer(self, key: str, channel: str, payload: bytes | dict[str, Any]) -> bool:
+        """Offer a message for ``key`` to its takers; True if one took it.
+
+        Only when nothing is ahead of it on the queue (FIFO), and only to takers of
+        this thread. A dict ``payload`` is handed over as is (the sender owns none of
+        it); bytes are decoded into the taker's own copy.
+        """
+        if self._queues.get(key) or key in self._senders:
+            return False
+        thread = threading.get_ident()
+        content = None
+        for taker in self._takers.get(key, ()):
+            if taker.thread != thread:
+                continue
+            if content is None:
+                content = payload if isinstance(payload, dict) else decode(payload)
+            if taker.take(channel, content):
+                return True
+        return False
+
     # -- sending --------------------------------------------------------------
 
     async def send_encoded(self, channel: str, payload: bytes) -> None:
@@ -192,6 +258,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         reader = self._readers.get(key) if self._readers else None
         if reader is not None:
             reader.hand([channel], payload)
+            return
+        if self._takers and key in self._takers and self._offer(key, channel, payload):
             return
         now = self._clock()
         with self._lock:
@@ -219,6 +287,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
             reader.hand([channel], encode(message))
             return
         payload: bytes | dict[str, Any] = message if owned else encode(message)
+        if self._takers and key in self._takers and self._offer(key, channel, payload):
+            return
         with self._lock:
             if self._append(key, channel, payload, self._clock()):
                 return

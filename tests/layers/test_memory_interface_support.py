@@ -254,6 +254,117 @@ async def test_a_reader_needs_a_process_prefix() -> None:
         layer.attach_reader("plain", Collector())
 
 
+# -- local takers ---------------------------------------------------------------------
+
+
+class Taker:
+    """A local taker that takes while ``taking`` is set, recording what it took."""
+
+    def __init__(self, taking: bool = True) -> None:
+        self.taking = taking
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        self.offers = 0
+
+    def __call__(self, channel: str, content: dict[str, Any]) -> bool:
+        self.offers += 1
+        if self.taking:
+            self.got.append((channel, content))
+        return self.taking
+
+
+async def test_a_taker_takes_a_send_to_an_empty_channel_in_the_senders_step() -> None:
+    layer = InMemoryChannelLayer(capacity=1)
+    taker = Taker()
+    assert layer.attach_taker(["jobs"], taker) is True
+    for n in range(3):  # past the capacity: nothing is queued
+        await layer.send("jobs", {"n": n})
+        assert taker.got[-1] == ("jobs", {"n": n})  # taken before send returned
+    await layer.send_waiting("jobs", {"n": 3}, timeout=0)
+    assert len(taker.got) == 4
+    assert await layer.receive(["jobs"], timeout=0) == (None, None)
+    await layer.send("other", {"n": 9})  # other channels queue as before
+    assert taker.offers == 4
+    assert await layer.receive(["other"], timeout=0) == ("other", {"n": 9})
+
+
+async def test_a_declined_message_is_queued() -> None:
+    layer = InMemoryChannelLayer()
+    taker = Taker(taking=False)
+    layer.attach_taker(["jobs"], taker)
+    await layer.send("jobs", {"n": 1})
+    assert taker.offers == 1 and taker.got == []
+    assert await layer.receive(["jobs"], timeout=0) == ("jobs", {"n": 1})
+
+
+async def test_a_taker_is_not_offered_a_message_that_would_overtake_a_queued_one() -> None:
+    layer = InMemoryChannelLayer()
+    taker = Taker(taking=False)
+    layer.attach_taker(["jobs"], taker)
+    await layer.send("jobs", {"n": 1})  # declined: queued
+    taker.taking = True
+    await layer.send("jobs", {"n": 2})  # behind it: queued, never offered
+    assert taker.offers == 1 and taker.got == []
+    assert await layer.receive(["jobs"], timeout=0) == ("jobs", {"n": 1})
+    assert await layer.receive(["jobs"], timeout=0) == ("jobs", {"n": 2})
+    await layer.send("jobs", {"n": 3})  # the queue is empty again
+    assert taker.got == [("jobs", {"n": 3})]
+
+
+async def test_a_taker_gets_its_own_copy_unless_the_message_was_handed_over() -> None:
+    layer = InMemoryChannelLayer()
+    taker = Taker()
+    layer.attach_taker(["jobs"], taker)
+    sent = {"items": [1]}
+    await layer.send_waiting("jobs", sent, timeout=0)
+    sent["items"].append(2)
+    owned = {"items": [3]}
+    await layer.send_waiting("jobs", owned, timeout=0, owned=True)
+    assert taker.got[0] == ("jobs", {"items": [1]})
+    assert taker.got[1][1] is owned
+
+
+async def test_sends_from_another_thread_are_never_offered() -> None:
+    layer = InMemoryChannelLayer()
+    taker = Taker()
+    layer.attach_taker(["jobs"], taker)
+    thread = threading.Thread(target=lambda: asyncio.run(layer.send("jobs", {"n": 1})))
+    thread.start()
+    thread.join()
+    assert taker.offers == 0
+    assert await layer.receive(["jobs"], timeout=0) == ("jobs", {"n": 1})
+
+
+async def test_takers_are_offered_in_turn_and_detached_ones_no_more() -> None:
+    layer = InMemoryChannelLayer()
+    first, second = Taker(taking=False), Taker()
+    layer.attach_taker(["jobs", "more"], first)
+    layer.attach_taker(["jobs"], second)
+    await layer.send("jobs", {"n": 1})
+    assert (first.offers, second.got) == (1, [("jobs", {"n": 1})])
+    layer.detach_taker(second)
+    await layer.send("jobs", {"n": 2})
+    assert first.offers == 2 and second.offers == 1
+    layer.detach_taker(first)
+    await layer.send("more", {"n": 3})
+    assert first.offers == 2
+    assert await layer.receive(["jobs"], timeout=0) == ("jobs", {"n": 2})
+    assert await layer.receive(["more"], timeout=0) == ("more", {"n": 3})
+
+
+async def test_a_taker_takes_plain_channels_only() -> None:
+    layer = InMemoryChannelLayer()
+    with pytest.raises(ValueError, match="plain channels"):
+        layer.attach_taker([f"{REPLY_PREFIX}x"], Taker())
+
+
+async def test_layers_across_processes_have_no_takers(tmp_path: Path) -> None:
+    layer = get_layer(f"sqlite:///{tmp_path / 'layer.db'}")
+    try:
+        assert layer.attach_taker(["jobs"], Taker()) is False
+    finally:
+        await layer.aclose()
+
+
 # -- the built-in capacity of interface reply queues -------------------------------
 
 
