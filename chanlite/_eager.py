@@ -33,7 +33,7 @@ CAN_RUN_AS = _enter_task is not None and _leave_task is not None
 
 
 def run_eagerly(
-    coro: Coroutine[Any, Any, None], context: Context | None = None
+    coro: Coroutine[Any, Any, Any], context: Context | None = None
 ) -> Continuation | None:
     """Run ``coro`` until it first waits; ``None`` if it finished, else its rest.
 
@@ -48,7 +48,7 @@ def run_eagerly(
 
 
 def run_eagerly_as(
-    task: asyncio.Task[Any], coro: Coroutine[Any, Any, None], context: Context | None = None
+    task: asyncio.Task[Any], coro: Coroutine[Any, Any, Any], context: Context | None = None
 ) -> Continuation | None:
     """:func:`run_eagerly`, with ``task`` as the current task during the step.
 
@@ -79,7 +79,7 @@ class Continuation:
     __slots__ = ("_context", "_coro", "_yielded")
 
     def __init__(
-        self, coro: Coroutine[Any, Any, None], yielded: Any, context: Context | None
+        self, coro: Coroutine[Any, Any, Any], yielded: Any, context: Context | None
     ) -> None:
         self._coro = coro
         self._yielded = yielded

@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import LAYER_ENV, SECRET_KEY_ENV
@@ -41,18 +41,29 @@ _portal: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
 
 
-@dataclass(eq=False)
 class ConsumerScope:
-    """What one running consumer has sent, waiting to be flushed."""
+    """What one running consumer has sent, waiting to be flushed.
 
-    layer: BaseChannelLayer
-    reply_channel: str | None = None
-    #: (is_group, name, encoded payload), in call order.
-    outbox: list[tuple[bool, str, bytes]] = field(default_factory=list)
-    #: True once something that opens the socket went to the reply channel.
-    accepted: bool = False
-    #: The event loop running the consumer's worker, for blocking calls from threads.
-    loop: asyncio.AbstractEventLoop | None = None
+    (A plain class with slots: one is made for every message a worker runs.)
+    """
+
+    __slots__ = ("accepted", "layer", "loop", "outbox", "reply_channel")
+
+    def __init__(
+        self,
+        layer: BaseChannelLayer,
+        reply_channel: str | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.layer = layer
+        self.reply_channel = reply_channel
+        #: (is_group, name, encoded payload), in call order.
+        self.outbox: list[tuple[bool, str, bytes]] = []
+        #: True once something that opens the socket went to the reply channel.
+        self.accepted = False
+        #: The event loop running the consumer's worker, for blocking calls from threads.
+        self.loop = loop
 
     async def flush(self) -> None:
         """Send everything buffered, in order; a full channel is logged, not raised."""

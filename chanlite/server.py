@@ -332,7 +332,7 @@ class InterfaceServer:
             if event["type"] != "websocket.receive":
                 continue
             frame = self._frame_content(sock, path, event)
-            if frame is None or not await self._forward_frame(sock, frame):
+            if frame is None or not await self._send_frame(sock, frame):
                 await sock.close(sock.close_code or CLOSE_TOO_BIG)
                 return
 
@@ -359,17 +359,12 @@ class InterfaceServer:
             content["bytes"] = data or b""
         return content
 
-    async def _forward_frame(self, sock: _Socket, content: dict[str, Any]) -> bool:
+    async def _send_frame(self, sock: _Socket, content: dict[str, Any]) -> bool:
         """Send a frame's message; while the channel is full the socket is not read
         (backpressure) and its frame waits its turn for room. False if it could not
-        be sent: its order number is then given back, so the disconnect that follows
-        takes it and ``enforce_ordering`` never waits for a frame that never left."""
-        sent = await self._send_frame(sock, content)
-        if not sent:
-            sock.order -= 1
-        return sent
-
-    async def _send_frame(self, sock: _Socket, content: dict[str, Any]) -> bool:
+        be sent: the socket's close code is set, and its order number is given back,
+        so the disconnect that follows takes it and ``enforce_ordering`` never waits
+        for a frame that never left."""
         timeout = self.settings.receive_full_timeout
         # A frame's message is a dict of str, int and one str or bytes that nobody
         # else holds: it can be handed over uncopied, unless it might be near the
@@ -381,17 +376,16 @@ class InterfaceServer:
         except MessageTooLarge:
             logger.info("closed a socket with 1009: its frame's message is over the limit")
             sock.close_code = CLOSE_TOO_BIG
-            return False
         except ChannelFull:
             logger.warning(
                 "closed a socket with 1013: websocket.receive stayed full for %.1fs", timeout
             )
             sock.close_code = CLOSE_TRY_AGAIN
-            return False
         except Exception as exc:
             _log_layer_failure("closed a socket with 1013", exc)
             sock.close_code = CLOSE_TRY_AGAIN
-            return False
+        sock.order -= 1
+        return False
 
     async def _send_disconnect(self, sock: _Socket, scope: Scope) -> None:
         code = sock.close_code if sock.opened else CLOSE_NEVER_OPENED

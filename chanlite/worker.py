@@ -34,7 +34,7 @@ import fnmatch
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -279,7 +279,10 @@ class Worker:
         (suspended, to finish the rest), as that runner's task.
         """
         rest = None
-        coro = self._handle(channel, content, found)
+        if found is not None and self._sequencer is None:
+            coro: Coroutine[Any, Any, Any] = self._execute(channel, content, *found)
+        else:
+            coro = self._handle(channel, content, found)
         try:
             if runner is None:
                 rest = run_eagerly(coro, self._context.copy())
@@ -499,11 +502,19 @@ class Worker:
             logger.error("malformed message on channel %r; dropped: %s", channel, exc)
             return False
         reply_channel = content.get("reply_channel")
-        scope = ConsumerScope(self.layer, reply_channel, loop=asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        scope = ConsumerScope(self.layer, reply_channel, loop=loop)
         enter_scope(scope)
         failed = requeued = False
         try:
-            failed = await self._run_consumer(item, message, kwargs)
+            if item.is_async:
+                started = loop.time()
+                # Only a consumer that waits can run long enough to need the timer.
+                rest = run_eagerly(item.consumer(message, **kwargs))
+                if rest is not None:
+                    failed = not await self._within_timeout(rest, started, item, message)
+            else:
+                failed = await self._run_in_thread(item, message, kwargs)
         except ConsumeLater:
             requeued = await self._requeue(channel, content, retries)
         except DenyConnection:
@@ -531,14 +542,9 @@ class Worker:
     def _session_store(self) -> SessionStore:
         return get_session_store(app_services().session_store, self.layer)
 
-    async def _run_consumer(self, item: Route, message: Message, kwargs: dict[str, str]) -> bool:
-        """Run one consumer within ``consumer_timeout``; True if it ran past it."""
+    async def _run_in_thread(self, item: Route, message: Message, kwargs: dict[str, str]) -> bool:
+        """Run one ``def`` consumer within ``consumer_timeout``; True if it ran past it."""
         loop = asyncio.get_running_loop()
-        if item.is_async:
-            started = loop.time()
-            # Only a consumer that waits can run long enough to need the timer.
-            rest = run_eagerly(item.consumer(message, **kwargs))
-            return rest is not None and not await self._within_timeout(rest, started, item, message)
         call = functools.partial(item.consumer, message, **kwargs)
         context = contextvars.copy_context()
         thread = loop.run_in_executor(self._executor, context.run, call)
