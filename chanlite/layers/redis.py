@@ -36,7 +36,8 @@ starts and an INFO when the server answers again.
 
 Connections are chanlite's own (see ``_resp``): per server, one pipelined connection
 carries every command of the process, and each blocking read has one of its own.
-Sends to one queue made while replies are due go out as one script call. An
+The sends to one queue made in one turn of the event loop go out as one script call,
+at the end of that turn. An
 interface server attaches its ``prefix!`` as a local reader (``attach_reader``): what
 the process itself sends there never goes through Redis.
 
@@ -66,6 +67,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._codec import decode
+from .._eager import Continuation, run_eagerly
 from ..exceptions import ChannelFull, ConfigurationError
 from ..names import queue_name, validate_channel_name, validate_group_name
 from ._resp import RespConnection, open_connection
@@ -109,7 +111,7 @@ PROCESS_BATCH, SHARED_BATCH, SHARED_BATCH_MAX = 256, 8, 64
 #: How much of its own work, in seconds, a process takes ahead of a shared channel.
 DRAIN_TARGET = 0.01
 #: Most messages one send script stores (sends to one queue in one turn of the event
-#: loop, while the connection is busy, are stored together).
+#: loop are stored together).
 SEND_BATCH = 256
 #: How long a read of a shared channel may go on after its last receiver left before
 #: it is ended early: a worker that receives again at once keeps its read.
@@ -546,10 +548,10 @@ class RedisShard:
         return f"<RedisShard {self.address.label} db={self.address.db}>"
 
     @property
-    def busy(self) -> bool:
-        """Whether the command connection has replies due (commands sent now wait
-        for the next turn's write anyway)."""
-        return self._commands is not None and self._commands.busy
+    def connected(self) -> bool:
+        """Whether the command connection is open (a command goes out without
+        connecting first)."""
+        return self._commands is not None and self._commands.error is None
 
     @property
     def tls(self) -> bool:
@@ -1075,6 +1077,10 @@ class _Reader:
         return [*self.names[start:], *self.names[:start]]
 
 
+async def _finish(rest: Continuation) -> None:
+    await rest
+
+
 # -- the layer ------------------------------------------------------------------------
 
 
@@ -1140,12 +1146,10 @@ class RedisChannelLayer(BaseChannelLayer):
             if deliver is not None:  # only this process reads it: no need for Redis
                 self._hand(deliver, [channel], payload)
                 return
-        shard = self.shards.shard_for(name)
-        if shard.busy:  # replies are due: store it with the other sends of this turn
-            stored = await self._join_batch(name, channel, payload)
-        else:
-            stored = await self._store(shard, name, [channel, payload]) == 1
-        if not stored:
+        # Stored with the other sends to its queue of this turn of the loop, in one
+        # script call: a burst of frames or replies costs Redis one wake-up, not one
+        # per message (and one write, whatever else is in flight).
+        if not await self._join_batch(name, channel, payload):
             raise ChannelFull(channel, self.capacity_for(name))
 
     async def _store(self, shard: RedisShard, name: str, pairs: list[Any]) -> int:
@@ -1172,8 +1176,16 @@ class RedisChannelLayer(BaseChannelLayer):
         batches, self._batches = self._batches, {}
         for name, batch in batches.items():
             sends = [send for send in batch if not send.future.cancelled()]
+            shard = self.shards.shard_for(name)
             for start in range(0, len(sends), SEND_BATCH):
-                self.spawn(self._send_batch(name, sends[start : start + SEND_BATCH]))
+                sending = self._send_batch(name, sends[start : start + SEND_BATCH])
+                if not shard.connected:  # connecting takes a task
+                    self.spawn(sending)
+                    continue
+                # Started here, so the script call is written now, not a turn later.
+                rest = run_eagerly(sending)
+                if rest is not None:
+                    self.spawn(_finish(rest))
 
     async def _send_batch(self, name: str, sends: list[_Send]) -> None:
         pairs = [item for send in sends for item in (send.channel, send.payload)]
