@@ -337,6 +337,63 @@ async def test_def_consumers_are_not_handed_over(layer: SpyLayer) -> None:
     assert threads[0].startswith("chanlite-worker")
 
 
+# -- flushes that wait ------------------------------------------------------------------
+
+
+class GatedLayer(SpyLayer):
+    """A memory layer whose sends to ``out`` wait until the gate opens, as a send
+    across processes waits for its server."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.gate = asyncio.Event()
+
+    async def send_encoded(self, channel: str, payload: bytes) -> None:
+        if channel == "out":
+            await self.gate.wait()
+        await super().send_encoded(channel, payload)
+
+
+async def test_a_runner_goes_on_while_a_flush_waits_and_wait_idle_waits_for_it() -> None:
+    layer = GatedLayer()
+    ran: list[int] = []
+
+    async def consumer(message: Message) -> None:
+        ran.append(message["n"])
+        await Channel("out").asend({"n": message["n"]})
+
+    worker = Worker(Routes([route("jobs", consumer)]), layer, concurrency=1)
+    for n in range(3):
+        await layer.send("jobs", {"n": n})
+    async with running(worker):
+        await layer.wait_taken(3)
+        # One runner took all three while the first one's send was still waiting.
+        assert ran == [0, 1, 2]
+        with pytest.raises(TimeoutError):
+            await worker.wait_idle(0.05)
+        assert await nothing_on(layer, "out")
+        layer.gate.set()
+        await worker.wait_idle(TIMEOUT)
+        assert [(await receive(layer, "out"))["n"] for _ in range(3)] == [0, 1, 2]
+
+
+async def test_a_connects_flush_is_waited_for_before_it_is_rejected() -> None:
+    layer = GatedLayer()
+
+    async def connect(message: Message) -> None:
+        await Channel("out").asend({"seen": True})
+        raise DenyConnection
+
+    worker = Worker(Routes([route("websocket.connect", connect)]), layer)
+    async with running(worker):
+        await layer.send("websocket.connect", {"path": "/", "reply_channel": REPLY})
+        await layer.wait_taken(1)
+        assert await nothing_on(layer, "chanlite!")  # no verdict before the flush
+        layer.gate.set()
+        assert await receive(layer, "chanlite!") == {"accept": False}
+        assert await receive(layer, "out") == {"seen": True}
+
+
 # -- consumer atomicity --------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chanlite import ChanliteError, ChannelFull, get_layer
+from chanlite import ChanliteError, ChannelFull, Message, Routes, get_layer
 from chanlite._codec import decode
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
@@ -48,6 +48,7 @@ from chanlite.layers.redis import (
     parse_entry,
     parse_redis_url,
 )
+from chanlite.worker import Worker
 
 from ..conftest import require_redis, require_redis_server
 from .contract import PATIENCE, WAKE_WITHIN, LayerContract
@@ -675,6 +676,37 @@ async def test_a_detached_prefix_is_read_with_receive_again(shared_layer):
 async def test_a_local_reader_needs_a_process_prefix(shared_layer):
     with pytest.raises(ValueError, match="ending in '!'"):
         shared_layer.attach_reader("plain", Collector())
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_worker_stores_the_replies_of_a_read_together(own_server):
+    routes = Routes()
+
+    @routes.consumer("jobs")
+    async def reply(message: Message) -> None:
+        await message.reply_channel.asend({"n": message["n"]})  # type: ignore[union-attr]
+
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix(), capacity=1000)
+    client = await inspect(own_server.url)
+    worker = Worker(routes, layer)
+    try:
+        for n in range(40):
+            await layer.send("jobs", {"n": n, "reply_channel": "proc!a"})
+        await client.config_resetstat()
+        running = asyncio.get_running_loop().create_task(worker.run())
+        got = [await layer.receive(["proc!"], timeout=PATIENCE) for _ in range(40)]
+        worker.stop()
+        await running
+        calls = await command_calls(client)
+        assert sorted(message["n"] for _, message in got) == list(range(40))
+        # The worker read them in a few batches (8, then more), and each batch's
+        # replies went out in one script call, not one per message.
+        assert calls["evalsha"] <= calls["blmpop"] <= 6
+    finally:
+        await layer.flush()
+        await layer.aclose()
+        await client.aclose()
 
 
 @pytest.mark.anyio
