@@ -146,6 +146,8 @@ class Worker:
         # Flushes that had to wait, left by their runners, and the task finishing them.
         self._flushes: deque[tuple[Continuation, str]] = deque()
         self._flusher: asyncio.Task[None] | None = None
+        # Only a layer whose sends bind nothing to the runner's task lets it go on.
+        self._detach_flushes = layer.task_neutral_sends
         self._receiving: asyncio.Task[Any] | None = None
         self._stopping = False
         self._taken = 0
@@ -517,8 +519,9 @@ class Worker:
         """Run one consumer and flush its sends; True if it asked to run later.
 
         ``detach``: a flush that has to wait (on a layer across processes) may be left
-        to the flusher (:meth:`_flush_later`), except after a connect or disconnect,
-        which have more to do once it is done.
+        to the flusher (:meth:`_flush_later`), if the layer's sends are task-neutral
+        (``task_neutral_sends``), except after a connect or disconnect, which have more
+        to do once it is done.
         """
         retries = content.pop(RETRY_KEY, 0)
         try:
@@ -550,7 +553,7 @@ class Worker:
         finally:
             flushing = run_eagerly(scope.flush())
             if flushing is not None:
-                if detach and channel not in _FOLLOWED_UP:
+                if detach and self._detach_flushes and channel not in _FOLLOWED_UP:
                     self._flush_later(flushing, channel)
                 else:
                     await flushing

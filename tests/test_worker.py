@@ -377,6 +377,29 @@ async def test_a_runner_goes_on_while_a_flush_waits_and_wait_idle_waits_for_it()
         assert [(await receive(layer, "out"))["n"] for _ in range(3)] == [0, 1, 2]
 
 
+async def test_a_layer_whose_sends_are_not_task_neutral_keeps_each_flush_in_its_runner() -> None:
+    class StrictLayer(GatedLayer):
+        task_neutral_sends = False
+
+    layer = StrictLayer()
+    ran: list[int] = []
+
+    async def consumer(message: Message) -> None:
+        ran.append(message["n"])
+        await Channel("out").asend({"n": message["n"]})
+
+    worker = Worker(Routes([route("jobs", consumer)]), layer, concurrency=1)
+    for n in range(3):
+        await layer.send("jobs", {"n": n})
+    async with running(worker):
+        await layer.wait_taken(1)
+        # The only runner waits in the first message's flush.
+        assert ran == [0] and await depth(layer, "jobs") == 2
+        layer.gate.set()
+        await worker.wait_idle(TIMEOUT)
+    assert ran == [0, 1, 2]
+
+
 async def test_a_connects_flush_is_waited_for_before_it_is_rejected() -> None:
     layer = GatedLayer()
 

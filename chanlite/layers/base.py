@@ -77,6 +77,11 @@ class BaseChannelLayer(ABC):
 
     #: URL schemes this layer is built from by :func:`chanlite.get_layer`.
     schemes: tuple[str, ...] = ()
+    #: True if ``send_encoded`` and ``group_send_encoded`` bind nothing to the current
+    #: task (no ``asyncio.timeout``, no cancel scope) before they first wait: a worker
+    #: may then let another task finish a consumer's sends while it goes on with its
+    #: next message. The built-in layers set it; the default is the safe ``False``.
+    task_neutral_sends: bool = False
 
     def __init__(
         self,

@@ -155,6 +155,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
     """
 
     schemes = ("memory",)
+    # Sends never wait at all.
+    task_neutral_sends = True
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
         super().__init__(**options)

@@ -1088,6 +1088,8 @@ class RedisChannelLayer(BaseChannelLayer):
     """A channel layer on Redis (``redis://``, ``rediss://``, ``redis+sentinel://``)."""
 
     schemes = ("redis", "rediss", "redis+sentinel")
+    # A send joins a batch and waits on its future; group sends wait on gather().
+    task_neutral_sends = True
 
     def __init__(self, url: str = DEFAULT_URL, **options: Any) -> None:
         super().__init__(**options)

@@ -441,6 +441,8 @@ class SQLiteChannelLayer(BaseChannelLayer):
     """A channel layer in a SQLite file, shared by processes on one machine."""
 
     schemes = ("sqlite",)
+    # Sends wait on the future of a job on the connection's thread.
+    task_neutral_sends = True
     #: Polling bounds of a waiting receiver (seconds); tests may change them per layer.
     poll_min = POLL_MIN
     poll_max = POLL_MAX
