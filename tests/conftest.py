@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 
 import pytest
+
+from .layers.redis_helpers import RedisServer
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
@@ -37,6 +41,21 @@ def require_redis_server() -> None:
     to start a private server with."""
     if not shutil.which("redis-server"):
         _missing("no redis-server binary to start a private server with")
+
+
+@contextlib.contextmanager
+def private_redis_servers(count: int = 1) -> Iterator[list[RedisServer]]:
+    """``count`` redis-server processes of our own, killed by PID afterwards; skips
+    (or, with CHANLITE_REQUIRE_REDIS=1, fails) without a redis-server binary."""
+    require_redis_server()
+    servers = [RedisServer() for _ in range(count)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.kill()
 
 
 def _missing(reason: str, requirement: str = "CHANLITE_REQUIRE_REDIS") -> None:

@@ -354,17 +354,23 @@ class GatedLayer(SpyLayer):
         await super().send_encoded(channel, payload)
 
 
-async def test_a_runner_goes_on_while_a_flush_waits_and_wait_idle_waits_for_it() -> None:
-    layer = GatedLayer()
-    ran: list[int] = []
+async def relaying_worker(layer: GatedLayer, ran: list[int]) -> Worker:
+    """A one-runner worker relaying ``jobs`` to ``out`` (noting each job in ``ran``),
+    with three jobs queued for it."""
 
     async def consumer(message: Message) -> None:
         ran.append(message["n"])
         await Channel("out").asend({"n": message["n"]})
 
-    worker = Worker(Routes([route("jobs", consumer)]), layer, concurrency=1)
     for n in range(3):
         await layer.send("jobs", {"n": n})
+    return Worker(Routes([route("jobs", consumer)]), layer, concurrency=1)
+
+
+async def test_a_runner_goes_on_while_a_flush_waits_and_wait_idle_waits_for_it() -> None:
+    layer = GatedLayer()
+    ran: list[int] = []
+    worker = await relaying_worker(layer, ran)
     async with running(worker):
         await layer.wait_taken(3)
         # One runner took all three while the first one's send was still waiting.
@@ -383,14 +389,7 @@ async def test_a_layer_whose_sends_are_not_task_neutral_keeps_each_flush_in_its_
 
     layer = StrictLayer()
     ran: list[int] = []
-
-    async def consumer(message: Message) -> None:
-        ran.append(message["n"])
-        await Channel("out").asend({"n": message["n"]})
-
-    worker = Worker(Routes([route("jobs", consumer)]), layer, concurrency=1)
-    for n in range(3):
-        await layer.send("jobs", {"n": n})
+    worker = await relaying_worker(layer, ran)
     async with running(worker):
         await layer.wait_taken(1)
         # The only runner waits in the first message's flush.

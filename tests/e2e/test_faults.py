@@ -48,7 +48,7 @@ from chanlite.layers.base import DEFAULT_PREFIX, BaseChannelLayer
 from chanlite.layers.redis import CONNECT_PATIENCE, GROUP_KEY, SHARED_BATCH, RedisChannelLayer
 from chanlite.worker import ASYNC_CONCURRENCY
 from tests.apps.faults import DIR_ENV, JOBS, log_path
-from tests.conftest import require_redis_server
+from tests.conftest import private_redis_servers
 from tests.layers.redis_helpers import RedisServer
 
 from .server import ROOT, free_port
@@ -64,13 +64,8 @@ PATIENCE = 15.0
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A redis-server of our own, killed afterwards."""
-    require_redis_server()
-    server = RedisServer()
-    server.start()
-    try:
+    with private_redis_servers() as [server]:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture

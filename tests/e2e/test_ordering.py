@@ -20,8 +20,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import require_redis
-from tests.layers.redis_helpers import RedisServer
+from tests.conftest import private_redis_servers, require_redis
 
 from .server import ROOT, serve
 
@@ -69,12 +68,8 @@ async def test_strict_order_with_four_threads() -> None:
 @pytest.fixture
 def private_redis() -> Iterator[str]:
     require_redis()
-    server = RedisServer()
-    try:
-        server.start()
+    with private_redis_servers() as [server]:
         yield server.url
-    finally:
-        server.kill()
 
 
 def _start_worker(layer: str) -> subprocess.Popen[str]:

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import require_redis
-from tests.layers.redis_helpers import RedisServer
+from tests.conftest import private_redis_servers, require_redis
 
 from .server import ROOT, run_cli, serve
 
@@ -73,14 +72,8 @@ def test_stats_and_flush_commands(tmp_path: Path) -> None:
 def two_shards() -> Iterator[str]:
     """Two redis-server processes of our own, as one sharded layer URL."""
     require_redis()
-    servers = [RedisServer(), RedisServer()]
-    try:
-        for server in servers:
-            server.start()
+    with private_redis_servers(2) as servers:
         yield ",".join(server.url for server in servers)
-    finally:
-        for server in servers:
-            server.kill()
 
 
 async def test_two_interfaces_two_workers_two_redis_shards(two_shards: str) -> None:

@@ -50,7 +50,7 @@ from chanlite.layers.redis import (
 )
 from chanlite.worker import Worker
 
-from ..conftest import require_redis, require_redis_server
+from ..conftest import private_redis_servers, require_redis, require_redis_server
 from .contract import PATIENCE, WAKE_WITHIN, LayerContract
 from .redis_helpers import STOP, RedisServer, free_port
 
@@ -90,27 +90,15 @@ async def shared_layer() -> AsyncIterator[RedisChannelLayer]:
 @pytest.fixture(scope="module")
 def two_servers() -> Iterator[tuple[RedisServer, RedisServer]]:
     """Two private redis-servers, for sharding; killed by PID afterwards."""
-    require_redis_server()
-    servers = (RedisServer(), RedisServer())
-    try:
-        for server in servers:
-            server.start()
-        yield servers
-    finally:
-        for server in servers:
-            server.kill()
+    with private_redis_servers(2) as [first, second]:
+        yield first, second
 
 
 @pytest.fixture
 def own_server() -> Iterator[RedisServer]:
     """A private redis-server for this test alone."""
-    require_redis_server()
-    server = RedisServer()
-    server.start()
-    try:
+    with private_redis_servers() as [server]:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture

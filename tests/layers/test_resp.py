@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chanlite.layers._resp import RespConnection, open_connection, pack, parse
 
-from ..conftest import require_redis, require_redis_server
+from ..conftest import private_redis_servers, require_redis, require_redis_server
 from .redis_helpers import RedisServer
 
 PATIENCE = 5.0
@@ -42,13 +42,8 @@ async def connected(
 @contextlib.contextmanager
 def private_server() -> Iterator[RedisServer]:
     """A redis-server of our own, killed afterwards."""
-    require_redis_server()
-    server = RedisServer()
-    server.start()
-    try:
+    with private_redis_servers() as [server]:
         yield server
-    finally:
-        server.kill()
 
 
 async def parsed(data: bytes, count: int = 1) -> list[object]:

@@ -21,7 +21,7 @@ from chanlite.layers.redis import RedisChannelLayer, RedisShards
 from chanlite.stores import SessionStore, get_session_store
 from chanlite.stores.redis import CURSOR_KEY, SESSION_KEY, RedisSessionStore
 
-from ..conftest import require_redis, require_redis_server
+from ..conftest import private_redis_servers, require_redis
 from ..layers.redis_helpers import RedisServer
 from .contract import TTL, SharedStoreContract
 
@@ -87,26 +87,14 @@ async def client() -> AsyncIterator[Any]:
 @pytest.fixture
 def own_server() -> Iterator[RedisServer]:
     """A private redis-server for this test alone; killed by PID afterwards."""
-    require_redis_server()
-    server = RedisServer()
-    server.start()
-    try:
+    with private_redis_servers() as [server]:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture
 def two_servers() -> Iterator[tuple[RedisServer, RedisServer]]:
-    require_redis_server()
-    servers = (RedisServer(), RedisServer())
-    try:
-        for server in servers:
-            server.start()
-        yield servers
-    finally:
-        for server in servers:
-            server.kill()
+    with private_redis_servers(2) as [first, second]:
+        yield first, second
 
 
 # -- layout on the server ---------------------------------------------------------------
