@@ -5,8 +5,9 @@ clients. Plain ``uvicorn main:app`` runs without them.
   over :data:`MAX_REQUEST_HEAD` bytes with 431. uvicorn's httptools parser has no
   limit of its own: it would read any amount of headers into memory.
 * :class:`WebSocketProtocol` sends the 414 or 431 that websockets makes for a
-  handshake over its limits (8 KiB lines, 128 headers) and closes. uvicorn leaves
-  that answer unsent and the client waiting, on a connection that never ends.
+  handshake over its limits (8 KiB lines, 128 headers) and closes. uvicorn before
+  0.55 leaves that answer unsent and the client waiting, on a connection that never
+  ends; every release gets the refusal logged in one line.
 * :func:`quiet_client_errors` drops uvicorn's traceback for a text frame that is not
   UTF-8: a client's mistake, which the interface server logs in one line. It also
   hides the value of a ``session_key`` query parameter in uvicorn's request lines:
@@ -80,16 +81,24 @@ class HttpToolsProtocol(_HttpToolsProtocol):
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets protocol, answering the handshakes websockets refuses."""
+    """uvicorn's websockets protocol, answering the handshakes websockets refuses.
+
+    uvicorn 0.55 sends that answer itself; older releases leave it unsent. Either
+    way the refusal is logged once, here.
+    """
+
+    _refusal_logged = False
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         refusal = self.conn.handshake_exc
-        if refusal is None or self.handshake_initiated or self.transport.is_closing():
+        if refusal is None or self.handshake_initiated or self._refusal_logged:
             return
+        self._refusal_logged = True
         logger.info("refused a WebSocket handshake: %s: %s", type(refusal).__name__, refusal)
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        self.transport.close()
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
 
 
 def quiet_client_errors() -> None:
