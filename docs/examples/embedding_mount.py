@@ -1,20 +1,17 @@
 """chanlite mounted under a path of a Starlette site, started by the site's lifespan.
 
-Run it with ``uvicorn embedding_mount:site``; run this file to check it.
+Serve it with ``uvicorn embedding_mount:site``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
-from starlette.testclient import TestClient
 
 from chanlite import Chanlite, Message, Routes
 from chanlite.auth import http_session_user, login
@@ -51,12 +48,3 @@ site = Starlette(
     lifespan=lifespan,
 )
 site.add_middleware(SessionMiddleware)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("CHANLITE_SECRET_KEY", secrets.token_urlsafe(32))
-    with TestClient(site) as client:
-        client.get("/login", params={"name": "grace"})
-        with client.websocket_connect("/live/whoami/") as ws:
-            assert ws.receive_text() == "/whoami/ grace"
-    print("mounted under /live, started by the site's lifespan: ok")

@@ -1,14 +1,11 @@
 """An existing Starlette site gets a live news feed: one line wraps it in chanlite.
 
-Run it with ``chanlite serve embedding_starlette:app`` (or ``uvicorn``); run this
-file to check it.
+Serve it with ``chanlite serve embedding_starlette:app`` (or ``uvicorn``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -19,7 +16,6 @@ from starlette.routing import Route
 from chanlite import Chanlite, DenyConnection, Group, Message, Routes
 from chanlite.auth import channel_session_user_from_http, login
 from chanlite.sessions import SessionMiddleware
-from chanlite.testing import ChanliteTestClient
 
 events: list[str] = []
 
@@ -84,21 +80,3 @@ def unfollow(message: Message) -> None:
 
 
 app = Chanlite(routes, app=site)  # the one line
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("CHANLITE_SECRET_KEY", secrets.token_urlsafe(32))
-    with ChanliteTestClient(app) as client:
-        assert events == ["site started"]  # the host's lifespan ran
-        assert client.get("/").text == "the site's own home page"
-        client.get("/login", params={"name": "ada"})  # sets the session cookie
-        with client.websocket_connect("/news/") as ws:
-            assert ws.receive_text() == "hello ada"  # the view's login, seen here
-            client.post("/publish", params={"headline": "chanlite 0.1"})
-            assert ws.receive_text() == "chanlite 0.1"
-            client.post("/publish-async", params={"headline": "embedded"})
-            assert ws.receive_text() == "embedded"
-        client.run_until_idle()
-        assert client.group_channels("news") == set()
-    assert events == ["site started", "site stopped"]
-    print("host routes, lifespan, shared sessions and group sends from views: ok")

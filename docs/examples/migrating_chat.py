@@ -1,21 +1,14 @@
 """The chat of the Channels 1.x getting-started guide, moved to chanlite.
 
-Serve it with ``chanlite serve migrating_chat:channel_routing``; run this file to
-check it.
+Serve it with ``chanlite serve migrating_chat:channel_routing``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from urllib.parse import parse_qs
 
-from starlette.testclient import WebSocketDenialResponse
-from starlette.websockets import WebSocketDisconnect
-
 from chanlite import (
-    Chanlite,
     Channel,
     Group,
     Message,
@@ -24,7 +17,6 @@ from chanlite import (
     include,
     route,
 )
-from chanlite.testing import ChanliteTestClient
 
 SAVED: list[dict[str, str]] = []  # stands in for the ChatMessage model
 
@@ -78,24 +70,3 @@ channel_routing = [
     include(chat_routing, path=r"^/chat"),
     route("chat-messages", msg_consumer),
 ]
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("CHANLITE_SECRET_KEY", secrets.token_urlsafe(32))
-    with ChanliteTestClient(Chanlite(channel_routing)) as client:
-        try:
-            with client.websocket_connect("/chat/lobby/"):
-                raise AssertionError("a socket without a username was accepted")
-        except (WebSocketDisconnect, WebSocketDenialResponse):
-            pass
-        with (
-            client.websocket_connect("/chat/lobby/?username=ada") as ada,
-            client.websocket_connect("/chat/lobby/?username=alan") as alan,
-        ):
-            ada.send_text("hello")
-            expected = {"username": "ada", "text": "hello"}
-            assert json.loads(ada.receive_text()) == expected
-            assert json.loads(alan.receive_text()) == expected
-        client.run_until_idle()
-        assert SAVED == [{"room": "lobby", "text": "hello"}]
-    print("the Channels 1.x chat runs on chanlite: ok")
