@@ -18,6 +18,7 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._logging import follow_uvicorn
 from .config import (
     CONSUMER_TIMEOUT,
     LAYER_ENV,
@@ -186,6 +187,7 @@ class Chanlite:
         """Start the layer, the reply reader and the in-process workers."""
         if self._started:
             return
+        follow_uvicorn()
         if self.layer is None or self.secret_key is None:
             self.check()
         assert self.layer is not None

@@ -1,23 +1,29 @@
 """The ``chanlite`` command: a thin layer over the library.
 
 Every user error (a bad target, URL, option or JSON) prints one line naming it and
-exits with code 2, with no traceback. SIGTERM and SIGINT stop gracefully.
+exits with code 2, with no traceback. An error raised by the user's own code while
+it is imported or its routes are built is shown as the user's traceback (their
+frames only) and exits with code 1. SIGTERM and SIGINT stop gracefully.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType, ModuleType
 from typing import Any
 
 import orjson
 
 from . import __version__
+from ._logging import configure_cli, follow_uvicorn
+from ._usercode import UserCodeError, running_user_code
 from .app import Chanlite
 from .config import LAYER_ENV
 from .exceptions import ChanliteError
@@ -32,6 +38,8 @@ logger = logging.getLogger("chanlite")
 
 #: Exit code for a user error.
 EXIT_USAGE = 2
+#: Exit code for an error raised by the user's own code.
+EXIT_USER_CODE = 1
 #: Seconds ``chanlite serve`` waits, once it has closed every socket on SIGTERM, for
 #: connections to end before it exits anyway: a client that stopped reading would
 #: keep its connection, and the server, alive forever.
@@ -48,10 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    if args.handler is not cmd_serve:  # uvicorn sets up logging for serve
+        configure_cli(args.log_level)
     try:
         result: int = args.handler(args)
-    except (ChanliteError, ValueError) as exc:
+    except UserCodeError as exc:
+        print(exc.report, end="", file=sys.stderr)
+        return EXIT_USER_CODE
+    except ChanliteError as exc:
         print(f"chanlite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return result
@@ -82,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layer_option(stats)
     stats.set_defaults(handler=cmd_stats)
     flush = commands.add_parser("flush", help="delete every message and group of the layer")
+    flush.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _add_layer_option(flush)
     flush.set_defaults(handler=cmd_flush)
     return parser
@@ -135,15 +148,19 @@ def _positive_int(value: str) -> int:
 
 
 def load_app(target: str) -> Chanlite:
-    """A ``Chanlite`` app from ``target``: an app, a routing table, or a module."""
+    """A ``Chanlite`` app from ``target``: an app, a routing table, or a module
+    (see :func:`find_routable`)."""
     from ._importer import import_from_string, import_module
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     if ":" in target:
-        obj: object = import_from_string(target)
+        with running_user_code():
+            obj: object = import_from_string(target)
     else:
-        obj = Routes.from_module(import_module(target))
+        with running_user_code():
+            module = import_module(target)
+        obj = find_routable(module, target)
     if isinstance(obj, Chanlite):
         return obj
     try:
@@ -153,6 +170,47 @@ def load_app(target: str) -> Chanlite:
             f"{target!r} is neither a Chanlite app nor a routing table: {exc}"
         ) from None
     return Chanlite(routes)
+
+
+def find_routable(module: ModuleType, target: str) -> Chanlite | Routes:
+    """What a bare-module target serves: the module's one ``Chanlite`` app, else its
+    one non-empty ``Routes`` table, else its ``@consumer``-marked functions.
+
+    Raises UsageError when there are several apps or tables to choose from, or
+    nothing routable at all, suggesting the ``module:attr`` form.
+    """
+    for kind in (Chanlite, Routes):
+        found = _named_instances(module, kind)
+        if len(found) == 1:
+            only: Chanlite | Routes = next(iter(found.values()))
+            return only
+        if found:
+            names = ", ".join(sorted(found))
+            raise UsageError(
+                f"module {target!r} has {len(found)} {kind.__name__} objects ({names}); "
+                f"name the one to serve, e.g. {target}:{min(found)}"
+            )
+    routes = Routes.from_module(module)
+    if not len(routes):
+        raise UsageError(
+            f"module {target!r} has no Chanlite app, no Routes table with routes and no "
+            f"@consumer functions; name what to serve, e.g. {target}:routes"
+        )
+    return routes
+
+
+def _named_instances(module: ModuleType, kind: type[Any]) -> dict[str, Any]:
+    """Public module attributes that are ``kind`` instances (empty tables left out),
+    one name per object."""
+    found: dict[str, Any] = {}
+    for name, value in vars(module).items():
+        if name.startswith("_") or not isinstance(value, kind):
+            continue
+        if isinstance(value, Routes) and not len(value):
+            continue
+        if all(value is not other for other in found.values()):
+            found[name] = value
+    return found
 
 
 def _cross_process_layer(url: str | None, command: str) -> BaseChannelLayer:
@@ -181,20 +239,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from . import _uvicorn
 
     app = load_app(args.target)
-    app.configure(layer=args.layer, workers=not args.no_worker, threads=args.threads)
-    app.check()
+    app.configure(layer=args.layer, workers=_workers_option(args.no_worker), threads=args.threads)
     options = uvicorn_options(app, host=args.host, port=args.port, log_level=args.log_level)
     if args.reload:
         os.environ[_RELOAD_ENV] = orjson.dumps(
             [args.target, args.layer, args.no_worker, args.threads]
         ).decode()
-        uvicorn.run("chanlite.cli:reload_factory", factory=True, reload=True, **options)
+        reload_options = {"factory": True, "reload": True, **options}
+        uvicorn.Config("chanlite.cli:reload_factory", **reload_options)  # sets up logging
+        follow_uvicorn()
+        app.check()
+        uvicorn.run("chanlite.cli:reload_factory", **reload_options)
         return 0
-    config = uvicorn.Config(app, lifespan="on", **options)
-    _uvicorn.quiet_client_errors()  # after uvicorn.Config has set up logging
+    config = uvicorn.Config(app, lifespan="on", **options)  # sets up logging
+    follow_uvicorn()
+    _uvicorn.quiet_client_errors()
+    app.check()
     server = GracefulServer(config, app)
     server.run()
     return 0 if server.started else 1
+
+
+def _workers_option(no_worker: bool) -> bool | None:
+    """``--no-worker`` turns in-process workers off; without it the app's own
+    ``workers`` setting holds."""
+    return False if no_worker else None
 
 
 def uvicorn_options(app: Chanlite, **options: Any) -> dict[str, Any]:
@@ -218,10 +287,11 @@ def reload_factory() -> Chanlite:
     """Rebuild the app in a ``serve --reload`` child process."""
     from . import _uvicorn
 
+    follow_uvicorn()
     _uvicorn.quiet_client_errors()
     target, layer, no_worker, threads = orjson.loads(os.environ[_RELOAD_ENV])
     app = load_app(target)
-    app.configure(layer=layer, workers=not no_worker, threads=threads)
+    app.configure(layer=layer, workers=_workers_option(no_worker), threads=threads)
     return app
 
 
@@ -244,8 +314,6 @@ class GracefulServer:
                     server.close()  # uvicorn closes them again, harmlessly
                 await chanlite_app.drain()
                 await super().shutdown(sockets)
-                # uvicorn re-raises the signal that stopped it; a graceful stop exits 0.
-                self._captured_signals.clear()
 
         self._server = _Server(config)
 
@@ -254,7 +322,31 @@ class GracefulServer:
         return bool(self._server.started)
 
     def run(self) -> None:
-        self._server.run()
+        """Serve until SIGTERM or SIGINT, then stop gracefully and return."""
+        with _signals_absorbed():
+            self._server.run()
+
+
+@contextlib.contextmanager
+def _signals_absorbed() -> Iterator[None]:
+    """Handle SIGTERM and SIGINT by doing nothing while the server runs.
+
+    uvicorn replaces these handlers while it serves, and once it has stopped it
+    raises the signal that stopped it again, into the handlers it found, so that
+    the process ends as the signal's default would. A graceful stop is a normal
+    end here (exit code 0), so the handlers uvicorn finds absorb that signal.
+    """
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, _absorb) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _absorb(sig: int, frame: FrameType | None) -> None:
+    logger.debug("%s arrived after the server stopped", signal.Signals(sig).name)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -315,9 +407,18 @@ def _stop_worker(worker: Worker, sig: signal.Signals) -> None:
 def cmd_routes(args: argparse.Namespace) -> int:
     """``chanlite routes``: print the flattened table, defaults last."""
     app = load_app(args.target)
-    for item in served_routes(app.routes):
-        filters = " ".join(f"{key}={value!r}" for key, value in item.patterns.items())
-        print(f"{','.join(item.channels):<24} {filters:<40} -> {item.name}")
+    rows = [
+        (
+            ",".join(item.channels),
+            " ".join(f"{key}={value!r}" for key, value in item.patterns.items()),
+            item.name,
+        )
+        for item in served_routes(app.routes)
+    ]
+    channels_width = max(len(channels) for channels, _, _ in rows)
+    filters_width = max(len(filters) for _, filters, _ in rows)
+    for channels, filters, name in rows:
+        print(f"{channels:<{channels_width}}  {filters:<{filters_width}}  -> {name}")
     return 0
 
 
@@ -335,6 +436,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         validate_channel_name(args.channel)
     layer = _cross_process_layer(args.layer, "send")
     asyncio.run(_send(layer, args.channel, content, args.group))
+    kind = "group" if args.group else "channel"
+    print(f"sent {args.json} to {kind} {args.channel!r} on {layer!r}")
     return 0
 
 
@@ -370,11 +473,39 @@ async def _stats(layer: BaseChannelLayer) -> dict[str, Any] | None:
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
-    """``chanlite flush``: delete every message and group of the layer."""
+    """``chanlite flush``: delete every message and group of the layer, after asking
+    on a terminal (``--yes`` does not ask; without a terminal nothing is asked).
+
+    What it reports deleting was counted just before: a message sent meanwhile is
+    deleted too.
+    """
     layer = _cross_process_layer(args.layer, "flush")
-    asyncio.run(_flush(layer))
-    print("flushed")
+    contents = _describe(asyncio.run(_stats(layer)))
+    if not args.yes and sys.stdin.isatty():
+        question = (
+            f"Delete {contents} from {layer!r}? Live sockets lose their group memberships. [y/N] "
+        )
+        if input(question).strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 0
+    asyncio.run(_flush(_cross_process_layer(args.layer, "flush")))
+    print(f"deleted {contents} from {layer!r}")
     return 0
+
+
+def _describe(stats: dict[str, Any] | None) -> str:
+    """``stats`` in words: how many messages, channels, groups and members."""
+    if stats is None:
+        return "every channel and group"
+    channels, groups = stats.get("channels", {}), stats.get("groups", {})
+    return (
+        f"{_count(sum(channels.values()), 'message')} in {_count(len(channels), 'channel')} "
+        f"and {_count(len(groups), 'group')} with {_count(sum(groups.values()), 'member')}"
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 async def _flush(layer: BaseChannelLayer) -> None:
@@ -382,9 +513,3 @@ async def _flush(layer: BaseChannelLayer) -> None:
         await layer.flush()
     finally:
         await layer.aclose()
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(levelname)s:     %(name)s: %(message)s", stream=sys.stderr
-    )

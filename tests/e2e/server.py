@@ -27,12 +27,18 @@ def free_port() -> int:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
+    cwd: Path = ROOT,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m chanlite ARGS`` to completion."""
+    """Run ``python -m chanlite ARGS`` in ``cwd`` to completion, with ``stdin`` as
+    its input (no input, and not a terminal, by default)."""
     return subprocess.run(
         [sys.executable, "-m", "chanlite", *args],
-        cwd=ROOT,
+        cwd=cwd,
+        input=stdin or "",
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -46,6 +52,8 @@ class Served:
 
     process: subprocess.Popen[str]
     port: int
+    #: The exit code and output, once terminated.
+    ended: tuple[int, str] | None = None
 
     @property
     def http(self) -> str:
@@ -56,7 +64,13 @@ class Served:
         return f"ws://127.0.0.1:{self.port}"
 
     def terminate(self, timeout: float = 20) -> tuple[int, str]:
-        """SIGTERM the server and return its exit code and output."""
+        """SIGTERM the server and return its exit code and output (the same again
+        when called again)."""
+        if self.ended is None:
+            self.ended = self._terminate(timeout)
+        return self.ended
+
+    def _terminate(self, timeout: float) -> tuple[int, str]:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -70,9 +84,26 @@ class Served:
 @contextmanager
 def serve(target: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     """Start ``chanlite serve TARGET`` on a free port; stop it afterwards."""
+    with _serving(["chanlite", "serve", target], args, env) as served:
+        yield served
+
+
+@contextmanager
+def serve_with_uvicorn(
+    target: str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Served]:
+    """Start plain ``uvicorn TARGET`` on a free port; stop it afterwards."""
+    with _serving(["uvicorn", target], args, env) as served:
+        yield served
+
+
+@contextmanager
+def _serving(
+    command: list[str], args: tuple[str, ...], env: dict[str, str] | None
+) -> Iterator[Served]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "chanlite", "serve", target, "--port", str(port), *args],
+        [sys.executable, "-m", *command, "--port", str(port), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -92,10 +123,10 @@ def _wait_listening(served: Served) -> None:
     while time.monotonic() < deadline:
         if served.process.poll() is not None:
             output = served.process.stdout.read() if served.process.stdout else ""
-            raise RuntimeError(f"chanlite serve exited early:\n{output}")
+            raise RuntimeError(f"the server exited early:\n{output}")
         try:
             socket.create_connection(("127.0.0.1", served.port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)  # readiness poll, not a race: the port opens once
-    raise RuntimeError("chanlite serve did not start listening in time")
+    raise RuntimeError("the server did not start listening in time")

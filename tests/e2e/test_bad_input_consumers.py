@@ -51,7 +51,7 @@ async def test_an_async_consumer_that_hangs_is_cancelled(server: Server) -> None
     await server.still_serves()
     line = assert_one_line(log, "ran past consumer_timeout")
     assert line == (
-        "ERROR:     chanlite.worker: consumer tests.apps.bad_input.hang ran past "
+        "ERROR:    consumer tests.apps.bad_input.hang ran past "
         f"consumer_timeout ({CONSUMER_TIMEOUT:g}s) on channel 'websocket.receive'; cancelled"
     )
 
