@@ -10,6 +10,7 @@ events), chanlite starts on its first request instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -214,18 +215,24 @@ class Chanlite:
             await self.interface.close_all()
 
     async def shutdown(self) -> None:
-        """Graceful stop: :meth:`drain`, then stop the reply reader and the layer."""
+        """Graceful stop: :meth:`drain`, then stop the reply reader and close the
+        session store and the layer.
+
+        Each of those steps runs even if an earlier one fails, and a failure is raised
+        once they all have, so no reader task or connection outlives a failed stop.
+        """
         if not self._started:
             return
         self._started = False
-        await self.drain()
-        if self.interface is not None:
-            await self.interface.stop()
-        await self.close_store()
-        if self.layer is not None:
-            await self.layer.aclose()
-        set_app_layer(None, None)
-        set_app_services(None)
+        async with contextlib.AsyncExitStack() as stopping:  # unwinds last-pushed first
+            stopping.callback(set_app_services, None)
+            stopping.callback(set_app_layer, None, None)
+            if self.layer is not None:
+                stopping.push_async_callback(self.layer.aclose)
+            stopping.push_async_callback(self.close_store)
+            if self.interface is not None:
+                stopping.push_async_callback(self.interface.stop)
+            await self.drain()
 
     async def _ensure_started(self) -> None:
         if self._started:

@@ -6,7 +6,9 @@ import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,33 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+class TrackedConnection(sqlite3.Connection):
+    """A sqlite3 connection that records whether it was closed by its owner (one left
+    to the garbage collector never is)."""
+
+    was_closed = False
+
+    def close(self) -> None:
+        super().close()
+        self.was_closed = True
+
+
+@pytest.fixture
+def sqlite_connections(monkeypatch: pytest.MonkeyPatch) -> list[TrackedConnection]:
+    """Every sqlite3 connection opened during the test, by chanlite or anyone else,
+    in the order they were opened; assert on ``was_closed`` to check that each was."""
+    opened: list[TrackedConnection] = []
+    connect = sqlite3.connect
+
+    def tracked(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs, factory=TrackedConnection)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", tracked)
+    return opened
 
 
 def redis_available() -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -23,6 +25,7 @@ from chanlite.config import resolve_secret_key
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.testing import ChanliteTestClient
+from tests.conftest import TrackedConnection
 
 GOOD_KEY = "a-long-enough-random-secret-key-for-tests"
 
@@ -270,3 +273,28 @@ def test_a_failed_startup_raises_in_the_test_client() -> None:
     app = Chanlite([], layer="redis://127.0.0.1:6379/13", workers=False)  # no secret key
     with pytest.raises(ConfigurationError, match="secret key is required"), ChanliteTestClient(app):
         pass
+
+
+# -- shutdown ---------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_failed_shutdown_still_stops_the_reader_and_closes_the_store_and_layer(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_connections: list[TrackedConnection],
+) -> None:
+    app = Chanlite(Routes(), layer=f"sqlite:///{tmp_path / 'app.db'}", secret_key=GOOD_KEY)
+    tasks_before = asyncio.all_tasks()
+    await app.startup()
+    assert app.interface is not None
+
+    async def disk_error() -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(app.interface, "drain_replies", disk_error)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        await app.shutdown()
+    assert asyncio.all_tasks() == tasks_before  # the reply reader and the worker ended
+    assert len(sqlite_connections) == 2  # the layer's and the session store's
+    assert all(conn.was_closed for conn in sqlite_connections)

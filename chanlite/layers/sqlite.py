@@ -199,16 +199,29 @@ class _Handle:
 def _shutdown(executor: ThreadPoolExecutor, handle: _Handle) -> Future[None]:
     """Close the connection after the work already queued; the thread then ends.
 
-    Run once, by :meth:`SQLiteConnection.aclose` or when its owner is collected.
+    Run once: by :meth:`SQLiteConnection.aclose`, when its owner is collected, or at
+    interpreter exit for a connection nobody closed.
     """
     handle.closed = True
     try:
         future = executor.submit(handle.close_connection)
-    except RuntimeError:  # the interpreter is exiting and has stopped the thread
-        future = Future()
-        future.set_result(None)
+    except RuntimeError:  # the interpreter is exiting: the executor takes no more work
+        return _close_after_exit(executor, handle)
     executor.shutdown(wait=False)
     return future
+
+
+def _close_after_exit(executor: ThreadPoolExecutor, handle: _Handle) -> Future[None]:
+    """Close the connection on this thread once the connection's thread has ended.
+
+    At exit the executor's thread runs the work already queued and ends, but accepts
+    no more, so the close cannot be queued behind it.
+    """
+    executor.shutdown(wait=True)
+    handle.close_connection()
+    done: Future[None] = Future()
+    done.set_result(None)
+    return done
 
 
 class SQLiteConnection:
@@ -217,7 +230,8 @@ class SQLiteConnection:
     Every call runs in submission order on that thread, so work submitted later never
     overtakes work submitted earlier. The connection is in autocommit mode (use
     :func:`immediate` for transactions), in WAL mode with ``synchronous=NORMAL``, and
-    waits up to ``busy_timeout`` seconds for another process's lock.
+    waits up to ``busy_timeout`` seconds for another process's lock. It is closed by
+    :meth:`aclose` or :meth:`close`, else when it is collected or the interpreter exits.
     """
 
     def __init__(
@@ -234,13 +248,20 @@ class SQLiteConnection:
         try:
             self._executor.submit(self._open, busy_timeout, setup).result()
         except sqlite3.Error as exc:
-            self._finalizer()
+            self.close()  # the connection, if it opened, is closed before the error is raised
             raise ConfigurationError(f"cannot use the SQLite database {path!r}: {exc}") from None
+        except BaseException:
+            self._finalizer()  # closed once the open, still running, has finished
+            raise
 
     def _open(
         self, busy_timeout: float, setup: Callable[[sqlite3.Connection], None] | None
     ) -> None:
-        conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        # Only this connection's thread uses it; the one exception is the close at
+        # interpreter exit, after that thread has ended (see _close_after_exit).
+        conn = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
         self._handle.conn = conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -272,6 +293,11 @@ class SQLiteConnection:
         Cancelling the caller cancels ``fn`` only if it has not started yet.
         """
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` or :meth:`close` has been called."""
+        return self._handle.closed
 
     def _connection(self) -> sqlite3.Connection:
         if self._handle.conn is None:
@@ -455,6 +481,9 @@ class SQLiteChannelLayer(BaseChannelLayer):
         self._take_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
         self._take_locks = weakref.WeakKeyDictionary()
         self._take_locks_guard = threading.Lock()
+        # Connections of stores made for this layer, closed with it; held weakly, so
+        # a store dropped early still closes its connection when it is collected.
+        self._companions: weakref.WeakSet[SQLiteConnection] = weakref.WeakSet()
         #: Receives woken by a send in this process rather than finding a message by polling.
         self.local_wakeups = 0
 
@@ -651,9 +680,25 @@ class SQLiteChannelLayer(BaseChannelLayer):
             "groups": dict(conn.execute(_GROUP_SIZES, params).fetchall()),
         }
 
+    def close_with(self, connection: SQLiteConnection) -> None:
+        """Close ``connection`` when this layer closes (at once if it already has).
+
+        For the connection of a session store made for this layer, whose lifetime is
+        the layer's.
+        """
+        if self._db.closed:
+            connection.close()
+        else:
+            self._companions.add(connection)
+
     async def aclose(self) -> None:
-        """Close the connection and stop its thread."""
-        await self._db.aclose()
+        """Close the connection, and those given to :meth:`close_with`, and stop their
+        threads; each is closed even if closing another fails."""
+        connections = [self._db, *self._companions]
+        results = await asyncio.gather(*(db.aclose() for db in connections), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} path={self.path!r} prefix={self.prefix!r}>"

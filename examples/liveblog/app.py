@@ -58,9 +58,15 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS posts (
 
 
 def _connect() -> sqlite3.Connection:
+    """A connection to :data:`DB_PATH` with the posts table in place; the caller
+    closes it."""
     db = sqlite3.connect(DB_PATH, timeout=10)
-    db.row_factory = sqlite3.Row
-    db.execute(_SCHEMA)
+    try:
+        db.row_factory = sqlite3.Row
+        db.execute(_SCHEMA)
+    except BaseException:
+        db.close()  # the caller never gets it, so it cannot close it
+        raise
     return db
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,24 @@ from chanlite import Chanlite
 from chanlite.sessions import SESSION_COOKIE
 from chanlite.testing import ChanliteTestClient
 from examples.chat import app as chat
+from tests.conftest import TrackedConnection
 
 SECRET_KEY = "chat-example-test-secret-key-0123"
 
 
 @pytest.fixture
-def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ChanliteTestClient]:
+def client(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_connections: list[TrackedConnection],
+) -> Iterator[ChanliteTestClient]:
     monkeypatch.setattr(chat, "DB_PATH", str(tmp_path / "chat.db"))
     app = Chanlite(chat.routes, app=chat.site, secret_key=SECRET_KEY)
     with ChanliteTestClient(app) as test_client:
         yield test_client
+    # Every database connection of the test, the example's and the test's own, is
+    # closed once the app has stopped.
+    assert [conn for conn in sqlite_connections if not conn.was_closed] == []
 
 
 def log_in(client: ChanliteTestClient, name: str) -> None:
@@ -69,8 +78,22 @@ def message(row_id: int, room: str, user: str, text: str) -> dict[str, Any]:
 
 def rows(query: str) -> list[tuple[Any, ...]]:
     """What ``query`` finds in the example's database."""
-    with sqlite3.connect(chat.DB_PATH) as db:
+    with closing(sqlite3.connect(chat.DB_PATH)) as db:
         return db.execute(query).fetchall()
+
+
+def test_a_database_that_cannot_be_used_is_closed_after_the_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_connections: list[TrackedConnection],
+) -> None:
+    not_a_database = tmp_path / "chat.db"
+    not_a_database.write_bytes(b"this is not a SQLite database file" * 100)
+    monkeypatch.setattr(chat, "DB_PATH", str(not_a_database))
+    with pytest.raises(sqlite3.DatabaseError), chat.database():
+        pass
+    assert len(sqlite_connections) == 1
+    assert sqlite_connections[0].was_closed
 
 
 # -- pages and sockets -------------------------------------------------------------------

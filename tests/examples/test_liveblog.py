@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from websockets.asyncio.client import connect
 from chanlite import Chanlite
 from chanlite.testing import ChanliteTestClient
 from examples.liveblog import app as liveblog
-from tests.conftest import require_browser
+from tests.conftest import TrackedConnection, require_browser
 from tests.e2e.server import Served, serve
 
 #: How long a reader waits for a live post.
@@ -27,10 +28,31 @@ WAIT_MS = 30_000
 
 
 @pytest.fixture
-def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ChanliteTestClient]:
+def client(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_connections: list[TrackedConnection],
+) -> Iterator[ChanliteTestClient]:
     monkeypatch.setattr(liveblog, "DB_PATH", str(tmp_path / "liveblog.db"))
     with ChanliteTestClient(Chanlite(liveblog.routes, app=liveblog.site)) as test_client:
         yield test_client
+    assert [conn for conn in sqlite_connections if not conn.was_closed] == []
+
+
+def test_a_database_that_cannot_be_used_is_closed_after_the_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_connections: list[TrackedConnection],
+) -> None:
+    not_a_database = tmp_path / "liveblog.db"
+    not_a_database.write_bytes(b"this is not a SQLite database file" * 100)
+    monkeypatch.setattr(liveblog, "DB_PATH", str(not_a_database))
+    with pytest.raises(sqlite3.DatabaseError):
+        liveblog.load_posts()
+    with pytest.raises(sqlite3.DatabaseError):
+        liveblog.save_post("title", "body")
+    assert len(sqlite_connections) == 2
+    assert all(conn.was_closed for conn in sqlite_connections)
 
 
 def test_page_shows_existing_posts_newest_first_and_escaped(client: ChanliteTestClient) -> None:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
 
@@ -145,11 +146,14 @@ def test_unknown_url_option_is_named(tmp_path):
         get_layer(sqlite_url(tmp_path / "layer.db", "colour=blue"))
 
 
-def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+def test_a_file_that_is_not_a_database_is_refused(tmp_path, sqlite_connections):
     path = tmp_path / "not-a-db.db"
     path.write_bytes(b"this is not a SQLite database file" * 100)
     with pytest.raises(ConfigurationError, match=r"not-a-db\.db"):
         get_layer(sqlite_url(path))
+    # The connection opened before the file was found wanting is closed by then.
+    assert len(sqlite_connections) == 1
+    assert sqlite_connections[0].was_closed
 
 
 # -- prefixes --------------------------------------------------------------------------
@@ -227,14 +231,16 @@ async def test_stats_report_channel_depths_and_group_sizes(open_layer):
 @pytest.mark.anyio
 async def test_database_is_in_wal_mode(open_layer, tmp_path):
     open_layer()
-    with sqlite3.connect(tmp_path / "layer.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "layer.db")) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 @pytest.mark.anyio
-async def test_closed_layer_refuses_work(open_layer):
+async def test_closed_layer_refuses_work(open_layer, sqlite_connections):
     layer = open_layer()
     await layer.aclose()
+    assert len(sqlite_connections) == 1
+    assert sqlite_connections[0].was_closed
     await layer.aclose()  # closing twice is harmless
     with pytest.raises(RuntimeError, match="closed"):
         await layer.send("late", {"n": 1})
@@ -251,6 +257,52 @@ def test_a_layer_dropped_without_aclose_closes_its_connection(tmp_path):
         thread.join(PATIENCE)
         assert not thread.is_alive()
     assert handle.conn is None
+
+
+# A program that opens a layer and the layer's session store, uses both and exits
+# without closing either. Its exit handler is registered before chanlite is imported,
+# so it runs after chanlite's own, and prints whether each connection was closed.
+EXIT_WITHOUT_ACLOSE = """
+import atexit, sqlite3, sys
+
+class Tracked(sqlite3.Connection):
+    was_closed = False
+
+    def close(self):
+        super().close()
+        self.was_closed = True
+
+def tracked(*args, **kwargs):
+    opened.append(connect(*args, **kwargs, factory=Tracked))
+    return opened[-1]
+
+opened, connect = [], sqlite3.connect
+sqlite3.connect = tracked
+atexit.register(lambda: print([conn.was_closed for conn in opened]))
+
+import asyncio
+from chanlite import get_layer
+from chanlite.stores import get_session_store
+
+layer = get_layer(sys.argv[1])
+store = get_session_store(None, layer)
+asyncio.run(store.save("kept", {"n": 1}, 60))
+asyncio.run(layer.send("left", {"n": 1}))
+"""
+
+
+def test_a_process_exiting_without_aclose_closes_its_connections(tmp_path):
+    url = sqlite_url(tmp_path / "exit.db")
+    result = subprocess.run(
+        [sys.executable, "-W", "default::ResourceWarning", "-c", EXIT_WITHOUT_ACLOSE, url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP,
+        check=True,
+    )
+    assert result.stdout.strip() == "[True, True]"  # the layer's, then the store's
+    assert "ResourceWarning" not in result.stderr
 
 
 @pytest.mark.anyio
@@ -362,13 +414,12 @@ async def test_waiting_receiver_polls_for_a_message_written_behind_its_back(open
 
 def insert_behind_the_layers_back(layer: SQLiteChannelLayer, channel: str) -> None:
     """Insert a message as another process would: no in-process wake-up."""
-    with sqlite3.connect(layer.path) as conn:
+    with closing(sqlite3.connect(layer.path)) as conn, conn:  # closed, after a commit
         conn.execute(
             f"INSERT INTO {MESSAGES} (layer, queue, channel, payload, expires_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (layer.prefix, channel, channel, b'{"n":1}', time.time() + 60),
         )
-    conn.close()
 
 
 @pytest.mark.anyio

@@ -12,6 +12,7 @@ import itertools
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from chanlite import get_layer
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers.sqlite import SQLiteChannelLayer
-from chanlite.stores import SessionStore
+from chanlite.stores import SessionStore, get_session_store
 from chanlite.stores.sqlite import CURSORS, PARKED, SESSIONS, SQLiteSessionStore
 
 from .contract import TTL, SharedStoreContract
@@ -62,7 +63,7 @@ async def open_store(tmp_path: Path) -> AsyncIterator[Any]:
 
 
 def count_rows(path: str, table: str) -> int:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         rows: int = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return rows
 
@@ -145,6 +146,31 @@ async def test_for_layer_uses_the_layers_file_and_prefix(tmp_path):
     finally:
         await store.aclose()
         await layer.aclose()
+
+
+@pytest.mark.anyio
+async def test_closing_the_layer_closes_the_store_made_for_it(tmp_path, sqlite_connections):
+    layer = get_layer(sqlite_url(tmp_path / "layer.db"))
+    store = get_session_store(None, layer)
+    await store.save("http:x", {"n": 1}, TTL)
+    await layer.aclose()
+    assert len(sqlite_connections) == 2  # the layer's and the store's
+    assert all(conn.was_closed for conn in sqlite_connections)
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.load("http:x", TTL)
+    await store.aclose()  # closing it again is harmless
+
+
+@pytest.mark.anyio
+async def test_a_store_made_for_a_closed_layer_is_closed(tmp_path, sqlite_connections):
+    layer = get_layer(sqlite_url(tmp_path / "layer.db"))
+    assert isinstance(layer, SQLiteChannelLayer)
+    await layer.aclose()
+    store = SQLiteSessionStore.for_layer(layer)
+    assert len(sqlite_connections) == 2  # the layer's and the store's
+    assert all(conn.was_closed for conn in sqlite_connections)
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.load("http:x", TTL)
 
 
 # -- expired rows ------------------------------------------------------------------------
