@@ -105,8 +105,9 @@ _UNPARK = f"DELETE FROM {PARKED} WHERE prefix = ? AND socket = ? AND ord = ? RET
 # Parameters: prefix and now, for each statement.
 _SWEEP = (
     f"DELETE FROM {SESSIONS} WHERE prefix = ? AND expires <= ?",
-    f"DELETE FROM {PARKED} WHERE prefix = ?1 AND socket IN "
-    f"(SELECT socket FROM {CURSORS} WHERE prefix = ?1 AND expires <= ?2)",
+    # Plain ``?`` only: early Python 3.12 releases warn about numbered ones (``?1``).
+    f"DELETE FROM {PARKED} WHERE (prefix, socket) IN "
+    f"(SELECT prefix, socket FROM {CURSORS} WHERE prefix = ? AND expires <= ?)",
     f"DELETE FROM {CURSORS} WHERE prefix = ? AND expires <= ?",
 )
 
@@ -160,9 +161,12 @@ class SQLiteSessionStore(SessionStore):
 
     @classmethod
     def for_layer(cls, layer: SQLiteChannelLayer) -> SQLiteSessionStore:
-        """A store in ``layer``'s database file, under its prefix (on a connection of
-        its own)."""
-        return cls(layer.path, prefix=layer.prefix)
+        """A store in ``layer``'s database file, under its prefix, on a connection of
+        its own that closing the layer also closes (as a Redis layer's store shares,
+        and closes with, the layer's connections)."""
+        store = cls(layer.path, prefix=layer.prefix)
+        layer.close_with(store._db)
+        return store
 
     # -- sessions -----------------------------------------------------------------
 
