@@ -99,7 +99,11 @@ async def test_handshakes_over_websockets_limits_are_answered(server: Server) ->
     mark = server.mark()
     too_long = RawSocket(server.port, "/echo/" + "p" * 10_000)
     too_long.close()
-    assert too_long.status_line == b"HTTP/1.1 414 Request-URI Too Long"
+    # The reason phrase is Python's (http.HTTPStatus): "URI Too Long" from 3.13 on.
+    assert too_long.status_line in (
+        b"HTTP/1.1 414 Request-URI Too Long",
+        b"HTTP/1.1 414 URI Too Long",
+    )
     many = b"".join(b"X-Many-%d: v\r\n" % number for number in range(200))
     with socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as sock:
         sock.sendall(

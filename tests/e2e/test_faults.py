@@ -438,6 +438,7 @@ OUTAGE_LOGGED, RECOVERY_LOGGED = "unreachable; retrying", "is reachable again"
 REDIS_LOGGER = "chanlite.layers.redis"
 
 
+@pytest.mark.slow
 async def test_redis_restarted_mid_traffic(
     redis_server: RedisServer, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
@@ -571,6 +572,7 @@ async def test_a_socket_that_meets_a_redis_outage_is_closed_cleanly(
 SHORT_EXPIRY = 2
 
 
+@pytest.mark.slow
 async def test_interface_killed(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
     """The workers go on serving the other interface; the dead interface's sockets
     leave their room once a message to them expires unread; and nothing of the dead
@@ -649,6 +651,7 @@ async def finish_and_close_code(ws: ClientConnection) -> int | None:
     return ws.close_code
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["memory", "redis"])
 async def test_serve_sigterm_under_load(
     layer: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -680,6 +683,7 @@ async def test_serve_sigterm_under_load(
     assert "Traceback" not in server.output()
 
 
+@pytest.mark.slow
 async def test_worker_sigterm_under_load(redis_url: str, tmp_path: Path) -> None:
     """One of two workers stopped with SIGTERM under load: its slow consumer finishes
     and the reply reaches the client, it exits 0, the other worker carries on, and

@@ -60,6 +60,7 @@ async def _stress(url: str) -> set[str]:
     return pids
 
 
+@pytest.mark.slow
 async def test_strict_order_with_four_threads() -> None:
     with serve(TARGET, "--threads", "4") as served:
         assert len(await _stress(served.ws)) == 1
@@ -83,6 +84,7 @@ def _start_worker(layer: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 async def test_strict_order_over_redis_with_two_worker_processes(private_redis: str) -> None:
     workers = [_start_worker(private_redis), _start_worker(private_redis)]
     try:

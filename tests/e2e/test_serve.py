@@ -105,6 +105,7 @@ async def test_two_rooms_chat_and_disconnect_consumer(server: Served) -> None:
     await b1.close()
 
 
+@pytest.mark.slow
 async def test_a_handshake_flood_and_a_broadcast_past_the_default_capacity(
     server: Served,
 ) -> None:
