@@ -28,6 +28,7 @@ from .config import (
     normalize_origins,
     resolve_secret_key,
 )
+from .default_routes import served_routes
 from .exceptions import ConfigurationError
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
@@ -35,7 +36,7 @@ from .routing import Routes
 from .runtime import AppServices, set_app_layer, set_app_services
 from .server import InterfaceServer
 from .stores import SessionStore, get_session_store
-from .worker import Worker, served_routes
+from .worker import Worker
 
 logger = logging.getLogger("chanlite")
 

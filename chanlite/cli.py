@@ -26,13 +26,14 @@ from ._logging import configure_cli, follow_uvicorn
 from ._usercode import UserCodeError, running_user_code
 from .app import Chanlite
 from .config import LAYER_ENV
+from .default_routes import served_routes
 from .exceptions import ChanliteError
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
 from .names import validate_channel_name, validate_group_name
 from .routing import Routes
 from .runtime import set_app_services
-from .worker import Worker, served_routes
+from .worker import Worker
 
 logger = logging.getLogger("chanlite")
 

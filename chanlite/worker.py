@@ -45,12 +45,13 @@ from typing import Any, NamedTuple
 from ._eager import CAN_RUN_AS, Continuation, run_eagerly, run_eagerly_as
 from ._wrap import marked
 from .config import CONSUMER_TIMEOUT, check_consumer_timeout
+from .default_routes import default_connect, drop
 from .exceptions import ChannelFull, ConfigurationError, ConsumeLater, DenyConnection
 from .layers.base import BaseChannelLayer
 from .messages import Message
 from .ordering import Mode, Sequencer, ordering_mode
 from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
-from .routing import Route, Routes, with_defaults
+from .routing import Route, Routes
 from .runtime import ConsumerScope, app_services, enter_scope
 from .sessions.decorators import CHANNEL_SESSION_MARK, channel_session_key
 from .stores import SessionStore, get_session_store
@@ -700,25 +701,3 @@ def _default_concurrency(routes: Routes, threads: int) -> int:
     if any(item.is_async for item in routes):
         return threads + ASYNC_CONCURRENCY
     return threads
-
-
-async def default_connect(message: Message) -> None:
-    """Accept a socket that no routed connect consumer took (appended last)."""
-    if message.reply_channel is not None:
-        await message.reply_channel.asend({"accept": True})
-
-
-async def drop(message: Message) -> None:
-    """Drop unrouted ``websocket.receive`` and ``websocket.disconnect`` messages."""
-
-
-#: Routes appended last to every served table (DESIGN §3).
-DEFAULT_ROUTES = (
-    Route(WEBSOCKET_CONNECT, default_connect),
-    Route((WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT), drop),
-)
-
-
-def served_routes(routes: Routes) -> Routes:
-    """``routes`` with :data:`DEFAULT_ROUTES` appended: the table a server runs."""
-    return with_defaults(routes, DEFAULT_ROUTES)

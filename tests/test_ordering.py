@@ -104,7 +104,7 @@ async def test_async_consumer_and_undecorated_connect(layer: BaseChannelLayer) -
         seen.append(message["order"])
 
     # The connect runs through the default connect consumer, which is not ordered.
-    from chanlite.worker import served_routes
+    from chanlite.default_routes import served_routes
 
     await run_shuffled(layer, served_routes(routes), socket_messages("p!a", 40))
     assert seen == list(range(1, 41))

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from chanlite import Message, Routes, consumer, include, route
+from chanlite.default_routes import default_connect, drop, served_routes
 from chanlite.exceptions import ImportStringError
 from chanlite.routing import Route, flatten
-from chanlite.worker import default_connect, drop, served_routes
 
 MakeModule = Callable[[str, str], ModuleType]
 

@@ -25,6 +25,7 @@ from chanlite import (
     Routes,
     route,
 )
+from chanlite.default_routes import served_routes
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.worker import (
@@ -33,7 +34,6 @@ from chanlite.worker import (
     RETRY_KEY,
     Worker,
     select_channels,
-    served_routes,
 )
 
 pytestmark = pytest.mark.anyio

@@ -115,8 +115,8 @@ def test_routes_prints_flattened_table_with_defaults_last() -> None:
     lines = result.stdout.splitlines()
     assert "tests.apps.basic.echo" in lines[0]
     assert "^/echo/$" in lines[0]
-    assert lines[-2].endswith("chanlite.worker.default_connect")
-    assert lines[-1].endswith("chanlite.worker.drop")
+    assert lines[-2].endswith("chanlite.default_routes.default_connect")
+    assert lines[-1].endswith("chanlite.default_routes.drop")
 
 
 def test_routes_of_a_bare_module_collects_marks() -> None:
