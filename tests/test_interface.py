@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from chanlite import Chanlite, Group, Message, Routes
-from chanlite import server as interface_server
+from chanlite import Chanlite, Group, Message, Routes, sockets
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.server import InterfaceServer
 
@@ -501,7 +500,7 @@ async def test_shutdown_gives_up_on_a_socket_that_never_reads(
 ) -> None:
     # Its last replies cannot be written, nor its close frame: shutdown waits for
     # neither past _SHUTDOWN_WRITE_TIMEOUT, and does not try the close at all.
-    monkeypatch.setattr(interface_server, "_SHUTDOWN_WRITE_TIMEOUT", 0.1)
+    monkeypatch.setattr(sockets, "SHUTDOWN_WRITE_TIMEOUT", 0.1)
     flooded = asyncio.Event()
     app = Chanlite(flood_routes(3, flooded), secret_key=KEY)
     await app.startup()

@@ -1,0 +1,287 @@
+"""One WebSocket's state machine, and the replies waiting to be written to it.
+
+A socket is *connecting* until its connect consumer decides (accept, or reject by
+``accept: False``, a close, or ``websocket_connect_timeout``), then *open* until
+either side closes it, then *closed*. A reply is written at once when nothing is
+waiting ahead of it; a writer task runs only while replies wait behind a write the
+client has not taken yet, and at most ``limit`` replies may wait (then 1013).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Coroutine
+from http import HTTPStatus
+from types import CoroutineType
+from typing import Any
+
+from starlette.types import Scope, Send
+
+from ._eager import Continuation, run_eagerly
+from .protocol import as_bytes
+
+logger = logging.getLogger("chanlite.server")
+
+#: Close codes the interface uses.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+#: The code reported in ``websocket.disconnect`` for a socket that never opened.
+CLOSE_NEVER_OPENED = 1006
+#: Longest a graceful shutdown waits for sockets to take their last replies, and again
+#: for their close frames: a client that stopped reading would hold it up forever.
+SHUTDOWN_WRITE_TIMEOUT = 5.0
+# Reply keys a socket understands.
+_SOCKET_REPLY_KEYS = frozenset({"accept", "subprotocol", "text", "bytes", "close"})
+# Close codes an application may send (RFC 6455 7.4: the registered ones that are not
+# reserved for the protocol itself, and 3000-4999).
+_SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+_APPLICATION_CLOSE_CODES = range(3000, 5000)
+
+_CONNECTING, _OPEN, _CLOSED = "connecting", "open", "closed"
+
+
+class Socket:
+    """One WebSocket: its state, and the replies waiting to be written to it."""
+
+    __slots__ = (
+        "_decided",
+        "_pending",
+        "_writer",
+        "close_code",
+        "limit",
+        "opened",
+        "order",
+        "reply_channel",
+        "send",
+        "state",
+    )
+
+    def __init__(self, send: Send, reply_channel: str, limit: int) -> None:
+        self.send = send
+        self.reply_channel = reply_channel
+        self.limit = limit
+        self.state = _CONNECTING
+        self.opened = False
+        self.order = 0
+        self.close_code: int | None = None
+        # Replies waiting behind a write in progress; made when first needed (an
+        # empty deque costs more memory than an idle socket's other state).
+        self._pending: deque[dict[str, Any]] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # Resolved once the handshake is decided (accepted or rejected).
+        self._decided: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, reply: dict[str, Any]) -> None:
+        """Write a reply now if nothing waits ahead of it, else queue it behind.
+
+        ``reply`` is only read, never changed (one dict may go to many sockets).
+        Invariant: replies wait in ``_pending`` only while a writer task runs.
+        """
+        if self.state == _CLOSED or self.close_code is not None:
+            return  # closed, or closing: nothing more goes out but the close
+        if self._writer is None:
+            self._write_now(reply)
+            return
+        if self._pending is None:
+            self._pending = deque()
+        if len(self._pending) >= self.limit:
+            self._overflow()
+        else:
+            self._pending.append(reply)
+
+    def _overflow(self) -> None:
+        """Too many replies wait: drop them, and close with 1013 once the write in
+        progress completes (the close frame cannot pass it). From now on replies are
+        dropped, so what waits for this socket stays bounded even if it never reads."""
+        logger.warning(
+            "closing a socket with 1013: %d replies are waiting, it is not reading", self.limit
+        )
+        self.close_code = CLOSE_TRY_AGAIN
+        self._pending = deque([{"close": CLOSE_TRY_AGAIN}])
+
+    def _write_now(self, reply: dict[str, Any]) -> None:
+        # Most writes complete without waiting (the transport takes the bytes); only
+        # one that has to wait (flow control) becomes the writer task.
+        frame = self._plain_frame(reply)
+        try:
+            if frame is None:
+                rest = run_eagerly(self._apply(reply))
+            else:
+                sent = self.send(frame)
+                rest = run_eagerly(sent if type(sent) is CoroutineType else awaited(sent))
+        except Exception:  # the client is gone mid-write
+            self._gone()
+            return
+        if rest is not None:
+            self._writer = asyncio.get_running_loop().create_task(self._write(rest))
+
+    def _plain_frame(self, reply: dict[str, Any]) -> dict[str, Any] | None:
+        """The ASGI message for the commonest reply, ``{"text": str}`` or
+        ``{"bytes": bytes}`` to an open socket; None for anything else, which
+        :meth:`_apply` handles in full."""
+        if self.state != _OPEN or len(reply) != 1:
+            return None
+        text = reply.get("text")
+        if type(text) is str:
+            return {"type": "websocket.send", "text": text}
+        data = reply.get("bytes")
+        if type(data) is bytes:
+            return {"type": "websocket.send", "bytes": data}
+        return None
+
+    async def _write(self, rest: Continuation) -> None:
+        try:
+            await rest
+            while self._pending:
+                await self._apply(self._pending.popleft())
+            self._pending = None
+        except Exception:  # the client is gone mid-write
+            self._gone()
+        finally:
+            self._writer = None
+
+    def _gone(self) -> None:
+        self.state = _CLOSED
+        self._pending = None
+
+    @property
+    def is_open(self) -> bool:
+        """True once accepted, until either side closes."""
+        return self.state == _OPEN
+
+    @property
+    def writing(self) -> bool:
+        """True while a write waits for the client to take data."""
+        return self._writer is not None
+
+    async def flushed(self) -> None:
+        """Wait until every queued reply has been written."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _apply(self, reply: dict[str, Any]) -> None:
+        problem = _reply_problem(reply)
+        if problem is not None:
+            logger.error("dropped a reply to a socket: it has %s", problem)
+            return
+        if self.state == _CONNECTING:
+            await self._handshake(reply)
+        if self.state != _OPEN:
+            return
+        if reply.get("text") is not None:
+            await self.send({"type": "websocket.send", "text": str(reply["text"])})
+        elif reply.get("bytes") is not None:
+            await self.send({"type": "websocket.send", "bytes": as_bytes(reply["bytes"])})
+        close = reply.get("close")
+        if close is not None and close is not False:
+            await self.close(CLOSE_NORMAL if close is True else close)
+
+    async def _handshake(self, reply: dict[str, Any]) -> None:
+        if reply.get("accept") is True or "text" in reply or "bytes" in reply:
+            self._mark(_OPEN)
+            message: dict[str, Any] = {"type": "websocket.accept"}
+            if reply.get("subprotocol"):
+                message["subprotocol"] = reply["subprotocol"]
+            await self.send(message)
+        elif reply.get("accept") is False or reply.get("close") not in (None, False):
+            self._mark(_CLOSED)
+            await self.send({"type": "websocket.close", "code": 1000})
+
+    def _mark(self, state: str) -> None:
+        self.state = state
+        self.opened = self.opened or state == _OPEN
+        if not self._decided.done():
+            self._decided.set_result(None)
+
+    async def wait_open(self, timeout: float) -> bool:
+        """Wait for the connect consumer's verdict; reject (403) on timeout."""
+        if not self._decided.done():
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(self._decided)
+            except TimeoutError:
+                if self.state == _CONNECTING:
+                    logger.info(
+                        "rejected a socket: no reply to websocket.connect within %.1fs", timeout
+                    )
+                    self._mark(_CLOSED)
+                    await self.send({"type": "websocket.close", "code": 1000})
+        return self.state == _OPEN
+
+    async def deny(self, scope: Scope, status: int) -> None:
+        """Refuse the handshake with an HTTP ``status``, where the server supports
+        the ASGI denial-response extension (uvicorn does); else with 403."""
+        self._mark(_CLOSED)
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await self.send({"type": "websocket.close", "code": 1000})
+            return
+        body = f"{status} {HTTPStatus(status).phrase}".encode()
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+        await self.send(
+            {"type": "websocket.http.response.start", "status": status, "headers": headers}
+        )
+        await self.send({"type": "websocket.http.response.body", "body": body})
+
+    def client_closed(self, code: int) -> None:
+        """The client (or the server on our behalf) closed the socket with ``code``."""
+        if self.close_code is None:
+            self.close_code = code
+        self.state = _CLOSED
+
+    async def close(self, code: int) -> None:
+        """Close an open socket with ``code`` (idempotent)."""
+        if self.state != _OPEN:
+            return
+        self.state = _CLOSED
+        self.close_code = code
+        with contextlib.suppress(Exception):  # the client may already be gone
+            await self.send({"type": "websocket.close", "code": code})
+
+
+async def awaited(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+async def finish_writes(writes: list[Coroutine[Any, Any, None]], what: str) -> None:
+    """Run socket ``writes`` at shutdown; give up on those still blocked after
+    :data:`SHUTDOWN_WRITE_TIMEOUT` seconds (their clients are not reading)."""
+    loop = asyncio.get_running_loop()
+    blocked = [
+        loop.create_task(awaited(rest))
+        for rest in map(run_eagerly, writes)
+        if rest is not None  # most writes complete at once
+    ]
+    if not blocked:
+        return
+    _, stuck = await asyncio.wait(blocked, timeout=SHUTDOWN_WRITE_TIMEOUT)
+    for task in stuck:
+        task.cancel()
+    if stuck:
+        logger.warning(
+            "gave up writing %s to %d sockets after %gs: their clients are not reading",
+            what,
+            len(stuck),
+            SHUTDOWN_WRITE_TIMEOUT,
+        )
+
+
+def _reply_problem(reply: dict[str, Any]) -> str | None:
+    """What makes ``reply`` unfit for a socket, or None."""
+    unknown = reply.keys() - _SOCKET_REPLY_KEYS
+    if unknown:
+        return f"unknown keys {sorted(unknown)}"
+    if "text" in reply and "bytes" in reply:
+        return "both 'text' and 'bytes'"
+    close = reply.get("close")
+    if close is None or close is True or close is False:
+        return None
+    if type(close) is not int or (
+        close not in _SENDABLE_CLOSE_CODES and close not in _APPLICATION_CLOSE_CODES
+    ):
+        return f"'close': {close!r}, which is neither True nor a close code an app may send"
+    return None
