@@ -11,6 +11,7 @@ from .exceptions import ChannelFull as ChannelFull
 from .exceptions import ConsumeLater as ConsumeLater
 from .exceptions import DenyConnection as DenyConnection
 from .exceptions import InvalidChannelName as InvalidChannelName
+from .exceptions import LayerError as LayerError
 from .exceptions import MessageTooLarge as MessageTooLarge
 from .layers import get_layer as get_layer
 from .messages import Message as Message
@@ -33,6 +34,7 @@ __all__ = [
     "DenyConnection",
     "Group",
     "InvalidChannelName",
+    "LayerError",
     "Message",
     "MessageTooLarge",
     "Routes",

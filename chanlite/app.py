@@ -5,12 +5,18 @@ in-process workers. With ``app=host_app`` every request no chanlite route takes 
 to the host app unchanged, and the host's lifespan runs inside chanlite's. When
 mounted under another Starlette app (whose ``Mount`` does not forward lifespan
 events), chanlite starts on its first request instead.
+
+Each app keeps its layer, secret key, session store and user loader (its
+:class:`~chanlite.runtime.AppServices`) to itself and makes them current for the code
+it runs: its workers, the requests it passes to its host app, the host's lifespan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -33,7 +39,7 @@ from .exceptions import ConfigurationError
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
 from .routing import Routes
-from .runtime import AppServices, set_app_layer, set_app_services
+from .runtime import AppServices, app_context, enter_app, exit_app
 from .server import InterfaceServer
 from .stores import SessionStore, get_session_store
 from .worker import Worker
@@ -101,6 +107,7 @@ class Chanlite:
         )
         self.secret_key_setting = secret_key
         self.session_store = session_store
+        self._store_setting = session_store
         # A store built here (from a URL, or the layer's default) is closed with the app.
         self._owns_store = not isinstance(session_store, SessionStore)
         self.user_loader = user_loader
@@ -117,6 +124,7 @@ class Chanlite:
         )
         self.secret_key: str | None = None
         self.layer: BaseChannelLayer | None = None
+        self._services: AppServices | None = None
         self.interface: InterfaceServer | None = None
         self.worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
@@ -147,23 +155,55 @@ class Chanlite:
         key, generated = resolve_secret_key(
             self.secret_key_setting, spans_processes=self.spans_processes(layer), debug=self.debug
         )
+        if generated and self.secret_key is not None:
+            key, generated = self.secret_key, False  # a restart keeps its random key
         self.layer, self.secret_key = layer, key
+        self._services = None
         if generated:
             logger.warning(
                 "no secret key is set; using a random key for this process only. "
                 "Set CHANLITE_SECRET_KEY (or Chanlite(secret_key=...)) to keep sessions "
                 "across restarts and processes."
             )
-        self.services()  # a bad session_store setting fails here, before serving
+        services = self.services()  # a bad session_store setting fails here, before serving
         if self.workers:
-            self._new_worker(layer)
+            app_context(services).run(self._new_worker, layer)
 
     def services(self) -> AppServices:
-        """What the session, auth and ordering decorators use (after :meth:`check`)."""
-        assert self.layer is not None
-        if not isinstance(self.session_store, SessionStore):
-            self.session_store = get_session_store(self.session_store, self.layer)
-        return AppServices(self.secret_key, self.session_store, self.user_loader)
+        """This app's layer, secret key, session store and user loader, as the code it
+        runs finds them (after :meth:`check`; with its event loop once started)."""
+        if self._services is None:
+            assert self.layer is not None
+            if not isinstance(self.session_store, SessionStore):
+                self.session_store = get_session_store(self.session_store, self.layer)
+            self._services = AppServices(
+                self.secret_key, self.session_store, self.user_loader, layer=self.layer
+            )
+        return self._services
+
+    def run_on(self, loop: asyncio.AbstractEventLoop) -> AppServices:
+        """Record the event loop this app runs on (where blocking calls from its
+        threads go) and return its services (after :meth:`check`)."""
+        self._services = dataclasses.replace(self.services(), loop=loop)
+        return self._services
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Wrap ``app``, a site that mounts this app, so that its views and middleware
+        find this app's layer, secret key, session store and user loader, as a host
+        app given as ``Chanlite(routes, app=site)`` does.
+
+        Add it last, so it runs first: ``site.add_middleware(chan.middleware)``. It
+        starts this app on the first request if the site's lifespan has not.
+        """
+
+        async def within_app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] not in ("http", "websocket"):
+                await app(scope, receive, send)
+                return
+            await self._ensure_started()
+            await self._as_current(app, scope, receive, send)
+
+        return within_app
 
     async def close_store(self) -> None:
         """Close the session store if the app built it (from a URL, or as its layer's
@@ -193,15 +233,19 @@ class Chanlite:
         if self.layer is None or self.secret_key is None:
             self.check()
         assert self.layer is not None
-        set_app_layer(self.layer, asyncio.get_running_loop())
-        set_app_services(self.services())
+        loop = asyncio.get_running_loop()
+        context = app_context(self.run_on(loop))
         self.interface = InterfaceServer(
             self.layer, served_routes(self.routes), self.settings, local_workers=self.workers
         )
-        self.interface.start()
+        # Its tasks, like the worker's, are this app's even when another app's request
+        # (a site that mounts this one) started it.
+        context.run(self.interface.start)
         if self.workers:
-            self.worker = self._new_worker(self.layer)
-            self._worker_task = asyncio.get_running_loop().create_task(self.worker.run())
+            # The worker, and each consumer it runs, find this app in the context of
+            # its task: another app in the process has a task of its own.
+            self.worker = context.run(self._new_worker, self.layer)
+            self._worker_task = loop.create_task(self.worker.run(), context=context)
         self._started = True
 
     async def drain(self) -> None:
@@ -226,14 +270,23 @@ class Chanlite:
             return
         self._started = False
         async with contextlib.AsyncExitStack() as stopping:  # unwinds last-pushed first
-            stopping.callback(set_app_services, None)
-            stopping.callback(set_app_layer, None, None)
+            stopping.callback(self._forget_closed)
             if self.layer is not None:
                 stopping.push_async_callback(self.layer.aclose)
             stopping.push_async_callback(self.close_store)
             if self.interface is not None:
                 stopping.push_async_callback(self.interface.stop)
             await self.drain()
+
+    def _forget_closed(self) -> None:
+        """Let a later :meth:`startup` build a fresh layer and session store in place of
+        those :meth:`shutdown` closed (a layer or store instance passed in stays: it is
+        the caller's, and closed)."""
+        if isinstance(self.layer_setting, str):
+            self.layer = None
+        if self._owns_store:
+            self.session_store = self._store_setting
+        self._services = None
 
     async def _ensure_started(self) -> None:
         if self._started:
@@ -250,11 +303,23 @@ class Chanlite:
             await self._lifespan(scope, receive, send)
             return
         await self._ensure_started()
+        await self._as_current(self._serve, scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.interface is not None
         if scope["type"] == "websocket":
             await self.interface.handle_websocket(scope, receive, send)
         elif scope["type"] == "http":
             await self.interface.handle_http(scope, receive, send, self._fallback)
+
+    async def _as_current(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Call ``app`` with this app current, for the host app's views and middleware
+        (and the threads of sync views, which copy the context)."""
+        token = enter_app(self.services())
+        try:
+            await app(scope, receive, send)
+        finally:
+            exit_app(token)
 
     async def _fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.host_app is not None:
@@ -268,7 +333,7 @@ class Chanlite:
         try:
             await self.startup()
             if host is not None:
-                await host.startup()
+                await host.startup(app_context(self.services()))
         except Exception as exc:
             logger.error("startup failed: %s", exc)
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -296,8 +361,9 @@ class _HostLifespan:
         self._outbox: asyncio.Queue[Message] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
-    async def startup(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    async def startup(self, context: contextvars.Context) -> None:
+        """Start the host's lifespan in ``context`` (where its app is current)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), context=context)
         await self._step("lifespan.startup")
 
     async def shutdown(self) -> None:

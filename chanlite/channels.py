@@ -28,8 +28,9 @@ class Channel:
     """A named channel.
 
     Without ``layer``: the layer of the message whose consumer is running, else the
-    layer of the ``Chanlite`` app running in this process, else ``CHANLITE_LAYER``,
-    else one process-wide ``memory://`` layer (the same for ``Group``).
+    layer of the current ``Chanlite`` app (the one whose worker, view or middleware is
+    running), else ``CHANLITE_LAYER``, else one process-wide ``memory://`` layer (the
+    same for ``Group``).
     """
 
     __slots__ = ("_layer", "name")

@@ -2,8 +2,9 @@
 
 Every user error (a bad target, URL, option or JSON) prints one line naming it and
 exits with code 2, with no traceback. An error raised by the user's own code while
-it is imported or its routes are built is shown as the user's traceback (their
-frames only) and exits with code 1. SIGTERM and SIGINT stop gracefully.
+it is imported is shown as the user's traceback (their frames only) and exits with
+code 1. A layer whose backend failed (say, Redis is down) prints one line and exits
+with code 1. SIGTERM and SIGINT stop gracefully.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from ._usercode import UserCodeError, running_user_code
 from .app import Chanlite
 from .config import LAYER_ENV
 from .default_routes import served_routes
-from .exceptions import ChanliteError
+from .exceptions import ChanliteError, LayerError
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
 from .names import validate_channel_name, validate_group_name
 from .routing import Routes
-from .runtime import set_app_services
+from .runtime import app_context, enter_app
 from .worker import Worker
 
 logger = logging.getLogger("chanlite")
@@ -41,6 +42,9 @@ logger = logging.getLogger("chanlite")
 EXIT_USAGE = 2
 #: Exit code for an error raised by the user's own code.
 EXIT_USER_CODE = 1
+#: Exit code for a layer whose backend failed: the same command may work once the
+#: backend is back, so it is not a usage error.
+EXIT_LAYER = 1
 #: Seconds ``chanlite serve`` waits, once it has closed every socket on SIGTERM, for
 #: connections to end before it exits anyway: a client that stopped reading would
 #: keep its connection, and the server, alive forever.
@@ -54,7 +58,9 @@ class UsageError(ChanliteError):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with ``argv`` and return the exit code."""
+    """Run the CLI with ``argv`` and return the exit code: 2 for a usage error, 1 for
+    an error in the user's code or a layer whose backend failed (one line, no
+    traceback: say, Redis is down)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.handler is not cmd_serve:  # uvicorn sets up logging for serve
@@ -64,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserCodeError as exc:
         print(exc.report, end="", file=sys.stderr)
         return EXIT_USER_CODE
+    except LayerError as exc:
+        print(f"chanlite: error: the channel layer failed: {exc}", file=sys.stderr)
+        return EXIT_LAYER
     except ChanliteError as exc:
         print(f"chanlite: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -358,11 +367,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app.configure(layer=url, workers=False)
     app.check()  # the secret key is required across processes
     assert app.layer is not None
-    layer = app.layer
-    set_app_services(app.services())
-    worker = Worker(
+    # The worker's ordering store is the app's, which it finds in the context.
+    worker = app_context(app.services()).run(
+        Worker,
         served_routes(app.routes),
-        layer,
+        app.layer,
         threads=args.threads or app.threads,
         only_channels=args.only_channels,
         exclude_channels=args.exclude_channels,
@@ -385,11 +394,10 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 async def _run_worker(worker: Worker, app: Chanlite) -> None:
-    from .runtime import set_app_layer
-
     assert app.layer is not None
     loop = asyncio.get_running_loop()
-    set_app_layer(app.layer, loop)
+    # Consumers, and the threads of def consumers, find the app in this task's context.
+    enter_app(app.run_on(loop))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stop_worker, worker, sig)
     try:

@@ -5,8 +5,9 @@ ChanliteError
 ├── ChannelFull                 a channel is at capacity (send only)
 ├── MessageTooLarge             encoded content over the size limit (also ValueError)
 ├── InvalidChannelName          a channel or group name breaks a rule (also ValueError)
-├── ConfigurationError          a bad setting, URL, option or import string (also ValueError)
+├── ConfigurationError          a bad setting, URL, option, import string or route (also ValueError)
 │   └── ImportStringError       a "module:attr" string that cannot be resolved
+├── LayerError                  a layer's or session store's backend failed, or it was closed
 ├── ConsumeLater                raised by a consumer: run this message again later
 └── DenyConnection              raised by a connect consumer: reject the socket
 ```
@@ -50,11 +51,34 @@ class InvalidChannelName(ChanliteError, ValueError):
 
 
 class ConfigurationError(ChanliteError, ValueError):
-    """A setting, layer URL, option or command-line value is wrong."""
+    """A setting, layer URL, option, command-line value or routing table is wrong."""
 
 
 class ImportStringError(ConfigurationError):
     """A ``"module:attr"`` import string cannot be resolved."""
+
+
+class LayerError(ChanliteError):
+    """The backend of a channel layer or session store failed: ``backend`` names it
+    (``"Redis at host:port/db"``, ``"SQLite database '/path/app.db'"``,
+    ``"memory layer"``) and ``problem`` says what went wrong.
+
+    Raised when a Redis server cannot be reached, breaks a connection, does not answer
+    in time or refuses a command; when SQLite raises ``sqlite3.Error``; and when a
+    layer or store is used after ``aclose()``. The backend's own exception (redis-py's
+    ``ConnectionError``, ``TimeoutError`` or ``ResponseError``, or the
+    ``sqlite3.Error``) is the ``__cause__``. The operation may or may not have taken
+    effect: a send that failed this way may still have been stored.
+
+    Layers and stores raise one type because they share their backends (a store made
+    for a layer uses its Redis connections or its SQLite file), so one outage is one
+    error to handle, whichever of them met it first.
+    """
+
+    def __init__(self, backend: str, problem: str) -> None:
+        self.backend = backend
+        self.problem = problem
+        super().__init__(f"{backend}: {problem}")
 
 
 class ConsumeLater(ChanliteError):

@@ -5,6 +5,11 @@ A table is a :class:`Routes` object, or a list of :func:`route`, :func:`include`
 folded into its inner routes, every error (a bad regex, a positional group, an include
 prefix without ``^`` or with ``$``, an import string that does not resolve) is raised
 then, and matching walks a flat list. First match in table order wins.
+
+Those errors are :class:`~chanlite.exceptions.ConfigurationError` (an import string
+that does not resolve, its :class:`~chanlite.exceptions.ImportStringError`), which is
+a ``ValueError``, as DESIGN §3 promises; a bad channel name is
+:class:`~chanlite.InvalidChannelName`, also a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from ._importer import import_from_string, import_module
-from .exceptions import ImportStringError
+from .exceptions import ConfigurationError, ImportStringError
 from .names import validate_channel_name
 
 Consumer = Callable[..., Any]
@@ -209,11 +214,15 @@ def _join(inner: Route, outer: dict[str, str]) -> Route:
 
 def _join_pattern(inner: Route, key: str, prefix: str, pattern: str) -> str:
     if not prefix.startswith("^"):
-        raise ValueError(f"include filter {key}={prefix!r} over {inner!r} must start with '^'")
+        raise ConfigurationError(
+            f"include filter {key}={prefix!r} over {inner!r} must start with '^'"
+        )
     if _DOLLAR.search(prefix):
-        raise ValueError(f"include filter {key}={prefix!r} over {inner!r} must not contain '$'")
+        raise ConfigurationError(
+            f"include filter {key}={prefix!r} over {inner!r} must not contain '$'"
+        )
     if not pattern.startswith("^"):
-        raise ValueError(
+        raise ConfigurationError(
             f"filter {key}={pattern!r} of {inner!r} must start with '^' to be included "
             f"under {prefix!r}"
         )
@@ -250,7 +259,7 @@ def consumer_name(func: Any) -> str:
 def _channel_tuple(channels: str | Iterable[str]) -> tuple[str, ...]:
     names = (channels,) if isinstance(channels, str) else tuple(channels)
     if not names:
-        raise ValueError("a route needs at least one channel name")
+        raise ConfigurationError("a route needs at least one channel name")
     return tuple(validate_channel_name(name) for name in names)
 
 
@@ -264,7 +273,7 @@ def _resolve_consumer(value: Consumer | str) -> Consumer:
 
 def _check_pattern_type(item: Route, key: str, value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError(
+        raise ConfigurationError(
             f"filter {key!r} of route to {item.name} must be a regex string, "
             f"not {type(value).__name__}"
         )
@@ -275,11 +284,11 @@ def _compile(item: Route, key: str, pattern: str) -> re.Pattern[str]:
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise ValueError(
+        raise ConfigurationError(
             f"filter {key}={pattern!r} of route to {item.name} is not a valid regex: {exc}"
         ) from None
     if regex.groups != len(regex.groupindex):
-        raise ValueError(
+        raise ConfigurationError(
             f"filter {key}={pattern!r} of route to {item.name} has a positional group; "
             "only named groups (?P<name>...) are allowed"
         )

@@ -1,13 +1,19 @@
-"""The process's runtime context.
+"""How running code finds its app, its layer and an event loop.
 
+* *The current app*: each ``Chanlite`` app, and each ``chanlite worker``, keeps its own
+  :class:`AppServices` (layer, event loop, secret key, session store, user loader) and
+  makes it current, in a context variable, for the code it runs: its workers (so
+  every consumer, and the threads of ``def`` consumers), each request it passes to its
+  host app (views, middleware, and the threads of sync views), the host's lifespan,
+  and the ``with`` block of a ``ChanliteTestClient``. No app writes process-wide
+  state, so several apps in one process keep their own settings.
+* Code outside any app (a script, or a thread started without a copy of the
+  context) uses the process defaults: the secret key from ``CHANLITE_SECRET_KEY``,
+  and one process-wide layer from ``CHANLITE_LAYER``, else ``memory://``.
 * Which layer a ``Channel`` or ``Group`` without an explicit layer uses: the current
-  consumer's message's layer; else the layer of the ``Chanlite`` app (or worker)
-  running in this process; else ``CHANLITE_LAYER``; else one process-wide
-  ``memory://`` layer.
+  consumer's message's layer; else the current app's layer; else the default layer.
 * The *consumer scope*: while a consumer runs, its sends are buffered here and
   flushed, in call order, when it returns or raises (consumer atomicity).
-* The app's *services*: the secret key, session store and user loader that the
-  session, auth and ordering decorators use (:class:`AppServices`).
 * The sync bridge: blocking twins of async calls, usable from worker threads, sync
   Starlette views and plain scripts with no event loop.
 """
@@ -15,13 +21,17 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, Token, copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .config import LAYER_ENV, SECRET_KEY_ENV
 from .exceptions import ChanliteError, ChannelFull
@@ -31,14 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("chanlite")
 T = TypeVar("T")
-
-
-_app_layer: BaseChannelLayer | None = None
-_app_services: AppServices | None = None
-_default_layer: BaseChannelLayer | None = None
-_home_loop: asyncio.AbstractEventLoop | None = None
-_portal: asyncio.AbstractEventLoop | None = None
-_lock = threading.Lock()
 
 
 class ConsumerScope:
@@ -80,7 +82,8 @@ class ConsumerScope:
 
 @dataclass(frozen=True)
 class AppServices:
-    """What the decorators need from the app running in this process."""
+    """What code running for one app finds through the context: the app's settings
+    for the session, auth and ordering decorators, its layer and its event loop."""
 
     #: Signs session keys; None when the app has none (signed values then count
     #: as no session).
@@ -89,9 +92,24 @@ class AppServices:
     session_store: Any = None
     #: ``user_loader(user_id)``, sync or async; None gives a :class:`chanlite.auth.User`.
     user_loader: Callable[[Any], Any] | None = None
+    #: Where a ``Channel`` or ``Group`` without a layer sends outside a consumer;
+    #: None: the default layer.
+    layer: BaseChannelLayer | None = None
+    #: The event loop the app runs on, where blocking calls from its threads go.
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 _scope: ContextVar[ConsumerScope | None] = ContextVar("chanlite_scope", default=None)
+_app: ContextVar[AppServices | None] = ContextVar("chanlite_app", default=None)
+
+# The process defaults, for code outside any app. No app sets them.
+_default_services: AppServices | None = None
+_default_layer: BaseChannelLayer | None = None
+_portal: BlockingPortal | None = None
+_lock = threading.Lock()
+
+
+# -- the consumer scope -------------------------------------------------------------
 
 
 def current_scope() -> ConsumerScope | None:
@@ -104,25 +122,54 @@ def enter_scope(scope: ConsumerScope) -> None:
     _scope.set(scope)
 
 
-def set_app_layer(layer: BaseChannelLayer | None, loop: asyncio.AbstractEventLoop | None) -> None:
-    """Register (or clear) the layer and event loop of the app running here."""
-    global _app_layer, _home_loop
-    _app_layer = layer
-    _home_loop = loop
+# -- the current app ----------------------------------------------------------------
+
+
+def current_app() -> AppServices | None:
+    """The services of the app whose code runs in this context, if any."""
+    return _app.get()
+
+
+def enter_app(services: AppServices) -> Token[AppServices | None]:
+    """Make ``services`` the current app's in this context, until :func:`exit_app`
+    with the token returned (tasks and threads started meanwhile keep it)."""
+    return _app.set(services)
+
+
+def exit_app(token: Token[AppServices | None]) -> None:
+    """Restore the app that was current before :func:`enter_app` gave ``token``."""
+    _app.reset(token)
+
+
+def app_context(services: AppServices) -> Context:
+    """A copy of this context with ``services`` as the current app's, for a task
+    (``create_task(..., context=...)``) or a call (``.run(...)``) of that app."""
+    context = copy_context()
+    context.run(_app.set, services)
+    return context
 
 
 def set_app_services(services: AppServices | None) -> None:
-    """Register (or clear) the services of the app running in this process."""
-    global _app_services
-    _app_services = services
+    """Set (or clear) the services that code outside any app uses: a script, or a
+    worker built without an app. An app's own services reach its code through the
+    context and take precedence."""
+    global _default_services
+    _default_services = services
 
 
 def app_services() -> AppServices:
-    """The running app's services; without an app, the secret key from
-    ``CHANLITE_SECRET_KEY`` and defaults for the rest."""
-    if _app_services is not None:
-        return _app_services
+    """The current app's services; outside any app, those given to
+    :func:`set_app_services`, else the secret key from ``CHANLITE_SECRET_KEY`` and
+    defaults for the rest."""
+    services = _app.get()
+    if services is not None:
+        return services
+    if _default_services is not None:
+        return _default_services
     return AppServices(secret_key=os.environ.get(SECRET_KEY_ENV) or None)
+
+
+# -- which layer --------------------------------------------------------------------
 
 
 def resolve_layer(layer: BaseChannelLayer | None = None) -> BaseChannelLayer:
@@ -132,14 +179,17 @@ def resolve_layer(layer: BaseChannelLayer | None = None) -> BaseChannelLayer:
     scope = _scope.get()
     if scope is not None:
         return scope.layer
-    if _app_layer is not None:
-        return _app_layer
+    services = _app.get()
+    if services is not None and services.layer is not None:
+        return services.layer
     return default_layer()
 
 
 def default_layer() -> BaseChannelLayer:
     """The process-wide layer from ``CHANLITE_LAYER``, else ``memory://``."""
     global _default_layer
+    if _default_layer is not None:
+        return _default_layer
     with _lock:
         if _default_layer is None:
             from .layers import get_layer
@@ -148,13 +198,17 @@ def default_layer() -> BaseChannelLayer:
         return _default_layer
 
 
+# -- the sync bridge ----------------------------------------------------------------
+
+
 def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run ``await fn(*args)`` from synchronous code and return its result.
 
     The call runs on the event loop of the worker running the current consumer; else
-    on the app's event loop when one is running in this process; else on a private
-    background loop. Calling it from a thread that is running an event
-    loop would block that loop, so it raises instead.
+    on the current app's event loop; else (a plain script) on the process's blocking
+    portal, an event loop in a background thread that stops at interpreter exit.
+    Called from a thread that is running an event loop it would block that loop, so
+    it raises :class:`ChanliteError` instead.
     """
     try:
         asyncio.get_running_loop()
@@ -165,36 +219,48 @@ def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
             "a blocking chanlite call was made from async code; "
             "use the async twin (asend, aadd, adiscard, achannels) with await"
         )
+    loop = _home_loop()
+    if loop is None:
+        return script_portal().call(fn, *args)
+    # The task starts in a copy of this thread's context, so it sees the same app.
+    return asyncio.run_coroutine_threadsafe(_call(fn, *args), loop).result()
+
+
+def _home_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop of the current consumer's worker, else of the current app."""
     scope = _scope.get()
     if scope is not None and scope.loop is not None and scope.loop.is_running():
-        loop = scope.loop
-    elif _home_loop is not None and _home_loop.is_running():
-        loop = _home_loop
-    else:
-        loop = _portal_loop()
-    return asyncio.run_coroutine_threadsafe(_call(fn, *args), loop).result()
+        return scope.loop
+    services = _app.get()
+    if services is not None and services.loop is not None and services.loop.is_running():
+        return services.loop
+    return None
 
 
 async def _call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     return await fn(*args)
 
 
-def _portal_loop() -> asyncio.AbstractEventLoop:
+def script_portal() -> BlockingPortal:
+    """The process's blocking portal for code outside any app, started on first use.
+
+    It runs in a daemon thread, so it never holds the interpreter open, and is
+    stopped at interpreter exit, so its event loop closes cleanly.
+    """
     global _portal
+    portal = _portal
+    if portal is not None:
+        return portal
     with _lock:
-        if _portal is None or not _portal.is_running():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-            thread = threading.Thread(
-                target=_run_portal, args=(loop, ready), name="chanlite-portal", daemon=True
-            )
-            thread.start()
-            ready.wait()
-            _portal = loop
+        if _portal is None:
+            running = contextlib.ExitStack()
+            _portal = running.enter_context(start_blocking_portal())
+            atexit.register(_stop_script_portal, running)
         return _portal
 
 
-def _run_portal(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
-    asyncio.set_event_loop(loop)
-    loop.call_soon(ready.set)
-    loop.run_forever()
+def _stop_script_portal(running: contextlib.ExitStack) -> None:
+    global _portal
+    with _lock:
+        _portal = None
+    running.close()

@@ -2,9 +2,9 @@
 
 It runs no user code. Each connection gets a reply channel ``<prefix>!<random>``
 under the process's one reply prefix ``interface.<id>!``, and every reply for every
-connection arrives through that prefix: on ``memory://`` the layer hands replies to
-the interface as they are sent (a local reader), on other layers one reader task
-takes them with a single ``receive`` on the prefix. Replies for connections that are
+connection arrives through that prefix: on ``memory://`` and ``redis://`` the layer
+hands replies to the interface as they arrive (a local reader), on other layers one
+reader task takes them with a single ``receive`` on the prefix. Replies for connections that are
 gone are dropped. A reply is written to its socket at once when nothing is waiting
 ahead of it; a writer task runs only while a socket has replies waiting.
 

@@ -298,3 +298,23 @@ async def test_a_failed_shutdown_still_stops_the_reader_and_closes_the_store_and
     assert asyncio.all_tasks() == tasks_before  # the reply reader and the worker ended
     assert len(sqlite_connections) == 2  # the layer's and the session store's
     assert all(conn.was_closed for conn in sqlite_connections)
+
+
+@pytest.mark.parametrize("layer", ["memory://", "sqlite"])
+def test_an_app_stopped_and_started_again_serves_on_a_fresh_layer(
+    layer: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'layer.db'}" if layer == "sqlite" else layer
+    routes = Routes()
+
+    @routes.consumer("websocket.receive")
+    async def echo(message: Message) -> None:
+        assert message.reply_channel is not None
+        await message.reply_channel.asend({"text": message["text"]})
+
+    app = Chanlite(routes, layer=url, secret_key="restarted-app-secret-key-0123456789")
+    for attempt in ("first", "second"):
+        with TestClient(app) as client, client.websocket_connect("/") as ws:
+            ws.send_text(attempt)
+            assert ws.receive_text() == attempt
+    assert app.layer is None  # the closed one is not kept for a third start

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable, Iterator
@@ -14,7 +15,15 @@ import chanlite.runtime as runtime
 from chanlite import ChanliteError, Channel, Group, InvalidChannelName, Message, get_layer
 from chanlite.layers.base import BaseChannelLayer
 from chanlite.layers.memory import InMemoryChannelLayer
-from chanlite.runtime import ConsumerScope, enter_scope, resolve_layer, set_app_layer
+from chanlite.runtime import (
+    AppServices,
+    ConsumerScope,
+    current_app,
+    enter_app,
+    enter_scope,
+    exit_app,
+    resolve_layer,
+)
 
 T = TypeVar("T")
 
@@ -26,9 +35,8 @@ def layer() -> BaseChannelLayer:
 
 @pytest.fixture
 def fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No app layer, no home loop, no cached default layer, no CHANLITE_LAYER."""
-    monkeypatch.setattr(runtime, "_app_layer", None)
-    monkeypatch.setattr(runtime, "_home_loop", None)
+    """No current app, no cached default layer, no CHANLITE_LAYER."""
+    assert current_app() is None
     monkeypatch.setattr(runtime, "_default_layer", None)
     monkeypatch.delenv("CHANLITE_LAYER", raising=False)
 
@@ -36,6 +44,18 @@ def fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
 def receive_now(layer: BaseChannelLayer, *channels: str) -> tuple[Any, Any]:
     """Take what is waiting on ``channels`` (not waiting), from sync code."""
     return asyncio.run(layer.receive(list(channels), timeout=0))
+
+
+@contextlib.contextmanager
+def app_current(
+    layer: BaseChannelLayer, loop: asyncio.AbstractEventLoop | None = None
+) -> Iterator[None]:
+    """Run the block as code of an app with ``layer`` (and event ``loop``)."""
+    token = enter_app(AppServices(layer=layer, loop=loop))
+    try:
+        yield
+    finally:
+        exit_app(token)
 
 
 def in_scope(scope: ConsumerScope, fn: Callable[[], T]) -> T:
@@ -297,35 +317,26 @@ def test_accept_on_the_reply_channel_marks_the_scope(layer: BaseChannelLayer) ->
 
 def test_explicit_layer_wins(layer: BaseChannelLayer, fresh_runtime: None) -> None:
     other = get_layer("memory://")
-    set_app_layer(other, None)
-    try:
+    with app_current(other):
         assert Channel("x", layer).layer is layer
         assert Group("g", layer).layer is layer
         assert in_scope(ConsumerScope(other), lambda: Channel("x", layer).layer) is layer
-    finally:
-        set_app_layer(None, None)
 
 
 def test_consumer_layer_comes_next(layer: BaseChannelLayer, fresh_runtime: None) -> None:
     app_layer = get_layer("memory://")
-    set_app_layer(app_layer, None)
-    try:
+    with app_current(app_layer):
         assert in_scope(ConsumerScope(layer), lambda: Channel("x").layer) is layer
         assert in_scope(ConsumerScope(layer), lambda: Group("g").layer) is layer
-    finally:
-        set_app_layer(None, None)
 
 
 def test_app_layer_comes_next(layer: BaseChannelLayer, fresh_runtime: None) -> None:
-    set_app_layer(layer, None)
-    try:
+    with app_current(layer):
         assert Channel("x").layer is layer
         assert Group("g").layer is layer
         Channel("x").send({"via": "app"})
         assert receive_now(layer, "x") == ("x", {"via": "app"})
-    finally:
-        set_app_layer(None, None)
-    assert runtime._app_layer is None
+    assert current_app() is None
 
 
 def test_env_layer_comes_next(fresh_runtime: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -385,11 +396,8 @@ def test_sync_send_runs_on_the_app_loop(
     fresh_runtime: None, app_loop: asyncio.AbstractEventLoop
 ) -> None:
     layer = LoopRecordingLayer()
-    set_app_layer(layer, app_loop)
-    try:
+    with app_current(layer, app_loop):
         Channel("x").send({"n": 1})
-    finally:
-        set_app_layer(None, None)
     assert layer.loops == [app_loop]
     assert receive_now(layer, "x") == ("x", {"n": 1})
 

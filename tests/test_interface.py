@@ -426,9 +426,10 @@ async def test_a_disconnect_that_cannot_fit_at_shutdown_is_dropped_at_once(
     await app.startup()
     clients = await open_clients(app, 3)
     with caplog.at_level(logging.WARNING, logger="chanlite.server"):
-        await app.shutdown()
+        await app.drain()  # as a graceful stop does, before the layer closes
         for client in clients:
             await client.finished()
+        await app.shutdown()
     assert [client.of_type("websocket.close")[0]["code"] for client in clients] == [1001] * 3
     assert caplog.text.count("a disconnect message was dropped") == 2
 

@@ -19,6 +19,7 @@ PROMISED = {
     "ConsumeLater",
     "DenyConnection",
     "ChanliteError",
+    "LayerError",
     "Chanlite",
     "channel_session",
     "http_session",
@@ -54,7 +55,19 @@ def test_errors_share_one_root() -> None:
         "InvalidChannelName",
         "ConsumeLater",
         "DenyConnection",
+        "LayerError",
     ):
         assert issubclass(getattr(chanlite, name), chanlite.ChanliteError)
     assert issubclass(chanlite.InvalidChannelName, ValueError)
     assert issubclass(chanlite.MessageTooLarge, ValueError)
+
+
+def test_a_layer_error_names_its_backend_and_problem() -> None:
+    error = chanlite.LayerError("Redis at 127.0.0.1:6379/0", "no reply from Redis in 5.0s")
+    assert (error.backend, error.problem) == (
+        "Redis at 127.0.0.1:6379/0",
+        "no reply from Redis in 5.0s",
+    )
+    assert str(error) == "Redis at 127.0.0.1:6379/0: no reply from Redis in 5.0s"
+    # A backend failure is not a mistake in the caller's input.
+    assert not issubclass(chanlite.LayerError, (ValueError, TypeError))

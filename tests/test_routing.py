@@ -13,7 +13,7 @@ import pytest
 
 from chanlite import Message, Routes, consumer, include, route
 from chanlite.default_routes import default_connect, drop, served_routes
-from chanlite.exceptions import ImportStringError
+from chanlite.exceptions import ConfigurationError, ImportStringError
 from chanlite.routing import Route, flatten
 
 MakeModule = Callable[[str, str], ModuleType]
@@ -224,6 +224,32 @@ def test_positional_group_fails_when_the_route_is_built() -> None:
     assert "positional group" in message
     assert "path=" in message
     assert "first" in message
+
+
+# Every mistake in a table that building it finds (bad names aside), one of each kind.
+BAD_TABLES: dict[str, Callable[[], object]] = {
+    "positional group": lambda: route("chat", first, path=r"^/(\w+)/$"),
+    "invalid regex": lambda: route("chat", first, path=r"^("),
+    "filter not a string": lambda: route("chat", first, path=3),  # type: ignore[arg-type]
+    "no channels": lambda: route([], first),
+    "marked with a positional group": lambda: consumer("chat", path=r"^(\d+)$")(first),
+    "include prefix without ^": lambda: Routes(
+        [include([route("c", first, path="^/x")], path="/c")]
+    ),
+    "include prefix with $": lambda: Routes(
+        [include([route("c", first, path="^/x")], path="^/c$")]
+    ),
+    "inner filter without ^": lambda: Routes([include([route("c", first, path="/x")], path="^/c")]),
+}
+
+
+@pytest.mark.parametrize("build", BAD_TABLES.values(), ids=BAD_TABLES.keys())
+def test_table_mistakes_are_configuration_errors_and_still_value_errors(
+    build: Callable[[], object],
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        build()
+    assert isinstance(info.value, ValueError)  # what the routing contract promises
 
 
 def test_invalid_regex() -> None:

@@ -14,7 +14,9 @@ Replies are raw RESP values: ``bytes``, ``int``, ``None``, lists (and the RESP3
 types, should a server send them). An error reply comes back in place of its
 command's reply as a :class:`redis.exceptions.ResponseError` (``NoScriptError`` for
 ``NOSCRIPT``), so one failed command of a batch does not hide the others. Errors of
-the connection itself are redis-py's ``ConnectionError`` and ``TimeoutError``.
+the connection itself are redis-py's ``ConnectionError`` and ``TimeoutError``. These
+are the errors of this module only: ``RedisShard`` raises each of them to its callers
+as a :class:`~chanlite.LayerError` caused by it.
 """
 
 from __future__ import annotations

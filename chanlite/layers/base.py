@@ -9,6 +9,11 @@ Validation and encoding happen once, here: the public ``send`` and ``group_send`
 check names and encode content with chanlite's codec, then hand opaque payloads to
 the ``*_encoded`` methods a backend implements. Backends store payloads and decode
 them in ``receive``.
+
+A backend failure is a :class:`~chanlite.LayerError` wherever it happens: each
+backend turns its own errors into one at the boundary of a command (the Redis
+shard's ``call_many``, the SQLite connection's ``run``), so callers handle one type
+and the hot paths carry no extra handlers.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._codec import encode
-from ..exceptions import ConfigurationError, InvalidChannelName
+from ..exceptions import ConfigurationError, InvalidChannelName, LayerError
 from ..names import (
     is_process_specific,
     validate_channel_name,
@@ -73,6 +78,15 @@ class BaseChannelLayer(ABC):
       its own polling bound (zero for memory and Redis).
     * What a receiver gets is its own copy: mutating a message after ``send`` does not
       change what is received.
+    * A backend that fails (a Redis server that cannot be reached, breaks the
+      connection, does not answer in time or refuses a command; an ``sqlite3.Error``)
+      makes the operation raise :class:`~chanlite.LayerError`, with the backend's own
+      exception as its ``__cause__``; the operation may or may not have taken effect.
+      A layer used after :meth:`aclose` raises ``LayerError`` too (the built-in ones
+      from every operation that reaches the backend, and from a receive still
+      waiting when the layer closes).
+      ``ChannelFull``, ``MessageTooLarge``, ``InvalidChannelName`` and ``TypeError``
+      are never backend failures: they keep their own types.
     """
 
     #: URL schemes this layer is built from by :func:`chanlite.get_layer`.
@@ -112,8 +126,10 @@ class BaseChannelLayer(ABC):
 
         Raises :class:`~chanlite.ChannelFull` if the channel is at capacity,
         :class:`~chanlite.MessageTooLarge` if the message encodes to more than the
-        size limit, :class:`~chanlite.InvalidChannelName` for a bad name, and
-        ``TypeError`` for content that is not a dict or cannot be encoded.
+        size limit, :class:`~chanlite.InvalidChannelName` for a bad name,
+        ``TypeError`` for content that is not a dict or cannot be encoded, and
+        :class:`~chanlite.LayerError` if the backend fails or the layer is closed
+        (the message may then have been stored or not).
         """
         validate_channel_name(channel)
         await self.send_encoded(channel, encode(message))
@@ -123,7 +139,8 @@ class BaseChannelLayer(ABC):
         """Append an already-encoded payload to ``channel`` (name already valid).
 
         Atomic with its capacity check: raises :class:`~chanlite.ChannelFull` without
-        storing anything when the channel is full.
+        storing anything when the channel is full. Raises
+        :class:`~chanlite.LayerError` if the backend fails or the layer is closed.
         """
 
     # -- receiving ------------------------------------------------------------
@@ -138,6 +155,11 @@ class BaseChannelLayer(ABC):
         ``prefix!`` and comes back with its full ``prefix!local`` name; receiving on a
         full ``prefix!local`` name raises :class:`~chanlite.InvalidChannelName`.
         A cancelled receive takes nothing off any channel.
+
+        Raises :class:`~chanlite.LayerError` if the backend fails, if the layer is
+        closed, or if it closes while the receive waits. A layer that reconnects by
+        itself (Redis) keeps a receive that may wait (any ``timeout`` but ``0``)
+        waiting through an outage instead, until a message comes or its time is up.
         """
 
     def attach_reader(self, prefix: str, deliver: LocalReader) -> bool:
@@ -189,40 +211,70 @@ class BaseChannelLayer(ABC):
 
     @abstractmethod
     async def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group`` (idempotent; refreshes its ``group_expiry``)."""
+        """Add ``channel`` to ``group`` (idempotent; refreshes its ``group_expiry``).
+
+        Raises :class:`~chanlite.InvalidChannelName` for a bad name, and
+        :class:`~chanlite.LayerError` if the backend fails or the layer is closed.
+        """
 
     @abstractmethod
     async def group_discard(self, group: str, channel: str) -> None:
-        """Remove ``channel`` from ``group``; a non-member is a no-op."""
+        """Remove ``channel`` from ``group``; a non-member is a no-op.
+
+        Raises :class:`~chanlite.InvalidChannelName` for a bad name, and
+        :class:`~chanlite.LayerError` if the backend fails or the layer is closed.
+        """
 
     @abstractmethod
     async def group_channels(self, group: str) -> set[str]:
-        """The names of the current (unexpired) members of ``group``."""
+        """The names of the current (unexpired) members of ``group``.
+
+        Raises :class:`~chanlite.LayerError` if the backend fails or the layer is
+        closed.
+        """
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send ``message`` to every member of ``group``.
 
         Never raises :class:`~chanlite.ChannelFull`: full members are skipped and
-        counted in :attr:`group_full_skips`. Raises like :meth:`send` for bad content.
+        counted in :attr:`group_full_skips`. Raises like :meth:`send` for bad content
+        and for a backend failure (:class:`~chanlite.LayerError`; some members may
+        then have the message and others not).
         """
         validate_group_name(group)
         await self.group_send_encoded(group, encode(message))
 
     @abstractmethod
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
-        """Deliver an encoded payload to every member of ``group`` (name valid)."""
+        """Deliver an encoded payload to every member of ``group`` (name valid).
+
+        Raises :class:`~chanlite.LayerError` if the backend fails or the layer is
+        closed.
+        """
 
     # -- housekeeping ---------------------------------------------------------
 
     @abstractmethod
     async def flush(self) -> None:
-        """Delete every channel and group of this layer (and only this layer's)."""
+        """Delete every channel and group of this layer (and only this layer's).
+
+        Raises :class:`~chanlite.LayerError` if the backend fails or the layer is
+        closed.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - optional for layers with no resources
-        """Release connections and background tasks. The layer is unusable after."""
+        """Release connections and background tasks; closing twice is harmless.
+
+        The layer is unusable after: the built-in layers raise
+        :class:`~chanlite.LayerError` from every operation that reaches the backend.
+        """
 
     async def stats(self) -> dict[str, Any] | None:
-        """Channel depths and group sizes, where the layer can tell; else ``None``."""
+        """Channel depths and group sizes, where the layer can tell; else ``None``.
+
+        Raises :class:`~chanlite.LayerError` if the backend fails or the layer is
+        closed.
+        """
         return None
 
     # -- helpers for backends ---------------------------------------------------
@@ -278,6 +330,14 @@ class BaseChannelLayer(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} prefix={self.prefix!r}>"
+
+
+def backend_failure(backend: str, error: BaseException) -> LayerError:
+    """``error``, raised by ``backend``'s own client, as a :class:`LayerError` whose
+    ``__cause__`` it is (also when the result is handed to a future, not raised)."""
+    failure = LayerError(backend, str(error) or type(error).__name__)
+    failure.__cause__ = error
+    return failure
 
 
 def _positive_number(name: str, value: object) -> float:

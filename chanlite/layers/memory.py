@@ -26,6 +26,12 @@ Messages are stored encoded, which both enforces the codec's rules and isolates
 receivers from senders (and from each other, for group sends). The one exception is
 a message the sender hands over (``send_waiting(..., owned=True)``): the interface's
 ``websocket.receive`` frames, which nobody else holds, are stored as the dict itself.
+
+Nothing here can fail as a backend does, except being used after
+:meth:`InMemoryChannelLayer.aclose`: every operation checks for that inside its
+critical section, so one that races with the close either finishes before it or
+raises :class:`~chanlite.LayerError`, and none is left waiting for a wake-up that
+will never come.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._codec import decode, encode
-from ..exceptions import ChannelFull
+from ..exceptions import ChannelFull, LayerError
 from ..names import is_process_specific, queue_name, validate_channel_name, validate_group_name
 from .base import BaseChannelLayer, LocalReader, LocalTaker, ReceiveResult
 
@@ -48,6 +54,12 @@ logger = logging.getLogger("chanlite.layers")
 
 # (expires_at, full channel name, encoded payload, or a dict handed over by its sender)
 _Entry = tuple[float, str, "bytes | dict[str, Any]"]
+#: How a memory layer names itself in a LayerError.
+BACKEND = "memory layer"
+
+
+def _closed() -> LayerError:
+    return LayerError(BACKEND, "closed by aclose()")
 
 
 def _wake(future: asyncio.Future[None]) -> bool:
@@ -174,6 +186,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._groups: dict[str, dict[str, float]] = {}
         self._memberships: dict[str, set[str]] = {}
         self._rotation = 0
+        self._closed = False
 
     # -- local readers ----------------------------------------------------------
 
@@ -192,6 +205,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
             raise ValueError(f"a local reader needs a process prefix ending in '!', not {prefix!r}")
         reader = _Reader(deliver, asyncio.get_running_loop())
         with self._lock:
+            if self._closed:
+                raise _closed()
             self._readers[prefix] = reader
             queued = self._queues.pop(prefix, deque())
         for _, channel, payload in queued:
@@ -218,6 +233,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 raise ValueError(f"a local taker takes plain channels, not {key!r}")
         taker = _Taker(take)
         with self._lock:
+            if self._closed:
+                raise _closed()
             for key in keys:
                 self._takers[key] = (*self._takers.get(key, ()), taker)
         return True
@@ -265,6 +282,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
             return
         now = self._clock()
         with self._lock:
+            if self._closed:
+                raise _closed()
             if not self._append(key, channel, payload, now):
                 raise ChannelFull(channel, self.capacity_for(key))
 
@@ -292,6 +311,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if self._takers and key in self._takers and self._offer(key, channel, payload):
             return
         with self._lock:
+            if self._closed:
+                raise _closed()
             if self._append(key, channel, payload, self._clock()):
                 return
             if timeout <= 0:
@@ -304,6 +325,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         try:
             async with asyncio.timeout(timeout):
                 await sender.future
+            if not sender.admitted:  # woken by aclose(), not by room on the queue
+                raise _closed()
         except TimeoutError:
             with self._lock:
                 if not sender.admitted:
@@ -336,6 +359,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         now = self._clock()
         local: dict[str, list[str]] = {}
         with self._lock:
+            if self._closed:
+                raise _closed()
             readers = self._readers
             for channel in self._live_members(group, now):
                 key = queue_name(channel)
@@ -403,6 +428,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         while True:
             waiter = None
             with self._lock:
+                if self._closed:  # also what a receive woken by aclose() finds
+                    raise _closed()
                 entry = self._pop_first(keys, self._clock())
                 if entry is None and not _past(deadline):
                     waiter = self._register(keys)
@@ -492,6 +519,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         validate_group_name(group)
         validate_channel_name(channel)
         with self._lock:
+            if self._closed:
+                raise _closed()
             self._groups.setdefault(group, {})[channel] = self._clock() + self.group_expiry
             self._memberships.setdefault(channel, set()).add(group)
 
@@ -500,12 +529,16 @@ class InMemoryChannelLayer(BaseChannelLayer):
         validate_group_name(group)
         validate_channel_name(channel)
         with self._lock:
+            if self._closed:
+                raise _closed()
             self._remove_member(group, channel)
 
     async def group_channels(self, group: str) -> set[str]:
         """The unexpired members of ``group``."""
         validate_group_name(group)
         with self._lock:
+            if self._closed:
+                raise _closed()
             return set(self._live_members(group, self._clock()))
 
     def _live_members(self, group: str, now: float) -> list[str]:
@@ -536,6 +569,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
     async def flush(self) -> None:
         """Drop every message and group (senders waiting for room get it)."""
         with self._lock:
+            if self._closed:
+                raise _closed()
             self._queues.clear()
             self._groups.clear()
             self._memberships.clear()
@@ -546,10 +581,38 @@ class InMemoryChannelLayer(BaseChannelLayer):
     async def stats(self) -> dict[str, Any]:
         """Current channel depths and group sizes."""
         with self._lock:
+            if self._closed:
+                raise _closed()
             return {
                 "channels": {key: len(queue) for key, queue in self._queues.items() if queue},
                 "groups": {group: len(members) for group, members in self._groups.items()},
             }
+
+    async def aclose(self) -> None:
+        """Close the layer and drop what it holds; closing twice is harmless.
+
+        From now on every operation raises :class:`~chanlite.LayerError`, and so do
+        the receives and the :meth:`send_waiting` calls waiting when it closes: they
+        are woken to find the layer closed.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    if not waiter.woken:
+                        waiter.wake()
+            for senders in self._senders.values():
+                for sender in senders:
+                    _wake(sender.future)  # not admitted: it raises on waking
+            self._waiters.clear()
+            self._senders.clear()
+            self._queues.clear()
+            self._readers.clear()
+            self._takers.clear()
+            self._groups.clear()
+            self._memberships.clear()
 
 
 def _past(deadline: float | None) -> bool:

@@ -29,10 +29,13 @@ Several hosts shard by jump consistent hash of the stored channel name:
 ``redis+sentinel://s1:26379,s2:26379/mymaster/0`` finds the master through Sentinel.
 
 When Redis goes away, commands retry connecting for ``CONNECT_PATIENCE`` seconds and
-then raise ``redis.exceptions.ConnectionError``; a command that may have reached the
+then raise :class:`~chanlite.LayerError`; a command that may have reached the
 server is never sent twice (at-most-once). A waiting ``receive`` keeps waiting and
 retries with backoff. Each outage is logged once per server, as a WARNING when it
-starts and an INFO when the server answers again.
+starts and an INFO when the server answers again. Every failure of a server (it cannot
+be reached, a connection breaks, a reply is overdue, a command is refused) and every
+use of a closed layer or store is a ``LayerError`` whose ``__cause__`` is redis-py's
+exception; :class:`RedisShard` turns one into the other where each command ends.
 
 Connections are chanlite's own (see ``_resp``): per server, one pipelined connection
 carries every command of the process, and each blocking read has one of its own.
@@ -68,10 +71,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._codec import decode
 from .._eager import Continuation, run_eagerly
-from ..exceptions import ChannelFull, ConfigurationError
+from ..exceptions import ChannelFull, ConfigurationError, LayerError
 from ..names import queue_name, validate_channel_name, validate_group_name
 from ._resp import RespConnection, open_connection
-from .base import BaseChannelLayer, LocalReader, ReceiveResult
+from .base import BaseChannelLayer, LocalReader, ReceiveResult, backend_failure
 
 __all__ = [
     "RedisAddress",
@@ -518,6 +521,10 @@ class RedisShard:
     Shared by anything that keeps data in Redis (the channel layer, a session store).
     Every command goes over one pipelined connection (see ``_resp``); each blocking
     read has a connection of its own, kept for reuse while it stays healthy.
+
+    Commands raise :class:`~chanlite.LayerError` when the server fails them (see
+    :meth:`call_many`), and after :meth:`aclose`, which is final: a closed shard
+    never reconnects.
     """
 
     def __init__(self, address: RedisAddress) -> None:
@@ -543,6 +550,10 @@ class RedisShard:
         self.outages = 0
         #: Whether blocking reads use BLMPOP (Redis 7); cleared on an older server.
         self.blmpop = True
+        #: Set by :meth:`aclose`: commands raise LayerError from then on.
+        self.closed = False
+        #: How errors name this server (never with its password).
+        self.backend = f"Redis at {address.label}/{address.db}"
 
     def __repr__(self) -> str:
         return f"<RedisShard {self.address.label} db={self.address.db}>"
@@ -557,6 +568,14 @@ class RedisShard:
     def tls(self) -> bool:
         """Whether connections use TLS (``rediss://``)."""
         return self.address.scheme == "rediss"
+
+    def failure(self, error: BaseException) -> LayerError:
+        """``error`` of this server (redis-py's) as a LayerError caused by it."""
+        return backend_failure(self.backend, error)
+
+    def closed_error(self) -> LayerError:
+        """The error of a command on this shard after :meth:`aclose`."""
+        return LayerError(self.backend, "closed by aclose()")
 
     # -- health -----------------------------------------------------------------
 
@@ -588,11 +607,17 @@ class RedisShard:
 
         Connecting is retried for ``patience`` seconds. A failure after the command
         was sent is retried only if ``retry`` says the command is safe to repeat.
+        Raises LayerError as :meth:`call_many` does, and when the server refuses the
+        command (an error reply; its ``ResponseError`` is the cause).
         """
         replies = await self.call_many([args], retry=retry, patience=patience)
-        if isinstance(replies[0], ResponseError):
-            raise replies[0]
-        return replies[0]
+        return self._reply(replies[0])
+
+    def _reply(self, reply: Any) -> Any:
+        """``reply``, unless it is an error reply: then raise it as a LayerError."""
+        if isinstance(reply, ResponseError):
+            raise self.failure(reply) from reply
+        return reply
 
     async def call_many(
         self,
@@ -603,7 +628,15 @@ class RedisShard:
     ) -> list[Any]:
         """Send ``commands`` together and return their replies, in order (a
         :class:`ResponseError` in place of a failed command's reply). They share the
-        server's one command connection with every concurrent caller."""
+        server's one command connection with every concurrent caller.
+
+        Raises :class:`~chanlite.LayerError`, caused by redis-py's
+        ``ConnectionError`` or ``TimeoutError``, when the server cannot be reached
+        (or refuses the connection's setup) within ``patience``, or the connection
+        breaks after the commands went out and ``retry`` is false; and after
+        :meth:`aclose`. Every command of the process ends here, so this is the one
+        place where redis-py's errors become chanlite's.
+        """
         connection = self._commands
         if connection is not None and connection.error is None:  # the usual case
             outages = self.outages
@@ -612,12 +645,20 @@ class RedisShard:
             except _NETWORK_ERRORS as error:
                 self.mark_down(error)
                 if not retry or patience <= 0:
-                    raise
+                    raise self.failure(error) from error
             else:
                 if not self._reachable:
                     self.mark_up(outages)
                 return replies
-        deadline = time.monotonic() + patience
+        return await self._call_connecting(commands, retry, time.monotonic() + patience)
+
+    async def _call_connecting(
+        self, commands: Sequence[Sequence[Any]], retry: bool, deadline: float
+    ) -> list[Any]:
+        """:meth:`call_many` when the command connection is not open: connect (again),
+        with backoff, until ``deadline``."""
+        if self.closed:
+            raise self.closed_error()
         for delay in _backoff():
             outages = self.outages
             try:
@@ -626,7 +667,9 @@ class RedisShard:
             except _NETWORK_ERRORS as error:
                 self.mark_down(error)
                 if not retry or time.monotonic() >= deadline:
-                    raise
+                    raise self.failure(error) from error
+            except ResponseError as error:  # the server refused AUTH or SELECT
+                raise self.failure(error) from error
             else:
                 self.mark_up(outages)
                 return replies
@@ -657,12 +700,15 @@ class RedisShard:
         patience: float = CONNECT_PATIENCE,
     ) -> Any:
         """Run a Lua script; loads it on the server when missing (NOSCRIPT means the
-        script did not run, so running it again cannot repeat it)."""
+        script did not run, so running it again cannot repeat it). Raises LayerError
+        as :meth:`call` does."""
         tail = (len(keys), *keys, *args)
-        try:
-            return await self.call("EVALSHA", script.sha, *tail, retry=retry, patience=patience)
-        except NoScriptError:
-            return await self.call("EVAL", script.source, *tail, retry=retry, patience=patience)
+        evalsha = ("EVALSHA", script.sha, *tail)
+        [reply] = await self.call_many([evalsha], retry=retry, patience=patience)
+        if isinstance(reply, NoScriptError):
+            evaluate = ("EVAL", script.source, *tail)
+            [reply] = await self.call_many([evaluate], retry=retry, patience=patience)
+        return self._reply(reply)
 
     async def scan(self, pattern: str) -> AsyncIterator[list[bytes]]:
         """Yield batches of the keys matching ``pattern`` (SCAN, never KEYS)."""
@@ -720,8 +766,12 @@ class RedisShard:
         """A connection of its own for a blocking read (one connection attempt).
 
         Its replies may take :data:`BLOCK_SECONDS` plus :data:`READ_GRACE`; one
-        later than that means a dead connection.
+        later than that means a dead connection. Raises redis-py's errors as they
+        are (the reader tells an outage, which it waits out, from the rest), and
+        LayerError after :meth:`aclose`.
         """
+        if self.closed:
+            raise self.closed_error()
         while self._idle_blocking:
             connection = self._idle_blocking.pop()
             if connection.error is None:
@@ -741,7 +791,8 @@ class RedisShard:
             self._idle_blocking.append(connection)
 
     async def aclose(self) -> None:
-        """Close every connection to this server."""
+        """Close every connection to this server, for good."""
+        self.closed = True
         if self._commands is not None:
             self._commands.close()
             self._commands = None
@@ -772,6 +823,8 @@ class RedisShards:
         self.addresses = parse_redis_url(url)
         self.shards = [RedisShard(address) for address in self.addresses]
         self._placed: dict[str, int] = {}
+        #: Set by :meth:`aclose`; every shard refuses commands from then on.
+        self.closed = False
 
     def __repr__(self) -> str:
         return f"<RedisShards {[shard.address.label for shard in self.shards]}>"
@@ -791,8 +844,15 @@ class RedisShards:
         """The shard that holds ``name``."""
         return self.shards[self.index_for(name)]
 
+    def refuse_if_closed(self) -> None:
+        """Raise LayerError if :meth:`aclose` has been called (for work that starts
+        without a command, such as a blocking read)."""
+        if self.closed:
+            raise self.shards[0].closed_error()
+
     async def aclose(self) -> None:
-        """Close every connection to every shard."""
+        """Close every connection to every shard, for good."""
+        self.closed = True
         for shard in self.shards:
             await shard.aclose()
 
@@ -1010,7 +1070,7 @@ class _Reader:
             self.shard.mark_down(error)  # an outage: keep waiting, and retry
         else:  # say, a key of the wrong type: the receivers would wait forever
             logger.error("reading %s failed: %s", ", ".join(self.names), error)
-            self.layer.fail_waiters(self.names, error)
+            self.layer.fail_waiters(self.names, self.shard.failure(error))
 
     async def _pop(self, connection: RespConnection) -> tuple[list[bytes], int] | None:
         """One blocking read, pipelined with TIME (to judge expiry by the server's
@@ -1266,6 +1326,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 return
 
     async def _receive_waiting(self, names: list[str], timeout: float | None) -> _Taken | None:
+        self.shards.refuse_if_closed()  # its readers would only ever fail
         waiter = _Waiter(asyncio.get_running_loop())
         for name in names:
             self._waiters.setdefault(name, deque()).append(waiter)
@@ -1302,6 +1363,7 @@ class RedisChannelLayer(BaseChannelLayer):
         validate_channel_name(prefix)
         if not prefix.endswith("!"):
             raise ValueError(f"a local reader needs a process prefix ending in '!', not {prefix!r}")
+        self.shards.refuse_if_closed()
         if prefix in self._local:
             self._local[prefix] = deliver
             return True
@@ -1443,7 +1505,7 @@ class RedisChannelLayer(BaseChannelLayer):
             taken = self._buffers.pop(name)
             try:
                 await self._requeue(shard, name, taken)
-            except _NETWORK_ERRORS as error:
+            except LayerError as error:
                 logger.warning(
                     "lost %d message(s) for %s: could not put them back (%s)",
                     len(taken),
@@ -1473,7 +1535,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if self._readers.get((reader.index, reader.names)) is reader:
             del self._readers[reader.index, reader.names]
         if reader.users > 0:  # the layer was closed under waiting receives
-            self.fail_waiters(reader.names, RuntimeError("the Redis layer was closed"))
+            self.fail_waiters(reader.names, reader.shard.closed_error())
 
     def fail_waiters(self, names: Iterable[str], error: Exception) -> None:
         """Make the receives waiting on ``names`` raise ``error``."""
@@ -1552,7 +1614,12 @@ class RedisChannelLayer(BaseChannelLayer):
                     into[name] = into.get(name, 0) + count
 
     async def aclose(self) -> None:
-        """Stop the readers (putting back anything they took), then close connections."""
+        """Stop the readers (putting back anything they took), then close connections.
+
+        From now on every operation raises :class:`~chanlite.LayerError`, as do the
+        receives still waiting; so does a session store sharing the connections.
+        """
+        self._local.clear()  # sends to this process's prefix now go to Redis, and fail
         readers = list(self._readers.values())
         for reader in readers:
             reader.stop()

@@ -17,6 +17,11 @@ writer. Each layer keeps its connection on one dedicated thread
 
 Layers are kept apart by their ``prefix``, stored in a ``layer`` column of every row;
 ``flush`` deletes only this layer's rows.
+
+An ``sqlite3.Error`` of any operation (a locked, unreadable or corrupted file, a table
+dropped from under the layer), and any use of a closed layer or store, raises
+:class:`~chanlite.LayerError` with the sqlite3 error as its cause:
+:class:`SQLiteConnection` converts it where each call ends.
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from .._codec import decode
-from ..exceptions import ChannelFull, ConfigurationError
+from ..exceptions import ChannelFull, ConfigurationError, LayerError
 from ..names import is_process_specific, queue_name, validate_channel_name, validate_group_name
-from .base import BaseChannelLayer, ReceiveResult
+from .base import BaseChannelLayer, ReceiveResult, backend_failure
 
 __all__ = ["SQLiteChannelLayer", "SQLiteConnection", "database_path", "immediate"]
 
@@ -232,6 +237,10 @@ class SQLiteConnection:
     :func:`immediate` for transactions), in WAL mode with ``synchronous=NORMAL``, and
     waits up to ``busy_timeout`` seconds for another process's lock. It is closed by
     :meth:`aclose` or :meth:`close`, else when it is collected or the interpreter exits.
+
+    :meth:`run` raises an ``sqlite3.Error`` of the call as a
+    :class:`~chanlite.LayerError` caused by it; :meth:`submit` and :meth:`run` raise
+    ``LayerError`` once the connection is closed.
     """
 
     def __init__(
@@ -242,6 +251,8 @@ class SQLiteConnection:
         setup: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.path = path
+        #: How errors name this database.
+        self.backend = f"SQLite database {path!r}"
         self._handle = _Handle()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="chanlite-sqlite")
         self._finalizer = weakref.finalize(self, _shutdown, self._executor, self._handle)
@@ -276,9 +287,13 @@ class SQLiteConnection:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> Future[T]:
-        """Queue ``fn(connection, *args, **kwargs)`` on the connection's thread."""
+        """Queue ``fn(connection, *args, **kwargs)`` on the connection's thread.
+
+        The future gets what ``fn`` raises as it is (see :meth:`failure`). Raises
+        LayerError if the connection is closed.
+        """
         if self._handle.closed:
-            raise RuntimeError(f"the SQLite connection to {self.path!r} is closed")
+            raise self.closed_error()
         return self._executor.submit(lambda: fn(self._connection(), *args, **kwargs))
 
     async def run(
@@ -290,9 +305,22 @@ class SQLiteConnection:
     ) -> T:
         """Run ``fn(connection, *args, **kwargs)`` on the connection's thread.
 
-        Cancelling the caller cancels ``fn`` only if it has not started yet.
+        Cancelling the caller cancels ``fn`` only if it has not started yet. An
+        ``sqlite3.Error`` is raised as a LayerError caused by it, as it is after
+        the connection is closed.
         """
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+        try:
+            return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+        except sqlite3.Error as error:
+            raise self.failure(error) from error
+
+    def failure(self, error: sqlite3.Error) -> LayerError:
+        """``error`` of this database as a LayerError caused by it."""
+        return backend_failure(self.backend, error)
+
+    def closed_error(self) -> LayerError:
+        """The error of a call on this connection once it is closed."""
+        return LayerError(self.backend, "closed by aclose()")
 
     @property
     def closed(self) -> bool:
@@ -301,7 +329,7 @@ class SQLiteConnection:
 
     def _connection(self) -> sqlite3.Connection:
         if self._handle.conn is None:
-            raise RuntimeError(f"the SQLite connection to {self.path!r} is closed")
+            raise self.closed_error()
         return self._handle.conn
 
     async def aclose(self) -> None:
@@ -589,6 +617,8 @@ class SQLiteChannelLayer(BaseChannelLayer):
             future = self._db.submit(self._take_job, queues, token)
             try:
                 return await asyncio.wrap_future(future)
+            except sqlite3.Error as error:
+                raise self._db.failure(error) from error
             except asyncio.CancelledError:
                 with token.lock:
                     token.abandoned = True
@@ -693,7 +723,9 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     async def aclose(self) -> None:
         """Close the connection, and those given to :meth:`close_with`, and stop their
-        threads; each is closed even if closing another fails."""
+        threads; each is closed even if closing another fails. From now on every
+        operation, of the layer and of those stores, raises
+        :class:`~chanlite.LayerError`."""
         connections = [self._db, *self._companions]
         results = await asyncio.gather(*(db.aclose() for db in connections), return_exceptions=True)
         for result in results:

@@ -13,7 +13,8 @@
   logins that must rotate the key happen in views behind :class:`SessionMiddleware`.
 
 Both work on sync and async consumers. Stacked twice, only the outer one loads and
-saves. The store is the app's ``session_store`` (by default the layer's backend).
+saves. The store, and the secret key, are those of the app whose worker runs the
+consumer: its ``session_store`` (by default the layer's backend).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ HTTP_NAMESPACE = "http"
 
 
 def session_store(layer: BaseChannelLayer | None = None) -> SessionStore:
-    """The session store of the app running here (or of ``layer``'s backend)."""
+    """The session store of the current app (or of ``layer``'s backend)."""
     return get_session_store(app_services().session_store, resolve_layer(layer))
 
 

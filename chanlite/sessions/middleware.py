@@ -10,9 +10,11 @@ cleared; a key rotated by ``login`` replaces the old one, whose stored copy is
 deleted.
 
 By default the store and secret key are those of the :class:`~chanlite.Chanlite` app
-running in the same process (else ``CHANLITE_SECRET_KEY`` and the default layer's
-backend), looked up on the first request, so the middleware can be built before
-the app starts.
+serving the request: the app that wraps the site (``Chanlite(routes, app=site)``),
+or whose :meth:`~chanlite.Chanlite.middleware` the site added; else
+``CHANLITE_SECRET_KEY`` and the default layer's backend. They are looked up on each
+request, so the middleware can be built before the app starts, and two apps in one
+process each use their own.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class SessionMiddleware:
         key = self.secret_key or app_services().secret_key
         if not key:
             raise ConfigurationError(
-                "SessionMiddleware needs a secret key: pass secret_key=, run it beside a "
+                "SessionMiddleware needs a secret key: pass secret_key=, run it inside a "
                 "Chanlite app, or set CHANLITE_SECRET_KEY"
             )
         return key

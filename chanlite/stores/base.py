@@ -12,6 +12,11 @@ A store holds two kinds of state, both shared by every process that uses it:
 
 Backends: ``memory``, ``redis`` and ``sqlite``, chosen like layers (see
 :func:`chanlite.stores.get_session_store`).
+
+A backend failure raises :class:`~chanlite.LayerError`, the layers' error, not an
+error of its own: a store usually runs on its layer's backend (the same Redis
+connections, the same SQLite file), so one outage is one error type to handle,
+whichever of the two met it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ class SessionStore(ABC):
     Keys are opaque strings chosen by the caller (chanlite uses ``http:<random>`` for
     HTTP sessions and ``channel:<reply channel>`` for channel sessions). ``ttl`` is in
     seconds and must be positive.
+
+    Every operation raises :class:`~chanlite.LayerError` when the backend fails (a
+    Redis server that cannot be reached, breaks the connection or refuses a command;
+    an ``sqlite3.Error``), with the backend's own exception as its ``__cause__``; the
+    built-in stores also raise it when used after :meth:`aclose`. The operation may or
+    may not have taken effect. Bad arguments keep their own errors (``TypeError``,
+    ``ValueError``, ``MessageTooLarge``).
     """
 
     #: URL schemes this backend serves (``"memory"``, ``"redis"``, ...).
@@ -51,7 +63,8 @@ class SessionStore(ABC):
     async def load(self, key: str, ttl: float) -> dict[str, Any] | None:
         """The data saved under ``key``, or None when there is none or it expired.
 
-        A hit pushes the expiry to ``ttl`` seconds from now.
+        A hit pushes the expiry to ``ttl`` seconds from now. Raises
+        :class:`~chanlite.LayerError` if the backend fails or the store is closed.
         """
 
     @abstractmethod
@@ -59,11 +72,13 @@ class SessionStore(ABC):
         """Store ``data`` under ``key`` (replacing what was there), expiring ``ttl``
         seconds from now. ``data`` must be encodable by chanlite's codec
         (``TypeError`` otherwise, naming the key path; ``MessageTooLarge`` over the
-        codec's size limit). Nothing is stored when encoding fails."""
+        codec's size limit). Nothing is stored when encoding fails. Raises
+        :class:`~chanlite.LayerError` if the backend fails or the store is closed."""
 
     @abstractmethod
     async def delete(self, key: str) -> None:
-        """Forget ``key``; no error when it is absent."""
+        """Forget ``key``; no error when it is absent. Raises
+        :class:`~chanlite.LayerError` if the backend fails or the store is closed."""
 
     # -- ordering cursors ---------------------------------------------------------
 
@@ -80,6 +95,9 @@ class SessionStore(ABC):
         return False. Either way the cursor exists afterwards (``next`` 0 when it was
         absent or had expired, its parked messages gone with it) and its expiry moves to
         ``ttl`` from now. Parking an order that is already parked replaces its payload.
+
+        Raises :class:`~chanlite.LayerError` if the backend fails or the store is
+        closed; the message may then have been parked or not.
         """
 
     @abstractmethod
@@ -93,12 +111,16 @@ class SessionStore(ABC):
         ``order=-1`` leaves ``next`` as it is (a message that ran out of turn). With
         ``last=True`` (the socket's disconnect) and nothing left parked, the cursor
         is deleted.
+
+        Raises :class:`~chanlite.LayerError` if the backend fails or the store is
+        closed; the cursor may then have moved or not.
         """
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
-        """Release connections; the store must not be used afterwards."""
+        """Release connections; the store must not be used afterwards (the built-in
+        stores then raise :class:`~chanlite.LayerError`)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"

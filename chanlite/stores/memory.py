@@ -14,6 +14,8 @@ and is bound to no event loop. Its state is seen only by this process.
   Tables are ordered by last use, so with one ttl per kind of entry the front holds
   the entries that expire first: dead keys cannot pile up, and no operation ever
   scans a whole table.
+* After :meth:`MemorySessionStore.aclose` every operation raises
+  :class:`~chanlite.LayerError`, as a closed Redis or SQLite store does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .._codec import decode, encode
+from ..exceptions import LayerError
 from .base import (
     Payload,
     SessionStore,
@@ -41,6 +44,12 @@ __all__ = ["MemorySessionStore"]
 SWEEP_BATCH = 4
 #: Operations between two sweeps of a table (the hot ordering path stays short).
 SWEEP_EVERY = 16
+#: How a memory store names itself in a LayerError.
+BACKEND = "memory session store"
+
+
+def _closed() -> LayerError:
+    return LayerError(BACKEND, "closed by aclose()")
 
 
 @dataclass
@@ -73,6 +82,7 @@ class MemorySessionStore(SessionStore):
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         # Operations per table (by id) since the store began, to pace the sweeps.
         self._operations = {id(self._sessions): 0, id(self._cursors): 0}
+        self._closed = False
 
     @classmethod
     def for_layer(cls, layer: object) -> MemorySessionStore:
@@ -86,6 +96,8 @@ class MemorySessionStore(SessionStore):
         """The data under ``key`` (a fresh copy), sliding its expiry; None if none."""
         ttl = check_ttl(ttl)
         with self._lock:
+            if self._closed:
+                raise _closed()
             now = time.monotonic()
             session = _live(self._sessions, key, now)
             if session is None:
@@ -102,6 +114,8 @@ class MemorySessionStore(SessionStore):
         ttl = check_ttl(ttl)
         encoded = encode(data)  # outside the lock: TypeError before anything changes
         with self._lock:
+            if self._closed:
+                raise _closed()
             now = time.monotonic()
             self._sessions[key] = _Session(now + ttl, encoded)
             self._sessions.move_to_end(key)
@@ -110,6 +124,8 @@ class MemorySessionStore(SessionStore):
     async def delete(self, key: str) -> None:
         """Forget ``key``."""
         with self._lock:
+            if self._closed:
+                raise _closed()
             self._sessions.pop(key, None)
             self._maybe_sweep(self._sessions, time.monotonic())
 
@@ -145,7 +161,10 @@ class MemorySessionStore(SessionStore):
 
     def _cursor(self, socket: str, ttl: float) -> _Cursor:
         """The live cursor of ``socket`` (a new one if absent or expired), its expiry
-        moved to ``ttl`` from now. Caller holds the lock."""
+        moved to ``ttl`` from now. Caller holds the lock; both ordering steps start
+        here, so this is where a closed store refuses them."""
+        if self._closed:
+            raise _closed()
         now = time.monotonic()
         cursor = _live(self._cursors, socket, now)
         if cursor is None:
@@ -162,8 +181,17 @@ class MemorySessionStore(SessionStore):
         if count % SWEEP_EVERY == 0:
             _sweep(table, now, SWEEP_BATCH * SWEEP_EVERY)
 
+    async def aclose(self) -> None:
+        """Drop every session and cursor; the store refuses work from now on."""
+        with self._lock:
+            self._closed = True
+            self._sessions.clear()
+            self._cursors.clear()
+
     def __repr__(self) -> str:
         with self._lock:
+            if self._closed:
+                return "<MemorySessionStore closed>"
             return (
                 f"<MemorySessionStore sessions={len(self._sessions)} cursors={len(self._cursors)}>"
             )

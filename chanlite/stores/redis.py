@@ -2,9 +2,10 @@
 
 It uses the Redis layer's connection handling (:class:`~chanlite.layers.redis.RedisShards`):
 the same URLs (several comma-separated shards, ``rediss://``, ``redis+sentinel://``),
-reconnecting with backoff, outage logging, and at-most-once sending of anything that
-is not safe to repeat. :meth:`RedisSessionStore.for_layer` shares a layer's
-connections and key prefix.
+reconnecting with backoff, outage logging, at-most-once sending of anything that is
+not safe to repeat, and :class:`~chanlite.LayerError` for every failure of a server.
+:meth:`RedisSessionStore.for_layer` shares a layer's connections and key prefix (and
+is closed with the layer).
 
 Data layout (key formats are the ``*_KEY`` constants; every key starts with the
 store's prefix, so stores sharing a database stay apart, and they never collide with

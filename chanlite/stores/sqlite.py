@@ -3,7 +3,8 @@
 It keeps its tables in the same kind of file as the SQLite layer (and, through
 :meth:`SQLiteSessionStore.for_layer`, in the layer's own file), with the same kind of
 connection: :class:`~chanlite.layers.sqlite.SQLiteConnection` runs every call on one
-dedicated thread, so no blocking call runs on an event loop, in WAL mode.
+dedicated thread, so no blocking call runs on an event loop, in WAL mode, and raises
+an ``sqlite3.Error`` as a :class:`~chanlite.LayerError` caused by it.
 
 Tables (names are the constants below; every row carries the store's ``prefix``, so
 stores sharing a file stay apart):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextvars import Token
+from typing import Any, Self
 
 from anyio.from_thread import BlockingPortal
 from starlette.testclient import TestClient
@@ -11,6 +12,7 @@ from .. import auth
 from ..app import Chanlite
 from ..exceptions import ChanliteError
 from ..layers.base import BaseChannelLayer
+from ..runtime import AppServices, enter_app, exit_app
 from ..sessions.decorators import HTTP_NAMESPACE, channel_session_key, save_http_session
 from ..sessions.session import (
     CHANNEL_SESSION_TTL,
@@ -28,7 +30,10 @@ class ChanliteTestClient(TestClient):
     """Drive a :class:`~chanlite.Chanlite` app in-process, synchronously.
 
     Use it in a ``with`` block: entering runs the app's startup (layer, interface,
-    workers) on a background event loop, leaving runs the graceful shutdown.
+    workers) on a background event loop, leaving runs the graceful shutdown. Inside
+    the block the app is current, as it is for its views: a ``Channel`` or ``Group``
+    without a layer uses the app's, and the session helpers its secret key and store.
+    Several clients may run side by side, each with its own app.
     """
 
     def __init__(self, app: Chanlite, **options: Any) -> None:
@@ -37,6 +42,20 @@ class ChanliteTestClient(TestClient):
         options.setdefault("base_url", "http://testserver")
         super().__init__(app, **options)
         self.chanlite = app
+        self._entered: Token[AppServices | None] | None = None
+
+    def __enter__(self) -> Self:
+        client = super().__enter__()
+        self._entered = enter_app(self.chanlite.services())
+        return client
+
+    def __exit__(self, *args: Any) -> None:
+        token, self._entered = self._entered, None
+        try:
+            if token is not None:
+                exit_app(token)
+        finally:
+            super().__exit__(*args)
 
     @property
     def layer(self) -> BaseChannelLayer:

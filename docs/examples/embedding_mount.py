@@ -33,7 +33,7 @@ live = Chanlite(routes)
 
 @contextlib.asynccontextmanager
 async def lifespan(site: Starlette) -> AsyncIterator[None]:
-    await live.startup()  # before the first request, so views share its layer and store
+    await live.startup()  # Mount forwards no lifespan events: start it here
     yield
     await live.shutdown()  # drain the workers, close the sockets with 1001
 
@@ -48,3 +48,4 @@ site = Starlette(
     lifespan=lifespan,
 )
 site.add_middleware(SessionMiddleware)
+site.add_middleware(live.middleware)  # last, so it wraps the rest: views find live's store

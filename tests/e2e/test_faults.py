@@ -43,7 +43,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from chanlite import get_layer
+from chanlite import LayerError, get_layer
 from chanlite.layers.base import DEFAULT_PREFIX, BaseChannelLayer
 from chanlite.layers.redis import CONNECT_PATIENCE, GROUP_KEY, SHARED_BATCH, RedisChannelLayer
 from chanlite.worker import ASYNC_CONCURRENCY
@@ -527,8 +527,9 @@ async def test_only_an_answer_ends_an_outage(
         # looks open, as it does in a busy process that has not read the EOF yet.
         redis_server.kill()
         shard.mark_down(OSError("noticed first by a blocking read"))
-        with pytest.raises(RedisConnectionError):
+        with pytest.raises(LayerError) as failed:
             await layer.send("pooled", {"n": 1})
+        assert isinstance(failed.value.__cause__, RedisConnectionError)
         shard.mark_up(before)  # a reply to a command sent before the outage
         assert not any(RECOVERY_LOGGED in r.getMessage() for r in caplog.records)
         await asyncio.to_thread(redis_server.start)

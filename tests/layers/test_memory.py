@@ -19,10 +19,11 @@ from chanlite import ChannelFull, get_layer
 from chanlite.layers import BaseChannelLayer
 from chanlite.layers.memory import InMemoryChannelLayer
 
+from .closing import ClosedLayerContract
 from .contract import PATIENCE, WAKE_WITHIN, LayerContract
 
 
-class TestMemoryLayer(LayerContract):
+class TestMemoryLayer(LayerContract, ClosedLayerContract):
     async def make_layer(self, **options: Any) -> BaseChannelLayer:
         return get_layer("memory://", **options)
 

@@ -25,11 +25,11 @@ import orjson
 import pytest
 import redis.asyncio
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chanlite import ChanliteError, ChannelFull, Message, Routes, get_layer
+from chanlite import ChanliteError, ChannelFull, LayerError, Message, Routes, get_layer
 from chanlite._codec import decode
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
@@ -51,6 +51,7 @@ from chanlite.layers.redis import (
 from chanlite.worker import Worker
 
 from ..conftest import private_redis_servers, require_redis, require_redis_server
+from .closing import ClosedLayerContract
 from .contract import PATIENCE, WAKE_WITHIN, LayerContract
 from .redis_helpers import STOP, RedisServer, free_port
 
@@ -65,7 +66,7 @@ def unique_prefix() -> str:
 
 
 @pytest.mark.redis
-class TestRedisLayer(LayerContract):
+class TestRedisLayer(LayerContract, ClosedLayerContract):
     async def make_layer(self, **options: Any) -> BaseChannelLayer:
         require_redis()
         options.setdefault("prefix", unique_prefix())
@@ -237,8 +238,10 @@ async def test_a_password_protected_server_needs_the_right_password():
     try:
         await good.send("locked", {"n": 1})
         assert await good.receive(["locked"], timeout=PATIENCE) == ("locked", {"n": 1})
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(LayerError) as refused:
             await bad.send("locked", {"n": 2})
+        assert isinstance(refused.value.__cause__, AuthenticationError)
+        assert "wrong" not in str(refused.value)
     finally:
         await good.aclose()
         await bad.aclose()
@@ -555,18 +558,6 @@ async def test_layers_with_other_prefixes_do_not_share_messages(shared_layer):
         assert await shared_layer.receive(["mine"], timeout=0) == ("mine", {"n": 1})
     finally:
         await other.aclose()
-
-
-@pytest.mark.anyio
-@pytest.mark.redis
-async def test_closing_the_layer_fails_a_waiting_receive():
-    require_redis()
-    layer = RedisChannelLayer(TEST_URL, prefix=unique_prefix())
-    waiting = asyncio.create_task(layer.receive(["never"]))
-    await anyio.sleep(0.05)
-    await layer.aclose()
-    with pytest.raises(RuntimeError, match="closed"):
-        await waiting
 
 
 # -- round trips, SCAN and blocking reads, counted on a private server -------------------
@@ -1083,11 +1074,14 @@ async def test_commands_raise_after_trying_to_connect_for_a_while(caplog):
     layer = RedisChannelLayer(f"redis://127.0.0.1:{port}/0")
     try:
         started = time.monotonic()
-        with pytest.raises(RedisConnectionError):
+        with pytest.raises(LayerError) as sent:
             await layer.send("nowhere", {"n": 1})
         assert CONNECT_PATIENCE - 0.1 < time.monotonic() - started < CONNECT_PATIENCE + 0.5
-        with pytest.raises(RedisConnectionError):
+        assert isinstance(sent.value.__cause__, RedisConnectionError)
+        assert sent.value.backend == f"Redis at 127.0.0.1:{port}/0"
+        with pytest.raises(LayerError) as received:
             await layer.receive(["nowhere"], timeout=0)  # timeout=0 does not wait
+        assert isinstance(received.value.__cause__, RedisConnectionError)
     finally:
         await layer.aclose()
     warnings, _ = outage_records(caplog)
@@ -1180,7 +1174,7 @@ class Traffic:
             self.attempts += 1
             try:
                 await self.layer.send("traffic", {"n": self.attempts - 1})
-            except RedisConnectionError:
+            except LayerError:
                 self.failures += 1
                 if self.failures >= 2:
                     self.failed_twice.set()
@@ -1205,6 +1199,73 @@ class Traffic:
     async def _wait(self) -> None:
         self._arrived = anyio.Event()
         await self._arrived.wait()
+
+
+@pytest.mark.anyio
+async def test_a_server_that_stops_makes_every_kind_of_command_raise_layer_error(own_server):
+    layer = RedisChannelLayer(own_server.url, prefix=unique_prefix())
+    commands: dict[str, Callable[[], Awaitable[Any]]] = {
+        "a send (never repeated)": lambda: layer.send("down", {"n": 1}),
+        "a receive that does not wait": lambda: layer.receive(["down"], timeout=0),
+        "a group change (repeated while connecting)": lambda: layer.group_add("down", "one"),
+        "a read of every shard": lambda: layer.group_channels("down"),
+    }
+    try:
+        await layer.send("up", {"n": 0})  # the connection is open
+        own_server.kill()
+        for name, command in commands.items():
+            with pytest.raises(LayerError) as caught:
+                await command()
+            assert isinstance(caught.value.__cause__, (RedisConnectionError, RedisTimeoutError)), (
+                name
+            )
+            assert caught.value.backend == f"Redis at 127.0.0.1:{own_server.port}/0", name
+    finally:
+        await layer.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_a_command_redis_refuses_raises_layer_error_caused_by_its_error_reply(
+    shared_layer, caplog
+):
+    client = await inspect(TEST_URL)
+    try:
+        # A key of the wrong type where the channel's list belongs: every command on it
+        # gets an error reply.
+        await client.set(f"{shared_layer.prefix}:q:wrong", "not a list")
+        with pytest.raises(LayerError, match="WRONGTYPE") as sent:
+            await shared_layer.send("wrong", {"n": 1})
+        assert isinstance(sent.value.__cause__, ResponseError)
+        with pytest.raises(LayerError, match="WRONGTYPE") as taken:
+            await shared_layer.receive(["wrong"], timeout=0)
+        assert isinstance(taken.value.__cause__, ResponseError)
+        with pytest.raises(LayerError, match="WRONGTYPE") as waited:  # the blocking read
+            await shared_layer.receive(["wrong"], timeout=PATIENCE)
+        assert isinstance(waited.value.__cause__, ResponseError)
+    finally:
+        await client.aclose()
+    assert any("reading wrong failed" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_does_not_speak_resp_raises_layer_error():
+    async def gibberish(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"?no idea\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(gibberish, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    layer = RedisChannelLayer(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(LayerError, match="unexpected reply from Redis") as caught:
+            await layer.send("anything", {"n": 1})
+        assert isinstance(caught.value.__cause__, RedisConnectionError)
+    finally:
+        await layer.aclose()
+        server.close()
+        await server.wait_closed()
 
 
 @pytest.mark.anyio

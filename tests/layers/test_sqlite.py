@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
@@ -29,11 +29,12 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from chanlite import get_layer
+from chanlite import LayerError, get_layer
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
-from chanlite.layers.sqlite import MESSAGES, SQLiteChannelLayer
+from chanlite.layers.sqlite import GROUPS, MESSAGES, SQLiteChannelLayer
 
+from .closing import ClosedLayerContract
 from .contract import PATIENCE, WAKE_WITHIN, LayerContract
 
 #: The repository root, from where ``python -m tests.layers.test_sqlite`` runs.
@@ -49,7 +50,7 @@ def sqlite_url(path: Path, query: str = "") -> str:
     return f"sqlite:///{path.resolve()}" + (f"?{query}" if query else "")
 
 
-class TestSQLiteLayer(LayerContract):
+class TestSQLiteLayer(LayerContract, ClosedLayerContract):
     @pytest.fixture(autouse=True)
     def _database_directory(self, tmp_path: Path) -> None:
         self.directory = tmp_path
@@ -236,13 +237,39 @@ async def test_database_is_in_wal_mode(open_layer, tmp_path):
 
 
 @pytest.mark.anyio
+async def test_an_sqlite_error_raises_layer_error_caused_by_it(open_layer):
+    layer = open_layer()
+    await layer.send("before", {"n": 1})
+    await layer.group_add("room", "before")
+    with closing(sqlite3.connect(layer.path)) as conn:  # behind the layer's back
+        conn.execute(f"DROP TABLE {MESSAGES}")
+        conn.execute(f"DROP TABLE {GROUPS}")
+    operations: dict[str, Callable[[], Awaitable[Any]]] = {
+        "send": lambda: layer.send("after", {"n": 2}),
+        "receive, not waiting": lambda: layer.receive(["after"], timeout=0),
+        "receive, waiting": lambda: layer.receive(["after"], timeout=PATIENCE),
+        "group_add": lambda: layer.group_add("room", "after"),
+        "group_discard": lambda: layer.group_discard("room", "before"),
+        "group_channels": lambda: layer.group_channels("room"),
+        "group_send": lambda: layer.group_send("room", {"n": 3}),
+        "flush": lambda: layer.flush(),
+        "stats": lambda: layer.stats(),
+    }
+    for name, operation in operations.items():
+        with pytest.raises(LayerError, match="no such table") as caught:
+            await operation()
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError), name
+        assert caught.value.backend == f"SQLite database {layer.path!r}", name
+
+
+@pytest.mark.anyio
 async def test_closed_layer_refuses_work(open_layer, sqlite_connections):
     layer = open_layer()
     await layer.aclose()
     assert len(sqlite_connections) == 1
     assert sqlite_connections[0].was_closed
     await layer.aclose()  # closing twice is harmless
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(LayerError, match="closed"):
         await layer.send("late", {"n": 1})
 
 

@@ -35,6 +35,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
+from chanlite import LayerError
 from chanlite.stores import SessionStore, get_session_store
 
 StoreFactory = Callable[[], Awaitable[SessionStore]]
@@ -64,6 +65,14 @@ SESSION_DATA: dict[str, Any] = {
     "text": "line\nbreak \u2603",
 }
 ODD_KEYS = ["http:abc", "channel:reply!x1", "with space", "ünï:cödé/€", "k" * 300, ""]
+#: Every operation of the store API, as a closed store is asked to run it.
+CLOSED_OPERATIONS: dict[str, Callable[[SessionStore], Awaitable[Any]]] = {
+    "load": lambda store: store.load("closed", TTL),
+    "save": lambda store: store.save("closed", {"n": 1}, TTL),
+    "delete": lambda store: store.delete("closed"),
+    "order_start": lambda store: store.order_start("closed", 1, False, b"parked", TTL),
+    "order_finish": lambda store: store.order_finish("closed", 0, True, TTL),
+}
 
 
 async def wait_for(
@@ -490,6 +499,21 @@ class StoreContract:
         assert await first.order_finish("shared.socket", 0, False, TTL) == []
         assert not await second.order_start("shared.socket", 1, False, b"", TTL)
         assert await first.order_start("shared.socket", 1, False, b"", TTL)
+
+    # -- closing ------------------------------------------------------------------
+
+    @pytest.mark.parametrize("operation", CLOSED_OPERATIONS.values(), ids=CLOSED_OPERATIONS.keys())
+    async def test_every_operation_of_a_closed_store_raises_layer_error(
+        self, operation: Callable[[SessionStore], Awaitable[Any]]
+    ) -> None:
+        # Not the store fixture: its cleanup may use the store, which refuses that now.
+        store = await self.make_store()
+        await store.save("closing", {"n": 1}, TTL)  # used before: closing is what refuses
+        await store.delete("closing")
+        await store.aclose()
+        with pytest.raises(LayerError, match="closed by aclose"):
+            await operation(store)
+        await store.aclose()  # closing again is harmless
 
 
 class SharedStoreContract(StoreContract):

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from chanlite import LayerError
 from chanlite._codec import decode
 from chanlite.layers.redis import RedisChannelLayer, RedisShards
 from chanlite.stores import SessionStore, get_session_store
@@ -257,8 +258,9 @@ async def test_the_store_rides_out_a_server_restart(own_server):
     try:
         await store.save("k", {"n": 1}, TTL)
         own_server.kill()
-        with pytest.raises(RedisConnectionError):
+        with pytest.raises(LayerError) as caught:
             await store.load("k", TTL)
+        assert isinstance(caught.value.__cause__, RedisConnectionError)
         own_server.start()  # same port, empty: nothing persisted
         assert await store.load("k", TTL) is None
         await store.save("k", {"n": 2}, TTL)

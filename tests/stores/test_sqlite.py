@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import pytest
 
-from chanlite import get_layer
+from chanlite import LayerError, get_layer
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers.sqlite import SQLiteChannelLayer
 from chanlite.stores import SessionStore, get_session_store
@@ -156,7 +156,7 @@ async def test_closing_the_layer_closes_the_store_made_for_it(tmp_path, sqlite_c
     await layer.aclose()
     assert len(sqlite_connections) == 2  # the layer's and the store's
     assert all(conn.was_closed for conn in sqlite_connections)
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(LayerError, match="closed"):
         await store.load("http:x", TTL)
     await store.aclose()  # closing it again is harmless
 
@@ -169,7 +169,7 @@ async def test_a_store_made_for_a_closed_layer_is_closed(tmp_path, sqlite_connec
     store = SQLiteSessionStore.for_layer(layer)
     assert len(sqlite_connections) == 2  # the layer's and the store's
     assert all(conn.was_closed for conn in sqlite_connections)
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(LayerError, match="closed"):
         await store.load("http:x", TTL)
 
 
@@ -215,9 +215,30 @@ async def test_an_expired_cursor_is_replaced_with_its_parked_rows_deleted(open_s
 
 
 @pytest.mark.anyio
+async def test_an_sqlite_error_raises_layer_error_caused_by_it(open_store):
+    store = open_store()
+    await store.save("k", {"n": 1}, TTL)
+    with closing(sqlite3.connect(store.path)) as conn:  # behind the store's back
+        for table in (SESSIONS, CURSORS, PARKED):
+            conn.execute(f"DROP TABLE {table}")
+    operations: dict[str, Callable[[], Awaitable[Any]]] = {
+        "load": lambda: store.load("k", TTL),
+        "save": lambda: store.save("k", {"n": 2}, TTL),
+        "delete": lambda: store.delete("k"),
+        "order_start": lambda: store.order_start("socket", 1, False, b"parked", TTL),
+        "order_finish": lambda: store.order_finish("socket", 0, False, TTL),
+    }
+    for name, operation in operations.items():
+        with pytest.raises(LayerError, match="no such table") as caught:
+            await operation()
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError), name
+        assert caught.value.backend == f"SQLite database {store.path!r}", name
+
+
+@pytest.mark.anyio
 async def test_a_closed_store_refuses_work(open_store):
     store = open_store()
     await store.aclose()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(LayerError, match="closed"):
         await store.load("k", TTL)
     assert "store.db" in repr(store)
