@@ -270,7 +270,7 @@ async def test_a_handed_message_cancelled_before_it_waits_is_cancelled_where_it_
         assert task is not None
         task.cancel()
         try:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # its first wait: where the cancellation must land
         except asyncio.CancelledError:
             outcome.append(f"cancelled {message['n']}")
 

@@ -10,7 +10,9 @@ classes::
 Each test asks the ``layer_factory`` fixture for a layer with the options it needs
 (``expiry``, ``capacity``, ``channel_capacity``, ``group_expiry``...), or uses
 ``layer`` for the defaults. Every layer made is handed to :meth:`cleanup_layer` after
-the test. This module imports no backend.
+the test. A backend's suite that can tell how many receives wait on a channel says so
+in :meth:`LayerContract.receivers_waiting`: the tests that need a waiting receive then
+wait for one instead of giving it a moment. This module imports no backend.
 
 The cases follow the ASGI 1.0 layer conformance suite and DESIGN.md §4-§5.
 """
@@ -30,7 +32,7 @@ import pytest
 
 from chanlite import ChanliteError, ChannelFull, InvalidChannelName, MessageTooLarge
 from chanlite.layers import BaseChannelLayer
-from chanlite.names import validate_channel_name
+from chanlite.names import queue_name, validate_channel_name
 
 LayerFactory = Callable[..., Awaitable[BaseChannelLayer]]
 
@@ -40,6 +42,9 @@ MIB = 1024 * 1024
 WAKE_WITHIN = 0.5
 #: How long a receive that expects a message may wait before the test gives up.
 PATIENCE = 2.0
+#: How long a receive is given to start waiting when the suite cannot tell whether it
+#: has (see :meth:`LayerContract.receivers_waiting`).
+SETTLE = 0.05
 
 BAD_CHANNEL_NAMES = [
     "",
@@ -57,12 +62,30 @@ BAD_GROUP_NAMES = ["", "has space", "a" * 100, "proc!local", "single?", "caf\u00
 NOT_DICTS = [[], ["list"], "text", b"bytes", ("tuple",), None, 3]
 
 
+async def until(
+    condition: Callable[[], bool], what: str, *, within: float = PATIENCE, pause: float = 0.0
+) -> None:
+    """Return once ``condition()`` holds; fail saying ``what`` after ``within`` seconds.
+
+    For state that no event announces. It is looked at again after every ``pause``
+    seconds: 0 lets every other task of this loop have a turn in between, which is
+    enough for state that they change; state changed by another thread or process
+    wants a short pause, so that the looking does not crowd out the changing.
+    """
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {within} s waiting for {what}")
+        await anyio.sleep(pause)
+
+
 class LayerContract:
     """Every promise of :class:`~chanlite.layers.BaseChannelLayer`, as tests.
 
     Subclasses implement :meth:`make_layer` (and :meth:`cleanup_layer` if flushing and
-    closing is not enough); pytest collects them because their names start with
-    ``Test``. This class itself is never collected.
+    closing is not enough, and :meth:`receivers_waiting` if the layer can tell); pytest
+    collects them because their names start with ``Test``. This class itself is never
+    collected.
     """
 
     pytestmark = pytest.mark.anyio
@@ -75,6 +98,29 @@ class LayerContract:
         """Release ``layer`` after a test, leaving nothing behind for the next one."""
         await layer.flush()
         await layer.aclose()
+
+    def receivers_waiting(self, layer: BaseChannelLayer, channel: str) -> int | None:
+        """How many receives of ``layer`` wait on ``channel`` now, or ``None`` if the
+        suite cannot tell.
+
+        ``channel`` is a name as given to ``receive`` (``prefix!`` for process-specific
+        channels). :class:`~chanlite.layers.BaseChannelLayer` has no way to ask, so a
+        backend's suite answers from what its layer shows. The tests that send to, or
+        cancel, a waiting receive then wait until it waits; with ``None`` they give it
+        :data:`SETTLE` seconds, and may test a receive that has not started waiting.
+        """
+        return None
+
+    async def until_receiving(self, layer: BaseChannelLayer, channel: str, count: int = 1) -> None:
+        """Return once ``count`` receives of ``layer`` wait on ``channel``."""
+        if self.receivers_waiting(layer, channel) is None:
+            await anyio.sleep(SETTLE)  # the suite cannot tell: see receivers_waiting()
+            return
+        await until(
+            lambda: (self.receivers_waiting(layer, channel) or 0) >= count,
+            f"{count} receive(s) waiting on {channel!r}",
+            pause=0.001,  # a receive may wait on a thread or a server to get there
+        )
 
     @pytest.fixture
     async def layer_factory(self) -> AsyncIterator[LayerFactory]:
@@ -130,29 +176,30 @@ class LayerContract:
         assert await layer.receive(["empty"], timeout=0.2) == (None, None)
         assert 0.15 <= time.monotonic() - started < 0.2 + WAKE_WITHIN
 
-    async def test_receive_waits_for_a_message_sent_later(self, layer):
-        async def send_soon() -> None:
-            await anyio.sleep(0.05)
-            await layer.send("later", {"n": 1})
+    async def send_once_receiving(
+        self, layer: BaseChannelLayer, channel: str, message: dict[str, Any], sent_at: list[float]
+    ) -> None:
+        """Send ``message`` to ``channel`` once a receive waits on it (on ``channel``'s
+        ``prefix!`` for a process-specific name), noting when in ``sent_at``."""
+        await self.until_receiving(layer, queue_name(channel))
+        sent_at.append(time.monotonic())
+        await layer.send(channel, message)
 
-        started = time.monotonic()
+    async def test_receive_waits_for_a_message_sent_later(self, layer):
+        sent_at: list[float] = []
         async with anyio.create_task_group() as tg:
-            tg.start_soon(send_soon)
+            tg.start_soon(self.send_once_receiving, layer, "later", {"n": 1}, sent_at)
             result = await layer.receive(["later"], timeout=5)
         assert result == ("later", {"n": 1})
-        assert time.monotonic() - started < 0.05 + WAKE_WITHIN
+        assert time.monotonic() - sent_at[0] < WAKE_WITHIN
 
     async def test_receive_on_several_channels_wakes_for_any_of_them(self, layer):
-        async def send_soon() -> None:
-            await anyio.sleep(0.05)
-            await layer.send("wake.second", {"n": 2})
-
-        started = time.monotonic()
+        sent_at: list[float] = []
         async with anyio.create_task_group() as tg:
-            tg.start_soon(send_soon)
+            tg.start_soon(self.send_once_receiving, layer, "wake.second", {"n": 2}, sent_at)
             result = await layer.receive(["wake.first", "wake.second"], timeout=5)
         assert result == ("wake.second", {"n": 2})
-        assert time.monotonic() - started < 0.05 + WAKE_WITHIN
+        assert time.monotonic() - sent_at[0] < WAKE_WITHIN
 
     async def test_each_waiting_receiver_is_woken_by_its_own_message(self, layer):
         results: list[Any] = []
@@ -160,15 +207,15 @@ class LayerContract:
         async def receive_one() -> None:
             results.append(await layer.receive(["pair"], timeout=5))
 
-        started = time.monotonic()
         async with anyio.create_task_group() as tg:
             tg.start_soon(receive_one)
             tg.start_soon(receive_one)
-            await anyio.sleep(0.05)
+            await self.until_receiving(layer, "pair", 2)
+            sent_at = time.monotonic()
             await layer.send("pair", {"n": 1})
             await layer.send("pair", {"n": 2})
         assert sorted(message["n"] for _, message in results) == [1, 2]
-        assert time.monotonic() - started < 0.05 + WAKE_WITHIN
+        assert time.monotonic() - sent_at < WAKE_WITHIN
 
     async def test_messages_come_out_in_the_order_they_went_in(self, layer_factory):
         layer = await layer_factory(capacity=1000)
@@ -211,7 +258,7 @@ class LayerContract:
     async def test_cancelled_receive_takes_nothing(self, layer):
         async with anyio.create_task_group() as tg:
             tg.start_soon(layer.receive, ["cancel"])
-            await anyio.sleep(0.05)  # let the receive start waiting
+            await self.until_receiving(layer, "cancel")
             tg.cancel_scope.cancel()
         await layer.send("cancel", {"n": 1})
         assert await layer.receive(["cancel"], timeout=PATIENCE) == ("cancel", {"n": 1})
@@ -236,21 +283,22 @@ class LayerContract:
             got_one.set()
 
         first = asyncio.create_task(receive())
-        await anyio.sleep(0.05)  # the first to wait is the first to be woken
-        second = asyncio.create_task(receive())
-        await anyio.sleep(0.05)
+        tasks = [first]
         try:
+            await self.until_receiving(layer, "baton")  # the first to wait is woken first
+            tasks.append(asyncio.create_task(receive()))
+            await self.until_receiving(layer, "baton", 2)
             for message in messages:
                 await layer.send("baton", message)
             for _ in range(steps):
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # the point of cancelling under test, in loop steps
             first.cancel()
             with anyio.fail_after(WAKE_WITHIN):
                 await got_one.wait()
         finally:
-            for task in (first, second):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(first, second, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         while (leftover := await layer.receive(["baton"], timeout=0)) != (None, None):
             received.append(leftover)
         return received
@@ -280,16 +328,12 @@ class LayerContract:
         )
 
     async def test_prefix_receive_wakes_for_a_process_specific_message(self, layer):
-        async def send_soon() -> None:
-            await anyio.sleep(0.05)
-            await layer.send("proc!late", {"n": 1})
-
-        started = time.monotonic()
+        sent_at: list[float] = []
         async with anyio.create_task_group() as tg:
-            tg.start_soon(send_soon)
+            tg.start_soon(self.send_once_receiving, layer, "proc!late", {"n": 1}, sent_at)
             result = await layer.receive(["proc!"], timeout=5)
         assert result == ("proc!late", {"n": 1})
-        assert time.monotonic() - started < 0.05 + WAKE_WITHIN
+        assert time.monotonic() - sent_at[0] < WAKE_WITHIN
 
     async def test_prefixes_are_separate(self, layer):
         await layer.send("alpha!a", {"n": 1})
@@ -437,27 +481,27 @@ class LayerContract:
     async def test_message_expires_unread(self, layer_factory):
         layer = await layer_factory(expiry=0.1)
         await layer.send("expire", {"value": "blue"})
-        await anyio.sleep(0.2)
+        await anyio.sleep(0.2)  # expiry is the behaviour under test: past it
         assert await layer.receive(["expire"], timeout=0) == (None, None)
 
     async def test_process_specific_message_expires_unread(self, layer_factory):
         layer = await layer_factory(expiry=0.1)
         await layer.send("expire!a", {"value": "blue"})
-        await anyio.sleep(0.2)
+        await anyio.sleep(0.2)  # expiry is the behaviour under test: past it
         assert await layer.receive(["expire!"], timeout=0) == (None, None)
 
     async def test_expiry_drops_only_the_older_messages(self, layer_factory):
         layer = await layer_factory(expiry=0.4)
         await layer.send("expire", {"n": 1})
-        await anyio.sleep(0.25)
+        await anyio.sleep(0.25)  # aging n=1 (the behaviour under test)
         await layer.send("expire", {"n": 2})
-        await anyio.sleep(0.25)
+        await anyio.sleep(0.25)  # n=1 is now past its expiry, n=2 is not
         assert await layer.receive(["expire"], timeout=0) == ("expire", {"n": 2})
 
     async def test_expired_messages_free_capacity(self, layer_factory):
         layer = await layer_factory(expiry=0.1, capacity=1)
         await layer.send("expire", {"n": 1})
-        await anyio.sleep(0.2)
+        await anyio.sleep(0.2)  # expiry is the behaviour under test: past it
         await layer.send("expire", {"n": 2})
         assert await layer.receive(["expire"], timeout=0) == ("expire", {"n": 2})
 
@@ -530,7 +574,7 @@ class LayerContract:
     async def test_group_membership_expires(self, layer_factory):
         layer = await layer_factory(group_expiry=0.2)
         await layer.group_add("tge", "tge.member")
-        await anyio.sleep(0.3)
+        await anyio.sleep(0.3)  # group expiry is the behaviour under test: past it
         await layer.group_send("tge", {"value": "blue"})
         assert await layer.receive(["tge.member"], timeout=0) == (None, None)
         assert await layer.group_channels("tge") == set()
@@ -538,9 +582,9 @@ class LayerContract:
     async def test_group_add_refreshes_membership_expiry(self, layer_factory):
         layer = await layer_factory(group_expiry=0.4)
         await layer.group_add("tge", "tge.member")
-        await anyio.sleep(0.25)
+        await anyio.sleep(0.25)  # aging the membership (the behaviour under test)
         await layer.group_add("tge", "tge.member")
-        await anyio.sleep(0.25)
+        await anyio.sleep(0.25)  # past the first add's expiry, not the second's
         assert await layer.group_channels("tge") == {"tge.member"}
 
     async def test_member_whose_message_expired_is_removed_from_groups(self, layer_factory):

@@ -20,20 +20,12 @@ from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.layers.redis import RedisChannelLayer
 
 from ..conftest import require_redis
+from .contract import until
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 5.0
 REPLY_PREFIX = "interface.0123456789ab!"
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (boundedly) until ``condition()`` holds, letting other tasks run."""
-    async with asyncio.timeout(TIMEOUT):
-        # Layer state announces no event: look again after every other task has had
-        # a turn (bounded by the timeout; no time passes between looks).
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0)
 
 
 def start(coro: Any) -> asyncio.Task[Any]:
@@ -53,7 +45,7 @@ async def test_send_waiting_waits_until_a_receive_makes_room() -> None:
     layer = InMemoryChannelLayer(capacity=1)
     await layer.send("full", {"n": 1})
     waiting = start(layer.send_waiting("full", {"n": 2}, timeout=TIMEOUT))
-    await until(lambda: layer.waiting_senders("full") == 1)
+    await until(lambda: layer.waiting_senders("full") == 1, "a send waiting for room")
     assert not waiting.done()
     assert await layer.receive(["full"], timeout=0) == ("full", {"n": 1})
     await waiting  # admitted by that receive
@@ -66,7 +58,7 @@ async def test_waiting_senders_are_admitted_in_arrival_order() -> None:
     senders = []
     for n in range(1, 6):
         senders.append(start(layer.send_waiting("fifo", {"n": n}, timeout=TIMEOUT)))
-        await until(lambda n=n: layer.waiting_senders("fifo") == n)  # type: ignore[misc]
+        await until(lambda n=n: layer.waiting_senders("fifo") == n, f"{n} waiting sends")  # type: ignore[misc]
     got = []
     for _ in range(6):
         _, message = await layer.receive(["fifo"], timeout=TIMEOUT)
@@ -79,7 +71,7 @@ async def test_a_later_send_does_not_barge_ahead_of_waiting_senders() -> None:
     layer = InMemoryChannelLayer(capacity=1)
     await layer.send("queue", {"n": 0})
     waiting = start(layer.send_waiting("queue", {"n": 1}, timeout=TIMEOUT))
-    await until(lambda: layer.waiting_senders("queue") == 1)
+    await until(lambda: layer.waiting_senders("queue") == 1, "a send waiting for room")
     await layer.receive(["queue"], timeout=0)  # the room goes to the waiting sender
     with pytest.raises(ChannelFull):
         await layer.send("queue", {"n": 2})
@@ -108,7 +100,7 @@ async def test_a_cancelled_waiting_send_sends_nothing() -> None:
     layer = InMemoryChannelLayer(capacity=1)
     await layer.send("cancel", {"n": 1})
     waiting = start(layer.send_waiting("cancel", {"n": 2}, timeout=TIMEOUT))
-    await until(lambda: layer.waiting_senders("cancel") == 1)
+    await until(lambda: layer.waiting_senders("cancel") == 1, "a send waiting for room")
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -128,7 +120,7 @@ async def test_flush_admits_waiting_senders() -> None:
     layer = InMemoryChannelLayer(capacity=1)
     await layer.send("flushed", {"n": 1})
     waiting = start(layer.send_waiting("flushed", {"n": 2}, timeout=TIMEOUT))
-    await until(lambda: layer.waiting_senders("flushed") == 1)
+    await until(lambda: layer.waiting_senders("flushed") == 1, "a send waiting for room")
     await layer.flush()
     await waiting
     assert await layer.receive(["flushed"], timeout=0) == ("flushed", {"n": 2})
