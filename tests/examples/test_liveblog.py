@@ -196,6 +196,8 @@ def test_two_pages_show_posts_live_as_text(browser: Browser, server: Served) -> 
         alice.get_by_label("title").fill("<b>Goal</b>")
         alice.get_by_label("body").fill("1 - 0 & counting")
         alice.get_by_role("button", name="Publish").click()
+        # The browser's post must be in before the next one, for "newest first" to hold.
+        expect(alice.locator("article h2").first).to_have_text("<b>Goal</b>", timeout=WAIT_MS)
         httpx.post(f"{server.http}/posts", json={"title": "Half time", "body": "Tea."})
         for page in (alice, bob):
             newest = page.locator("article h2").first
