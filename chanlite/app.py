@@ -221,7 +221,7 @@ class Chanlite:
 
     def spans_processes(self, layer: BaseChannelLayer) -> bool:
         """True when this app shares its layer with other processes."""
-        return not self.workers or "memory" not in type(layer).schemes
+        return not self.workers or not layer.process_local
 
     # -- lifecycle --------------------------------------------------------------
 

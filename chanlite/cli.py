@@ -231,7 +231,7 @@ def _cross_process_layer(url: str | None, command: str) -> BaseChannelLayer:
             f"or sqlite:///path.db, or set {LAYER_ENV}"
         )
     layer = get_layer(url)
-    if "memory" in type(layer).schemes:
+    if layer.process_local:
         raise UsageError(
             f"chanlite {command} cannot use memory:// (it lives inside one process); "
             "use redis://... or sqlite:///path.db"

@@ -4,10 +4,13 @@ It runs no user code. Each connection gets a reply channel ``<prefix>!<random>``
 under the process's one reply prefix ``interface.<id>!``, and every reply for every
 connection arrives through that prefix: on ``memory://`` and ``redis://`` the layer
 hands replies to the interface as they arrive (a local reader), on other layers one
-reader task takes them with a single ``receive`` on the prefix. Replies for connections that are
-gone are dropped. A reply is written to its socket at once when nothing is waiting
-ahead of it; a writer task runs only while a socket has replies waiting.
+reader task takes them with a single ``receive`` on the prefix. Replies for
+connections that are gone are dropped. A reply is written to its socket at once when
+nothing is waiting ahead of it; a writer task runs only while a socket has replies
+waiting (see :mod:`chanlite.sockets`).
 
+The interface depends on the layer contract alone: it sends through the layer's
+``send_waiting`` and reads ``process_local`` and ``attach_reader``, whatever the layer.
 Protocol messages that meet a full channel wait for room, first come first served:
 a frame up to ``receive_full_timeout`` (then 1013), a connect up to
 ``websocket_connect_timeout`` (then 503), a disconnect up to ``receive_full_timeout``
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import PlainTextResponse
@@ -36,8 +39,6 @@ from .default_routes import default_connect
 from .exceptions import ChannelFull, MessageTooLarge
 from .http_relay import log_layer_failure
 from .layers.base import INTERFACE_PREFIX, BaseChannelLayer
-from .layers.memory import InMemoryChannelLayer
-from .names import queue_name
 from .ordering import ordering_mode
 from .protocol import (
     HTTP_REQUEST,
@@ -63,10 +64,6 @@ from .sockets import (
 logger = logging.getLogger("chanlite.server")
 
 
-# Polling bounds while a message waits for room on a full channel of a layer that
-# cannot say when room frees up (every layer but memory://).
-_FULL_BACKOFF_MIN = 0.001
-_FULL_BACKOFF_MAX = 0.05
 # UTF-8 takes at most this many bytes per character: a text frame of at most
 # limit / 4 characters is under the limit without encoding it to count.
 _MAX_UTF8_BYTES = 4
@@ -108,11 +105,7 @@ class InterfaceServer:
         self._targets: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._sockets: dict[str, Socket] = {}
         self._reader: asyncio.Task[None] | None = None
-        # memory:// hands replies over as they are sent and says when room frees up.
-        self._memory = layer if isinstance(layer, InMemoryChannelLayer) else None
         self._attached = False
-        # Other layers: per channel, the FIFO that senders waiting for room join.
-        self._turns: dict[str, asyncio.Lock] = {}
         # Set once every socket is being closed (shutdown): no worker is left to make
         # room, so a disconnect that finds its channel full is dropped at once.
         self._closing = False
@@ -121,7 +114,7 @@ class InterfaceServer:
         # other reader of websocket.connect), and no ordering that counts order 0.
         self._answers_connects = (
             local_workers
-            and self._memory is not None
+            and layer.process_local
             and not any(ordering_mode(item.consumer) for item in routes)
         )
 
@@ -201,61 +194,6 @@ class InterfaceServer:
                 message = decode(payload)
             target(message)
 
-    # -- sending protocol messages ------------------------------------------------
-
-    def _send_waiting(
-        self, channel: str, content: dict[str, Any], timeout: float, *, owned: bool = False
-    ) -> Awaitable[None]:
-        """Send ``content``, waiting up to ``timeout`` seconds for room while the
-        channel is full, first come first served; ChannelFull if it never fits.
-
-        ``owned``: ``content`` is handed over (see ``InMemoryChannelLayer.send_waiting``).
-        Returns the layer's own coroutine where it can (one frame less per frame).
-        """
-        if self._memory is not None:
-            return self._memory.send_waiting(channel, content, timeout, owned=owned)
-        return self._send_polling(channel, content, timeout)
-
-    async def _send_polling(self, channel: str, content: dict[str, Any], timeout: float) -> None:
-        turn = self._turns.get(channel)
-        if turn is None:
-            turn = self._turns[channel] = asyncio.Lock()
-        if not turn.locked():  # nobody is waiting: no turn to take
-            try:
-                await self.layer.send(channel, content)
-                return
-            except ChannelFull:
-                if timeout <= 0:
-                    raise
-        await self._send_in_turn(turn, channel, content, timeout)
-
-    async def _send_in_turn(
-        self, turn: asyncio.Lock, channel: str, content: dict[str, Any], timeout: float
-    ) -> None:
-        """Wait for ``turn`` (a FIFO), then poll until the message fits: the layer
-        cannot say when room frees up, and one poller per channel is enough."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                await turn.acquire()
-        except TimeoutError:
-            raise ChannelFull(channel, self.layer.capacity_for(queue_name(channel))) from None
-        try:
-            delay = _FULL_BACKOFF_MIN
-            while True:
-                try:
-                    await self.layer.send(channel, content)
-                    return
-                except ChannelFull:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        raise
-                await asyncio.sleep(min(delay, left))
-                delay = min(delay * 2, _FULL_BACKOFF_MAX)
-        finally:
-            turn.release()
-
     # -- WebSocket --------------------------------------------------------------
 
     async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -296,7 +234,7 @@ class InterfaceServer:
             return sock.is_open
         timeout = self.settings.websocket_connect_timeout
         try:
-            await self._send_waiting(WEBSOCKET_CONNECT, content, timeout)
+            await self.layer.send_waiting(WEBSOCKET_CONNECT, content, timeout)
         except MessageTooLarge as exc:
             logger.info("refused a socket with 431: its websocket.connect %s", exc)
             await sock.deny(scope, 431)
@@ -369,7 +307,7 @@ class InterfaceServer:
         # codec's size limit, which only encoding it checks.
         owned = _frame_size(content) <= _OWNED_FRAME_LIMIT
         try:
-            await self._send_waiting(WEBSOCKET_RECEIVE, content, timeout, owned=owned)
+            await self.layer.send_waiting(WEBSOCKET_RECEIVE, content, timeout, owned=owned)
             return True
         except MessageTooLarge:
             logger.info("closed a socket with 1009: its frame's message is over the limit")
@@ -395,7 +333,7 @@ class InterfaceServer:
         }
         timeout = 0.0 if self._closing else self.settings.receive_full_timeout
         try:
-            await self._send_waiting(WEBSOCKET_DISCONNECT, content, timeout)
+            await self.layer.send_waiting(WEBSOCKET_DISCONNECT, content, timeout)
         except ChannelFull:
             logger.warning(
                 "websocket.disconnect stayed full for %.1fs; a disconnect message was dropped",

@@ -69,7 +69,10 @@ def test_no_worker_without_key_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cross_process_layer_without_key_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
     class SharedLayer(InMemoryChannelLayer):
+        """A layer other processes can reach (as far as the app can tell)."""
+
         schemes = ("shared",)
+        process_local = False
 
     monkeypatch.delenv("CHANLITE_SECRET_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="spans processes"):

@@ -18,6 +18,7 @@ and the hot paths carry no extra handlers.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import secrets
 from abc import ABC, abstractmethod
@@ -25,9 +26,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._codec import encode
-from ..exceptions import ConfigurationError, InvalidChannelName, LayerError
+from ..exceptions import ChannelFull, ConfigurationError, InvalidChannelName, LayerError
 from ..names import (
     is_process_specific,
+    queue_name,
     validate_channel_name,
     validate_group_name,
     validate_new_channel_prefix,
@@ -49,6 +51,10 @@ BUILTIN_CHANNEL_CAPACITY: tuple[tuple[str, int], ...] = ((f"{INTERFACE_PREFIX}*!
 _RECEIVE_CACHE_LIMIT = 1_000
 # 16 random bytes give the 128 bits that keep reply channels unguessable.
 _NEW_CHANNEL_BYTES = 16
+# Bounds of the default send_waiting's polling, for layers that cannot say when room
+# frees up on a full channel.
+_FULL_BACKOFF_MIN = 0.001
+_FULL_BACKOFF_MAX = 0.05
 
 ReceiveResult = tuple[str, dict[str, Any]] | tuple[None, None]
 #: A local reader: ``deliver(channels, payload)`` takes one encoded payload meant for
@@ -96,6 +102,9 @@ class BaseChannelLayer(ABC):
     #: may then let another task finish a consumer's sends while it goes on with its
     #: next message. The built-in layers set it; the default is the safe ``False``.
     task_neutral_sends: bool = False
+    #: True if only this process can reach the layer's channels (``memory://``): what
+    #: is sent here is received here or nowhere.
+    process_local: bool = False
 
     def __init__(
         self,
@@ -118,6 +127,8 @@ class BaseChannelLayer(ABC):
         self._receive_cache: dict[tuple[str, ...], list[str]] = {}
         #: Group deliveries skipped because the member's channel was full.
         self.group_full_skips = 0
+        # Per channel, the FIFO that the default send_waiting's waiting senders join.
+        self._send_turns: dict[str, asyncio.Lock] = {}
 
     # -- sending --------------------------------------------------------------
 
@@ -133,6 +144,57 @@ class BaseChannelLayer(ABC):
         """
         validate_channel_name(channel)
         await self.send_encoded(channel, encode(message))
+
+    async def send_waiting(
+        self, channel: str, message: dict[str, Any], timeout: float, *, owned: bool = False
+    ) -> None:
+        """Send ``message``, waiting up to ``timeout`` seconds for room while
+        ``channel`` is full; raise :class:`~chanlite.ChannelFull` if there is still
+        none by then. Senders waiting on one channel get room first come, first
+        served, and ahead of later ones.
+
+        Optional to override. This default cannot tell when room frees up, so one
+        waiting sender per channel polls, 1 to 50 ms apart, and the others queue
+        behind it; a layer that can tell (``memory://``) wakes its senders instead.
+        ``owned``: the caller hands ``message`` over and never touches it again, so a
+        layer may store it uncopied (this default copies it as ``send`` does).
+        """
+        turn = self._send_turns.get(channel)
+        if turn is None:
+            turn = self._send_turns[channel] = asyncio.Lock()
+        if not turn.locked():  # nobody is waiting: no turn to take
+            try:
+                await self.send(channel, message)
+                return
+            except ChannelFull:
+                if timeout <= 0:
+                    raise
+        await self._send_in_turn(turn, channel, message, timeout)
+
+    async def _send_in_turn(
+        self, turn: asyncio.Lock, channel: str, message: dict[str, Any], timeout: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await turn.acquire()
+        except TimeoutError:
+            raise ChannelFull(channel, self.capacity_for(queue_name(channel))) from None
+        try:
+            delay = _FULL_BACKOFF_MIN
+            while True:
+                try:
+                    await self.send(channel, message)
+                    return
+                except ChannelFull:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, _FULL_BACKOFF_MAX)
+        finally:
+            turn.release()
 
     @abstractmethod
     async def send_encoded(self, channel: str, payload: bytes) -> None:
@@ -161,6 +223,12 @@ class BaseChannelLayer(ABC):
         itself (Redis) keeps a receive that may wait (any ``timeout`` but ``0``)
         waiting through an outage instead, until a message comes or its time is up.
         """
+
+    def waiting_receivers(self, channel: str) -> int | None:
+        """How many receives in this process wait on ``channel`` now (a process
+        prefix names its process-specific channels), or None if the layer cannot
+        tell. Optional to override; the built-in layers do."""
+        return None
 
     def attach_reader(self, prefix: str, deliver: LocalReader) -> bool:
         """Hand every message for ``prefix`` + local names to ``deliver`` from now on,

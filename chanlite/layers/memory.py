@@ -169,6 +169,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     schemes = ("memory",)
     # Sends never wait at all.
     task_neutral_sends = True
+    process_local = True
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
         super().__init__(**options)
@@ -340,6 +341,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 if not sender.admitted:
                     self._forget_sender(sender, key)
             raise
+
+    def waiting_receivers(self, channel: str) -> int:
+        """How many receives wait on ``channel``'s queue now, on any thread."""
+        with self._lock:
+            waiters = self._waiters.get(queue_name(channel), ())
+            return sum(not waiter.woken for waiter in waiters)
 
     def waiting_senders(self, channel: str) -> int:
         """How many :meth:`send_waiting` calls wait for room on ``channel``'s queue."""

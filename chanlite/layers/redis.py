@@ -1594,6 +1594,11 @@ class RedisChannelLayer(BaseChannelLayer):
             async for keys in shard.scan(pattern):
                 await shard.call("UNLINK", *keys, retry=True)
 
+    def waiting_receivers(self, channel: str) -> int:
+        """How many receives of this layer wait on ``channel``'s queue now."""
+        waiters = self._waiters.get(queue_name(channel), ())
+        return sum(not waiter.future.done() for waiter in waiters)
+
     async def stats(self) -> dict[str, Any]:
         """Channel depths and group sizes, found with SCAN on every shard."""
         channels: dict[str, int] = {}

@@ -699,6 +699,11 @@ class SQLiteChannelLayer(BaseChannelLayer):
             for statement in _FLUSH:
                 conn.execute(statement, (self.prefix,))
 
+    def waiting_receivers(self, channel: str) -> int:
+        """How many receives in this process sleep waiting on ``channel``'s queue of
+        this database file and prefix."""
+        return self._notifier.waiting(queue_name(channel))
+
     async def stats(self) -> dict[str, Any]:
         """Current (unexpired) channel depths and group sizes of this layer."""
         return await self._db.run(self._stats_job, time.time())

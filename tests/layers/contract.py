@@ -10,9 +10,9 @@ classes::
 Each test asks the ``layer_factory`` fixture for a layer with the options it needs
 (``expiry``, ``capacity``, ``channel_capacity``, ``group_expiry``...), or uses
 ``layer`` for the defaults. Every layer made is handed to :meth:`cleanup_layer` after
-the test. A backend's suite that can tell how many receives wait on a channel says so
-in :meth:`LayerContract.receivers_waiting`: the tests that need a waiting receive then
-wait for one instead of giving it a moment. This module imports no backend.
+the test. The tests that need a waiting receive wait until the layer's
+``waiting_receivers`` counts it; a layer that cannot tell (it returns None) gives its
+receive a moment instead. This module imports no backend.
 
 The cases follow the ASGI 1.0 layer conformance suite and DESIGN.md §4-§5.
 """
@@ -42,8 +42,8 @@ MIB = 1024 * 1024
 WAKE_WITHIN = 0.5
 #: How long a receive that expects a message may wait before the test gives up.
 PATIENCE = 2.0
-#: How long a receive is given to start waiting when the suite cannot tell whether it
-#: has (see :meth:`LayerContract.receivers_waiting`).
+#: How long a receive is given to start waiting on a layer that cannot tell whether it
+#: has (its ``waiting_receivers`` returns None).
 SETTLE = 0.05
 
 BAD_CHANNEL_NAMES = [
@@ -83,7 +83,7 @@ class LayerContract:
     """Every promise of :class:`~chanlite.layers.BaseChannelLayer`, as tests.
 
     Subclasses implement :meth:`make_layer` (and :meth:`cleanup_layer` if flushing and
-    closing is not enough, and :meth:`receivers_waiting` if the layer can tell); pytest
+    closing is not enough); pytest
     collects them because their names start with ``Test``. This class itself is never
     collected.
     """
@@ -99,25 +99,14 @@ class LayerContract:
         await layer.flush()
         await layer.aclose()
 
-    def receivers_waiting(self, layer: BaseChannelLayer, channel: str) -> int | None:
-        """How many receives of ``layer`` wait on ``channel`` now, or ``None`` if the
-        suite cannot tell.
-
-        ``channel`` is a name as given to ``receive`` (``prefix!`` for process-specific
-        channels). :class:`~chanlite.layers.BaseChannelLayer` has no way to ask, so a
-        backend's suite answers from what its layer shows. The tests that send to, or
-        cancel, a waiting receive then wait until it waits; with ``None`` they give it
-        :data:`SETTLE` seconds, and may test a receive that has not started waiting.
-        """
-        return None
-
     async def until_receiving(self, layer: BaseChannelLayer, channel: str, count: int = 1) -> None:
-        """Return once ``count`` receives of ``layer`` wait on ``channel``."""
-        if self.receivers_waiting(layer, channel) is None:
-            await anyio.sleep(SETTLE)  # the suite cannot tell: see receivers_waiting()
+        """Return once ``count`` receives of ``layer`` wait on ``channel`` (``prefix!``
+        for process-specific channels)."""
+        if layer.waiting_receivers(channel) is None:
+            await anyio.sleep(SETTLE)  # the layer cannot tell: give the receive a moment
             return
         await until(
-            lambda: (self.receivers_waiting(layer, channel) or 0) >= count,
+            lambda: (layer.waiting_receivers(channel) or 0) >= count,
             f"{count} receive(s) waiting on {channel!r}",
             pause=0.001,  # a receive may wait on a thread or a server to get there
         )

@@ -20,7 +20,7 @@ from chanlite.layers import BaseChannelLayer
 from chanlite.layers.memory import InMemoryChannelLayer
 
 from .closing import ClosedLayerContract
-from .contract import PATIENCE, WAKE_WITHIN, LayerContract
+from .contract import PATIENCE, WAKE_WITHIN, LayerContract, until
 
 
 class TestMemoryLayer(LayerContract, ClosedLayerContract):
@@ -193,7 +193,7 @@ async def test_send_from_another_thread_wakes_a_waiting_receiver():
             result.append(await layer.receive(["thread"], timeout=5))
 
         tg.start_soon(receive)
-        await anyio.sleep(0.05)  # let the receive start waiting
+        await until(lambda: layer.waiting_receivers("thread") == 1, "a receive waiting")
         sent_at = time.monotonic()
         await anyio.to_thread.run_sync(send_from_thread)
     assert result == [("thread", {"n": 1})]
@@ -207,16 +207,19 @@ async def test_receiver_on_another_threads_loop_is_woken():
     def receive_in_thread() -> Any:
         return asyncio.run(layer.receive(["thread"], timeout=5))
 
-    async def send_soon() -> None:
-        await anyio.sleep(0.05)
+    sent_at: list[float] = []
+
+    async def send_once_receiving() -> None:
+        waiting = "a receive waiting in another thread"
+        await until(lambda: layer.waiting_receivers("thread") == 1, waiting, pause=0.001)
+        sent_at.append(time.monotonic())
         await layer.send("thread", {"n": 1})
 
-    started = time.monotonic()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(send_soon)
+        tg.start_soon(send_once_receiving)
         result = await anyio.to_thread.run_sync(receive_in_thread)
     assert result == ("thread", {"n": 1})
-    assert time.monotonic() - started < 0.05 + WAKE_WITHIN
+    assert time.monotonic() - sent_at[0] < WAKE_WITHIN
 
 
 @pytest.mark.anyio
@@ -249,7 +252,8 @@ def abandon_a_receive(layer: BaseChannelLayer, channel: str) -> None:
     without cancelling it, as a thread that dies might."""
     loop = asyncio.new_event_loop()
     abandoned = loop.create_task(layer.receive([channel]))
-    loop.run_until_complete(asyncio.sleep(0.01))  # the receive is now waiting
+    waiting = until(lambda: layer.waiting_receivers(channel) == 1, "a receive waiting")
+    loop.run_until_complete(waiting)
     loop.close()
     abandoned._log_destroy_pending = False  # it can never finish: do not log that
 
@@ -267,13 +271,16 @@ async def test_receiver_whose_loop_was_closed_does_not_swallow_a_wake_up():
     layer = get_layer("memory://")
     await anyio.to_thread.run_sync(abandon_a_receive, layer, "orphan")
 
-    async def send_soon() -> None:
-        await anyio.sleep(0.05)
+    sent_at: list[float] = []
+
+    async def send_once_receiving() -> None:
+        # The abandoned receive still counts: it was never woken nor cancelled.
+        await until(lambda: layer.waiting_receivers("orphan") == 2, "a second receive waiting")
+        sent_at.append(time.monotonic())
         await layer.send("orphan", {"n": 1})
 
-    started = time.monotonic()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(send_soon)
+        tg.start_soon(send_once_receiving)
         result = await layer.receive(["orphan"], timeout=5)
     assert result == ("orphan", {"n": 1})
-    assert time.monotonic() - started < 0.05 + WAKE_WITHIN
+    assert time.monotonic() - sent_at[0] < WAKE_WITHIN

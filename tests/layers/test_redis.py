@@ -52,7 +52,7 @@ from chanlite.worker import Worker
 
 from ..conftest import private_redis_servers, require_redis, require_redis_server
 from .closing import ClosedLayerContract
-from .contract import PATIENCE, WAKE_WITHIN, LayerContract
+from .contract import PATIENCE, WAKE_WITHIN, LayerContract, until
 from .redis_helpers import STOP, RedisServer, free_port
 
 #: The shared test server's database for these tests.
@@ -753,7 +753,8 @@ async def test_process_reads_all_its_reply_channels_with_one_blocking_read(own_s
         async with anyio.create_task_group() as tg:
             for _ in range(3):
                 tg.start_soon(layer.receive, ["proc!"], 5)
-            await anyio.sleep(0.1)
+            await until(lambda: layer.waiting_receivers("proc!") == 3, "3 receives waiting")
+            assert await eventually(lambda: blocked_clients(client), 1, within=PATIENCE)
             info = await client.info("clients")
             for local in ("a", "b", "c"):
                 await layer.send(f"proc!{local}", {"n": 1})
@@ -771,8 +772,7 @@ async def test_cancelled_receive_ends_its_blocking_read(own_server):
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(layer.receive, ["idle"])
-            await anyio.sleep(0.1)
-            assert (await client.info("clients"))["blocked_clients"] == 1
+            assert await eventually(lambda: blocked_clients(client), 1, within=PATIENCE)
             tg.cancel_scope.cancel()
         assert await eventually(lambda: blocked_clients(client), 0, within=WAKE_WITHIN)
         await layer.send("idle", {"n": 1})
@@ -869,16 +869,18 @@ async def test_messages_to_many_channels_land_on_both_shards(sharded, two_server
 async def test_receive_across_shards_wakes_for_either(sharded):
     left, right = two_names_on_different_shards(sharded)
 
-    async def send_soon() -> None:
-        await anyio.sleep(0.05)
+    sent_at: list[float] = []
+
+    async def send_once_receiving() -> None:
+        await until(lambda: sharded.waiting_receivers(right) == 1, "a receive waiting")
+        sent_at.append(time.monotonic())
         await sharded.send(right, {"n": 1})
 
-    started = time.monotonic()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(send_soon)
+        tg.start_soon(send_once_receiving)
         result = await sharded.receive([left, right], timeout=5)
     assert result == (right, {"n": 1})
-    assert time.monotonic() - started < 0.05 + WAKE_WITHIN
+    assert time.monotonic() - sent_at[0] < WAKE_WITHIN
     await sharded.send(left, {"n": 2})
     assert await sharded.receive([left, right], timeout=PATIENCE) == (left, {"n": 2})
 
