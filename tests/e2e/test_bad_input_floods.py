@@ -101,9 +101,11 @@ async def flood_connections(server: Server, count: int) -> None:
 
 async def test_a_flood_of_2000_connections_leaves_nothing_behind(server: Server) -> None:
     # Each socket joins a group and gets a channel session on connect, and leaves
-    # both on disconnect. A first 1,000 warm the allocator up (while a socket is
-    # open its compression state alone takes a few hundred KiB).
-    await flood_connections(server, 1000)
+    # both on disconnect. A first 2,000 warm the allocator up (while a socket is
+    # open its compression state alone takes a few hundred KiB, and how much of
+    # that the allocator keeps varies with the Python version); a leak would then
+    # grow the process again with the next 2,000.
+    await flood_connections(server, 2000)
     mark = server.mark()
     before = await server.debug()
     baseline = server.memory()
@@ -122,7 +124,10 @@ async def test_a_flood_of_2000_connections_leaves_nothing_behind(server: Server)
         before["cursors"],
     )
     assert report["tasks"] <= before["tasks"]
-    assert server.memory() - baseline < 16 * MIB  # 2,000 sockets came and went
+    # 2,000 sockets came and went. What the allocator keeps varies: up to about
+    # 15 MiB on Python 3.13 with nothing leaked (the counts above are exact). A leak
+    # of 12 KiB or more a socket would go over this bound.
+    assert server.memory() - baseline < 24 * MIB
     await server.still_serves()
     log = server.log(mark)
     assert not lines_with(log, "ERROR") and not lines_with(log, "WARNING"), log
