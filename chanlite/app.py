@@ -303,14 +303,17 @@ class Chanlite:
             await self._lifespan(scope, receive, send)
             return
         await self._ensure_started()
-        await self._as_current(self._serve, scope, receive, send)
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.interface is not None
         if scope["type"] == "websocket":
+            # The interface runs no user code: a socket needs no app made current,
+            # and its connection, held open for long, no frame more to keep.
             await self.interface.handle_websocket(scope, receive, send)
         elif scope["type"] == "http":
-            await self.interface.handle_http(scope, receive, send, self._fallback)
+            await self._as_current(self._serve_http, scope, receive, send)
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.interface is not None
+        await self.interface.handle_http(scope, receive, send, self._fallback)
 
     async def _as_current(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """Call ``app`` with this app current, for the host app's views and middleware
