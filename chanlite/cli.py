@@ -17,23 +17,21 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import Any
 
 import orjson
 
 from . import __version__
 from ._logging import configure_cli, follow_uvicorn
-from ._usercode import UserCodeError, running_user_code
+from ._usercode import UserCodeError
 from .app import Chanlite
 from .config import LAYER_ENV
 from .default_routes import served_routes
 from .exceptions import ChanliteError, LayerError
-from .layers import get_layer
-from .layers.base import BaseChannelLayer
-from .names import validate_channel_name, validate_group_name
-from .routing import Routes
+from .layer_commands import cmd_flush, cmd_send, cmd_stats
 from .runtime import app_context, enter_app
+from .targets import cross_process_layer, load_app
 from .worker import Worker
 
 logger = logging.getLogger("chanlite")
@@ -51,10 +49,6 @@ EXIT_LAYER = 1
 SHUTDOWN_TIMEOUT = 10.0
 # Environment variables that carry `serve --reload` settings into the reloaded process.
 _RELOAD_ENV = "CHANLITE_RELOAD_ARGS"
-
-
-class UsageError(ChanliteError):
-    """A command-line mistake: printed as one line, exit code 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,91 +146,6 @@ def _positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return number
-
-
-# -- targets --------------------------------------------------------------------
-
-
-def load_app(target: str) -> Chanlite:
-    """A ``Chanlite`` app from ``target``: an app, a routing table, or a module
-    (see :func:`find_routable`)."""
-    from ._importer import import_from_string, import_module
-
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    if ":" in target:
-        with running_user_code():
-            obj: object = import_from_string(target)
-    else:
-        with running_user_code():
-            module = import_module(target)
-        obj = find_routable(module, target)
-    if isinstance(obj, Chanlite):
-        return obj
-    try:
-        routes = obj if isinstance(obj, Routes) else Routes(obj)
-    except TypeError as exc:
-        raise UsageError(
-            f"{target!r} is neither a Chanlite app nor a routing table: {exc}"
-        ) from None
-    return Chanlite(routes)
-
-
-def find_routable(module: ModuleType, target: str) -> Chanlite | Routes:
-    """What a bare-module target serves: the module's one ``Chanlite`` app, else its
-    one non-empty ``Routes`` table, else its ``@consumer``-marked functions.
-
-    Raises UsageError when there are several apps or tables to choose from, or
-    nothing routable at all, suggesting the ``module:attr`` form.
-    """
-    for kind in (Chanlite, Routes):
-        found = _named_instances(module, kind)
-        if len(found) == 1:
-            only: Chanlite | Routes = next(iter(found.values()))
-            return only
-        if found:
-            names = ", ".join(sorted(found))
-            raise UsageError(
-                f"module {target!r} has {len(found)} {kind.__name__} objects ({names}); "
-                f"name the one to serve, e.g. {target}:{min(found)}"
-            )
-    routes = Routes.from_module(module)
-    if not len(routes):
-        raise UsageError(
-            f"module {target!r} has no Chanlite app, no Routes table with routes and no "
-            f"@consumer functions; name what to serve, e.g. {target}:routes"
-        )
-    return routes
-
-
-def _named_instances(module: ModuleType, kind: type[Any]) -> dict[str, Any]:
-    """Public module attributes that are ``kind`` instances (empty tables left out),
-    one name per object."""
-    found: dict[str, Any] = {}
-    for name, value in vars(module).items():
-        if name.startswith("_") or not isinstance(value, kind):
-            continue
-        if isinstance(value, Routes) and not len(value):
-            continue
-        if all(value is not other for other in found.values()):
-            found[name] = value
-    return found
-
-
-def _cross_process_layer(url: str | None, command: str) -> BaseChannelLayer:
-    url = url or os.environ.get(LAYER_ENV)
-    if not url:
-        raise UsageError(
-            f"chanlite {command} needs a cross-process layer: pass --layer redis://... "
-            f"or sqlite:///path.db, or set {LAYER_ENV}"
-        )
-    layer = get_layer(url)
-    if layer.process_local:
-        raise UsageError(
-            f"chanlite {command} cannot use memory:// (it lives inside one process); "
-            "use redis://... or sqlite:///path.db"
-        )
-    return layer
 
 
 # -- commands -------------------------------------------------------------------
@@ -363,7 +272,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """``chanlite worker``: run consumers against a cross-process layer."""
     app = load_app(args.target)
     url = args.layer or (app.layer_setting if isinstance(app.layer_setting, str) else None)
-    _cross_process_layer(url, "worker")
+    cross_process_layer(url, "worker")
     app.configure(layer=url, workers=False)
     app.check()  # the secret key is required across processes
     assert app.layer is not None
@@ -429,96 +338,3 @@ def cmd_routes(args: argparse.Namespace) -> int:
     for channels, filters, name in rows:
         print(f"{channels:<{channels_width}}  {filters:<{filters_width}}  -> {name}")
     return 0
-
-
-def cmd_send(args: argparse.Namespace) -> int:
-    """``chanlite send``: one message to a channel or group."""
-    try:
-        content = orjson.loads(args.json)
-    except orjson.JSONDecodeError as exc:
-        raise UsageError(f"the message is not valid JSON: {exc}") from None
-    if not isinstance(content, dict):
-        raise UsageError('the message must be a JSON object, e.g. \'{"text": "hi"}\'')
-    if args.group:
-        validate_group_name(args.channel)
-    else:
-        validate_channel_name(args.channel)
-    layer = _cross_process_layer(args.layer, "send")
-    asyncio.run(_send(layer, args.channel, content, args.group))
-    kind = "group" if args.group else "channel"
-    print(f"sent {args.json} to {kind} {args.channel!r} on {layer!r}")
-    return 0
-
-
-async def _send(layer: BaseChannelLayer, name: str, content: dict[str, Any], group: bool) -> None:
-    try:
-        if group:
-            await layer.group_send(name, content)
-        else:
-            await layer.send(name, content)
-    finally:
-        await layer.aclose()
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    """``chanlite stats``: channel depths and group sizes, where the layer can tell."""
-    layer = _cross_process_layer(args.layer, "stats")
-    stats = asyncio.run(_stats(layer))
-    if stats is None:
-        print(f"{type(layer).__name__} cannot report statistics")
-        return 0
-    for section in ("channels", "groups"):
-        print(f"{section}:")
-        for name, size in sorted(stats.get(section, {}).items()):
-            print(f"  {name:<40} {size}")
-    return 0
-
-
-async def _stats(layer: BaseChannelLayer) -> dict[str, Any] | None:
-    try:
-        return await layer.stats()
-    finally:
-        await layer.aclose()
-
-
-def cmd_flush(args: argparse.Namespace) -> int:
-    """``chanlite flush``: delete every message and group of the layer, after asking
-    on a terminal (``--yes`` does not ask; without a terminal nothing is asked).
-
-    What it reports deleting was counted just before: a message sent meanwhile is
-    deleted too.
-    """
-    layer = _cross_process_layer(args.layer, "flush")
-    contents = _describe(asyncio.run(_stats(layer)))
-    if not args.yes and sys.stdin.isatty():
-        question = (
-            f"Delete {contents} from {layer!r}? Live sockets lose their group memberships. [y/N] "
-        )
-        if input(question).strip().lower() not in ("y", "yes"):
-            print("nothing deleted")
-            return 0
-    asyncio.run(_flush(_cross_process_layer(args.layer, "flush")))
-    print(f"deleted {contents} from {layer!r}")
-    return 0
-
-
-def _describe(stats: dict[str, Any] | None) -> str:
-    """``stats`` in words: how many messages, channels, groups and members."""
-    if stats is None:
-        return "every channel and group"
-    channels, groups = stats.get("channels", {}), stats.get("groups", {})
-    return (
-        f"{_count(sum(channels.values()), 'message')} in {_count(len(channels), 'channel')} "
-        f"and {_count(len(groups), 'group')} with {_count(sum(groups.values()), 'member')}"
-    )
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
-async def _flush(layer: BaseChannelLayer) -> None:
-    try:
-        await layer.flush()
-    finally:
-        await layer.aclose()

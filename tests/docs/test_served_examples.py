@@ -51,7 +51,7 @@ for name in ("httpx2", "httpx"):
 server, target = sys.argv[1:]
 if server == "chanlite serve":
     from chanlite import Chanlite
-    from chanlite.cli import load_app
+    from chanlite.targets import load_app
 
     app = load_app(target)
     assert isinstance(app, Chanlite), app
