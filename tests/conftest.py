@@ -7,7 +7,7 @@ import os
 import shutil
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -47,6 +47,20 @@ def sqlite_connections(monkeypatch: pytest.MonkeyPatch) -> list[TrackedConnectio
 
     monkeypatch.setattr(sqlite3, "connect", tracked)
     return opened
+
+
+async def assert_each_fails_on_a_missing_table(
+    operations: dict[str, Callable[[], Awaitable[Any]]], path: str
+) -> None:
+    """Each of ``operations`` raises a LayerError naming the SQLite database at
+    ``path``, caused by sqlite3's own error for a table dropped behind its back."""
+    from chanlite import LayerError
+
+    for name, operation in operations.items():
+        with pytest.raises(LayerError, match="no such table") as caught:
+            await operation()
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError), name
+        assert caught.value.backend == f"SQLite database {path!r}", name
 
 
 def redis_available() -> bool:

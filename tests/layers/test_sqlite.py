@@ -34,6 +34,7 @@ from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
 from chanlite.layers.sqlite import GROUPS, MESSAGES, SQLiteChannelLayer
 
+from ..conftest import assert_each_fails_on_a_missing_table
 from .closing import ClosedLayerContract
 from .contract import PATIENCE, WAKE_WITHIN, LayerContract
 
@@ -255,11 +256,7 @@ async def test_an_sqlite_error_raises_layer_error_caused_by_it(open_layer):
         "flush": lambda: layer.flush(),
         "stats": lambda: layer.stats(),
     }
-    for name, operation in operations.items():
-        with pytest.raises(LayerError, match="no such table") as caught:
-            await operation()
-        assert isinstance(caught.value.__cause__, sqlite3.OperationalError), name
-        assert caught.value.backend == f"SQLite database {layer.path!r}", name
+    await assert_each_fails_on_a_missing_table(operations, layer.path)
 
 
 @pytest.mark.anyio

@@ -25,6 +25,7 @@ from chanlite.layers.sqlite import SQLiteChannelLayer
 from chanlite.stores import SessionStore, get_session_store
 from chanlite.stores.sqlite import CURSORS, PARKED, SESSIONS, SQLiteSessionStore
 
+from ..conftest import assert_each_fails_on_a_missing_table
 from .contract import TTL, SharedStoreContract
 
 
@@ -228,11 +229,7 @@ async def test_an_sqlite_error_raises_layer_error_caused_by_it(open_store):
         "order_start": lambda: store.order_start("socket", 1, False, b"parked", TTL),
         "order_finish": lambda: store.order_finish("socket", 0, False, TTL),
     }
-    for name, operation in operations.items():
-        with pytest.raises(LayerError, match="no such table") as caught:
-            await operation()
-        assert isinstance(caught.value.__cause__, sqlite3.OperationalError), name
-        assert caught.value.backend == f"SQLite database {store.path!r}", name
+    await assert_each_fails_on_a_missing_table(operations, store.path)
 
 
 @pytest.mark.anyio
