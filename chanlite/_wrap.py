@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from .messages import Message
 from .routing import is_async_callable
-from .runtime import run_sync
+from .sync_bridge import run_sync
 
 S = TypeVar("S")
 Consumer = Callable[..., Any]
@@ -25,14 +25,14 @@ Enter = Callable[[Message], Awaitable[S]]
 Leave = Callable[[Message, S, BaseException | None], Awaitable[None]]
 
 
-def around(consumer: Consumer, enter: Enter[S], leave: Leave[S]) -> Consumer:
+def around[S](consumer: Consumer, enter: Enter[S], leave: Leave[S]) -> Consumer:
     """Wrap ``consumer`` so ``enter`` runs before it and ``leave`` after it."""
     if is_async_callable(consumer):
         return _around_async(consumer, enter, leave)
     return _around_sync(consumer, enter, leave)
 
 
-def _around_async(consumer: Consumer, enter: Enter[S], leave: Leave[S]) -> Consumer:
+def _around_async[S](consumer: Consumer, enter: Enter[S], leave: Leave[S]) -> Consumer:
     @functools.wraps(consumer)
     async def wrapper(message: Message, **kwargs: Any) -> Any:
         state = await enter(message)
@@ -47,7 +47,7 @@ def _around_async(consumer: Consumer, enter: Enter[S], leave: Leave[S]) -> Consu
     return wrapper
 
 
-def _around_sync(consumer: Consumer, enter: Enter[S], leave: Leave[S]) -> Consumer:
+def _around_sync[S](consumer: Consumer, enter: Enter[S], leave: Leave[S]) -> Consumer:
     @functools.wraps(consumer)
     def wrapper(message: Message, **kwargs: Any) -> Any:
         state = run_sync(enter, message)

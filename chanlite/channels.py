@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._codec import encode
 from .names import validate_channel_name, validate_group_name
 from .protocol import accepts
-from .runtime import current_scope, resolve_layer, run_sync
+from .runtime import current_scope, resolve_layer
+from .sync_bridge import run_sync
 
 if TYPE_CHECKING:
     from .layers.base import BaseChannelLayer

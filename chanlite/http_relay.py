@@ -35,22 +35,42 @@ async def relay(
     ``timeout`` seconds; 413 or 431 when the message is over the size limit; 500 for
     a first reply that is not a valid response start.
     """
+    if await _send_request(layer, content, scope, receive, send):
+        await _write_replies(content, replies, timeout, scope, receive, send)
+
+
+async def _send_request(
+    layer: BaseChannelLayer, content: dict[str, Any], scope: Scope, receive: Receive, send: Send
+) -> bool:
+    """Send the ``http.request`` message; False (and the error response) if it failed."""
     try:
         await layer.send(HTTP_REQUEST, content)
     except ChannelFull:
         logger.warning("http.request is full; answering 503")
         await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
-        return
+        return False
     except MessageTooLarge as exc:
         status = _too_large_status(len(content["body"]), exc)
         method, path = content["method"], content["path"]
         logger.info("refused %s %s with %d: %s", method, path, status, exc)
         await PlainTextResponse(HTTPStatus(status).phrase, status)(scope, receive, send)
-        return
+        return False
     except Exception as exc:
         log_layer_failure("answered 503", exc)
         await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
-        return
+        return False
+    return True
+
+
+async def _write_replies(
+    content: dict[str, Any],
+    replies: asyncio.Queue[dict[str, Any]],
+    timeout: float,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Write the replies as the response, until one says no ``more_content``."""
     started = False
     while True:
         try:
@@ -70,13 +90,8 @@ async def relay(
                 return
             started = True
         more = bool(reply.get("more_content", False))
-        await send(
-            {
-                "type": "http.response.body",
-                "body": as_bytes(reply.get("content", b"")),
-                "more_body": more,
-            }
-        )
+        body = as_bytes(reply.get("content", b""))
+        await send({"type": "http.response.body", "body": body, "more_body": more})
         if not more:
             return
 

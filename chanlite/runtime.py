@@ -14,27 +14,23 @@
   consumer's message's layer; else the current app's layer; else the default layer.
 * The *consumer scope*: while a consumer runs, its sends are buffered here and
   flushed, in call order, when it returns or raises (consumer atomicity).
-* The sync bridge: blocking twins of async calls, usable from worker threads, sync
-  Starlette views and plain scripts with no event loop.
+
+The sync bridge (blocking twins of async calls) is :mod:`chanlite.sync_bridge`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import Context, ContextVar, Token, copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
-
 from .config import LAYER_ENV, SECRET_KEY_ENV
-from .exceptions import ChanliteError, ChannelFull
+from .exceptions import ChannelFull
 
 if TYPE_CHECKING:
     from .layers.base import BaseChannelLayer
@@ -105,7 +101,6 @@ _app: ContextVar[AppServices | None] = ContextVar("chanlite_app", default=None)
 # The process defaults, for code outside any app. No app sets them.
 _default_services: AppServices | None = None
 _default_layer: BaseChannelLayer | None = None
-_portal: BlockingPortal | None = None
 _lock = threading.Lock()
 
 
@@ -196,71 +191,3 @@ def default_layer() -> BaseChannelLayer:
 
             _default_layer = get_layer(os.environ.get(LAYER_ENV) or "memory://")
         return _default_layer
-
-
-# -- the sync bridge ----------------------------------------------------------------
-
-
-def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Run ``await fn(*args)`` from synchronous code and return its result.
-
-    The call runs on the event loop of the worker running the current consumer; else
-    on the current app's event loop; else (a plain script) on the process's blocking
-    portal, an event loop in a background thread that stops at interpreter exit.
-    Called from a thread that is running an event loop it would block that loop, so
-    it raises :class:`ChanliteError` instead.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise ChanliteError(
-            "a blocking chanlite call was made from async code; "
-            "use the async twin (asend, aadd, adiscard, achannels) with await"
-        )
-    loop = _home_loop()
-    if loop is None:
-        return script_portal().call(fn, *args)
-    # The task starts in a copy of this thread's context, so it sees the same app.
-    return asyncio.run_coroutine_threadsafe(_call(fn, *args), loop).result()
-
-
-def _home_loop() -> asyncio.AbstractEventLoop | None:
-    """The running event loop of the current consumer's worker, else of the current app."""
-    scope = _scope.get()
-    if scope is not None and scope.loop is not None and scope.loop.is_running():
-        return scope.loop
-    services = _app.get()
-    if services is not None and services.loop is not None and services.loop.is_running():
-        return services.loop
-    return None
-
-
-async def _call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    return await fn(*args)
-
-
-def script_portal() -> BlockingPortal:
-    """The process's blocking portal for code outside any app, started on first use.
-
-    It runs in a daemon thread, so it never holds the interpreter open, and is
-    stopped at interpreter exit, so its event loop closes cleanly.
-    """
-    global _portal
-    portal = _portal
-    if portal is not None:
-        return portal
-    with _lock:
-        if _portal is None:
-            running = contextlib.ExitStack()
-            _portal = running.enter_context(start_blocking_portal())
-            atexit.register(_stop_script_portal, running)
-        return _portal
-
-
-def _stop_script_portal(running: contextlib.ExitStack) -> None:
-    global _portal
-    with _lock:
-        _portal = None
-    running.close()

@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from http import HTTPStatus
-from types import CoroutineType
 from typing import Any
 
 from starlette.types import Scope, Send
 
-from ._eager import Continuation, run_eagerly
+from ._eager import start_eagerly
 from .protocol import as_bytes
 
 logger = logging.getLogger("chanlite.server")
@@ -107,18 +106,7 @@ class Socket:
     def _write_now(self, reply: dict[str, Any]) -> None:
         # Most writes complete without waiting (the transport takes the bytes); only
         # one that has to wait (flow control) becomes the writer task.
-        frame = self._plain_frame(reply)
-        try:
-            if frame is None:
-                rest = run_eagerly(self._apply(reply))
-            else:
-                sent = self.send(frame)
-                rest = run_eagerly(sent if type(sent) is CoroutineType else awaited(sent))
-        except Exception:  # the client is gone mid-write
-            self._gone()
-            return
-        if rest is not None:
-            self._writer = asyncio.get_running_loop().create_task(self._write(rest))
+        self._writer = start_eagerly(self._write(reply))
 
     def _plain_frame(self, reply: dict[str, Any]) -> dict[str, Any] | None:
         """The ASGI message for the commonest reply, ``{"text": str}`` or
@@ -134,9 +122,14 @@ class Socket:
             return {"type": "websocket.send", "bytes": data}
         return None
 
-    async def _write(self, rest: Continuation) -> None:
+    async def _write(self, reply: dict[str, Any]) -> None:
+        """Write ``reply``, then every reply queued behind it meanwhile."""
         try:
-            await rest
+            frame = self._plain_frame(reply)
+            if frame is None:
+                await self._apply(reply)
+            else:
+                await self.send(frame)
             while self._pending:
                 await self._apply(self._pending.popleft())
             self._pending = None
@@ -243,19 +236,11 @@ class Socket:
             await self.send({"type": "websocket.close", "code": code})
 
 
-async def awaited(awaitable: Awaitable[None]) -> None:
-    await awaitable
-
-
 async def finish_writes(writes: list[Coroutine[Any, Any, None]], what: str) -> None:
     """Run socket ``writes`` at shutdown; give up on those still blocked after
     :data:`SHUTDOWN_WRITE_TIMEOUT` seconds (their clients are not reading)."""
-    loop = asyncio.get_running_loop()
-    blocked = [
-        loop.create_task(awaited(rest))
-        for rest in map(run_eagerly, writes)
-        if rest is not None  # most writes complete at once
-    ]
+    started = [start_eagerly(write) for write in writes]
+    blocked = [task for task in started if task is not None]  # most complete at once
     if not blocked:
         return
     _, stuck = await asyncio.wait(blocked, timeout=SHUTDOWN_WRITE_TIMEOUT)

@@ -58,7 +58,7 @@ def app_current(
         exit_app(token)
 
 
-def in_scope(scope: ConsumerScope, fn: Callable[[], T]) -> T:
+def in_scope[T](scope: ConsumerScope, fn: Callable[[], T]) -> T:
     """Run ``fn`` as if inside a consumer with ``scope``, in a context of its own."""
 
     def run() -> T:

@@ -26,7 +26,7 @@ from chanlite import (
     route,
 )
 from chanlite.default_routes import served_routes
-from chanlite.exceptions import ConfigurationError
+from chanlite.exceptions import ConfigurationError, LayerError
 from chanlite.layers.memory import InMemoryChannelLayer
 from chanlite.worker import (
     ASYNC_CONCURRENCY,
@@ -354,9 +354,9 @@ class GatedLayer(SpyLayer):
         await super().send_encoded(channel, payload)
 
 
-async def relaying_worker(layer: GatedLayer, ran: list[int]) -> Worker:
-    """A one-runner worker relaying ``jobs`` to ``out`` (noting each job in ``ran``),
-    with three jobs queued for it."""
+async def relaying_worker(layer: GatedLayer, ran: list[int], concurrency: int) -> Worker:
+    """A worker relaying ``jobs`` to ``out`` (noting each job in ``ran``), with three
+    jobs queued for it."""
 
     async def consumer(message: Message) -> None:
         ran.append(message["n"])
@@ -364,16 +364,16 @@ async def relaying_worker(layer: GatedLayer, ran: list[int]) -> Worker:
 
     for n in range(3):
         await layer.send("jobs", {"n": n})
-    return Worker(Routes([route("jobs", consumer)]), layer, concurrency=1)
+    return Worker(Routes([route("jobs", consumer)]), layer, concurrency=concurrency)
 
 
-async def test_a_runner_goes_on_while_a_flush_waits_and_wait_idle_waits_for_it() -> None:
+async def test_the_worker_goes_on_while_a_flush_waits_and_wait_idle_waits_for_it() -> None:
     layer = GatedLayer()
     ran: list[int] = []
-    worker = await relaying_worker(layer, ran)
+    worker = await relaying_worker(layer, ran, concurrency=3)
     async with running(worker):
         await layer.wait_taken(3)
-        # One runner took all three while the first one's send was still waiting.
+        # All three ran while the first one's send was still waiting.
         assert ran == [0, 1, 2]
         with pytest.raises(TimeoutError):
             await worker.wait_idle(0.05)
@@ -383,16 +383,13 @@ async def test_a_runner_goes_on_while_a_flush_waits_and_wait_idle_waits_for_it()
         assert [(await receive(layer, "out"))["n"] for _ in range(3)] == [0, 1, 2]
 
 
-async def test_a_layer_whose_sends_are_not_task_neutral_keeps_each_flush_in_its_runner() -> None:
-    class StrictLayer(GatedLayer):
-        task_neutral_sends = False
-
-    layer = StrictLayer()
+async def test_a_message_whose_flush_waits_keeps_its_place_in_flight() -> None:
+    layer = GatedLayer()
     ran: list[int] = []
-    worker = await relaying_worker(layer, ran)
+    worker = await relaying_worker(layer, ran, concurrency=1)
     async with running(worker):
         await layer.wait_taken(1)
-        # The only runner waits in the first message's flush.
+        # The only place in flight is the first message's, waiting in its flush.
         assert ran == [0] and await depth(layer, "jobs") == 2
         layer.gate.set()
         await worker.wait_idle(TIMEOUT)
@@ -1169,3 +1166,41 @@ def test_consumer_timeout_defaults_to_60_seconds_and_none_means_no_limit() -> No
     routes, layer = Routes([route("work", _noop)]), InMemoryChannelLayer()
     assert Worker(routes, layer).consumer_timeout == 60
     assert Worker(routes, layer, consumer_timeout=None).consumer_timeout is None
+
+
+# -- a failing layer ---------------------------------------------------------------------
+
+
+class FlakyLayer(SpyLayer):
+    """A memory layer whose first ``failures`` receives fail as a backend would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def receive(self, channels: Iterable[str], timeout: float | None = None) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise LayerError("flaky layer", "the server went away")
+        return await super().receive(channels, timeout)
+
+
+async def test_a_layer_that_fails_to_receive_is_logged_and_asked_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    layer = FlakyLayer(failures=2)
+    ran = asyncio.Event()
+
+    async def consumer(message: Message) -> None:
+        ran.set()
+
+    worker = Worker(Routes([route("chat", consumer)]), layer)
+    await layer.send("chat", {})
+    with caplog.at_level(logging.ERROR, logger="chanlite.worker"):
+        async with running(worker):
+            async with asyncio.timeout(TIMEOUT):
+                await ran.wait()
+    assert layer.failures == 0
+    failures = [r.getMessage() for r in caplog.records if "could not receive" in r.getMessage()]
+    assert len(failures) == 2
+    assert "flaky layer: the server went away" in failures[0]

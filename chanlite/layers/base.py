@@ -23,9 +23,13 @@ import fnmatch
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 from .._codec import encode
+
+if TYPE_CHECKING:
+    from ..stores.base import SessionStore
 from ..exceptions import ChannelFull, ConfigurationError, InvalidChannelName, LayerError
 from ..names import (
     is_process_specific,
@@ -97,11 +101,6 @@ class BaseChannelLayer(ABC):
 
     #: URL schemes this layer is built from by :func:`chanlite.get_layer`.
     schemes: tuple[str, ...] = ()
-    #: True if ``send_encoded`` and ``group_send_encoded`` bind nothing to the current
-    #: task (no ``asyncio.timeout``, no cancel scope) before they first wait: a worker
-    #: may then let another task finish a consumer's sends while it goes on with its
-    #: next message. The built-in layers set it; the default is the safe ``False``.
-    task_neutral_sends: bool = False
     #: True if only this process can reach the layer's channels (``memory://``): what
     #: is sent here is received here or nowhere.
     process_local: bool = False
@@ -145,57 +144,6 @@ class BaseChannelLayer(ABC):
         validate_channel_name(channel)
         await self.send_encoded(channel, encode(message))
 
-    async def send_waiting(
-        self, channel: str, message: dict[str, Any], timeout: float, *, owned: bool = False
-    ) -> None:
-        """Send ``message``, waiting up to ``timeout`` seconds for room while
-        ``channel`` is full; raise :class:`~chanlite.ChannelFull` if there is still
-        none by then. Senders waiting on one channel get room first come, first
-        served, and ahead of later ones.
-
-        Optional to override. This default cannot tell when room frees up, so one
-        waiting sender per channel polls, 1 to 50 ms apart, and the others queue
-        behind it; a layer that can tell (``memory://``) wakes its senders instead.
-        ``owned``: the caller hands ``message`` over and never touches it again, so a
-        layer may store it uncopied (this default copies it as ``send`` does).
-        """
-        turn = self._send_turns.get(channel)
-        if turn is None:
-            turn = self._send_turns[channel] = asyncio.Lock()
-        if not turn.locked():  # nobody is waiting: no turn to take
-            try:
-                await self.send(channel, message)
-                return
-            except ChannelFull:
-                if timeout <= 0:
-                    raise
-        await self._send_in_turn(turn, channel, message, timeout)
-
-    async def _send_in_turn(
-        self, turn: asyncio.Lock, channel: str, message: dict[str, Any], timeout: float
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                await turn.acquire()
-        except TimeoutError:
-            raise ChannelFull(channel, self.capacity_for(queue_name(channel))) from None
-        try:
-            delay = _FULL_BACKOFF_MIN
-            while True:
-                try:
-                    await self.send(channel, message)
-                    return
-                except ChannelFull:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        raise
-                await asyncio.sleep(min(delay, left))
-                delay = min(delay * 2, _FULL_BACKOFF_MAX)
-        finally:
-            turn.release()
-
     @abstractmethod
     async def send_encoded(self, channel: str, payload: bytes) -> None:
         """Append an already-encoded payload to ``channel`` (name already valid).
@@ -223,47 +171,6 @@ class BaseChannelLayer(ABC):
         itself (Redis) keeps a receive that may wait (any ``timeout`` but ``0``)
         waiting through an outage instead, until a message comes or its time is up.
         """
-
-    def waiting_receivers(self, channel: str) -> int | None:
-        """How many receives in this process wait on ``channel`` now (a process
-        prefix names its process-specific channels), or None if the layer cannot
-        tell. Optional to override; the built-in layers do."""
-        return None
-
-    def attach_reader(self, prefix: str, deliver: LocalReader) -> bool:
-        """Hand every message for ``prefix`` + local names to ``deliver`` from now on,
-        if the layer can; return whether it did.
-
-        ``prefix`` is a process prefix (ending in ``!``), which by contract only this
-        process reads. ``deliver(channels, payload)`` is called on the event loop that
-        attached it, with the full names and the encoded payload (decode it once for
-        all of them); it must not raise. While attached, a ``receive`` on ``prefix``
-        finds nothing, and what this process sends to ``prefix`` names reaches
-        ``deliver`` without queueing: no capacity check, no expiry. Layers that cannot
-        return ``False``, and the caller reads ``prefix`` with :meth:`receive`.
-        """
-        return False
-
-    def detach_reader(self, prefix: str) -> None:  # noqa: B027 - a no-op unless attached
-        """Stop handing ``prefix``'s messages to its local reader; they queue again."""
-
-    def attach_taker(self, channels: Iterable[str], take: LocalTaker) -> bool:
-        """Offer messages sent to ``channels`` on this thread to ``take`` before they
-        are queued, if the layer can; return whether it did.
-
-        Only a message that would be first in its queue is offered, and only by a send
-        made on the thread that attached ``take``, in that send's own step: FIFO holds,
-        and a receiver in this process gets the message without waking up.
-        ``take(channel, content)`` gets the full name and the receiver's own copy of
-        the content; it returns True if it took the message (the send is then done:
-        no queueing, no capacity check) or False to let it queue. It must not raise.
-        Layers shared between processes cannot know that nobody elsewhere is about to
-        read the channel: they return ``False``.
-        """
-        return False
-
-    def detach_taker(self, take: LocalTaker) -> None:  # noqa: B027 - a no-op unless attached
-        """Stop offering messages to ``take``."""
 
     async def new_channel(self, prefix: str) -> str:
         """Return a new, unique channel name starting with ``prefix``.
@@ -337,6 +244,18 @@ class BaseChannelLayer(ABC):
         :class:`~chanlite.LayerError` from every operation that reaches the backend.
         """
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the layer (:meth:`aclose`) as the ``async with`` block ends."""
+        await self.aclose()
+
     async def stats(self) -> dict[str, Any] | None:
         """Channel depths and group sizes, where the layer can tell; else ``None``.
 
@@ -344,6 +263,109 @@ class BaseChannelLayer(ABC):
         closed.
         """
         return None
+
+    # -- optional capabilities ----------------------------------------------------
+    # Each has a plain default that works on any layer; a layer that can do better
+    # overrides it (the memory layer overrides them all). The interface and the
+    # worker call these, never a concrete layer's own methods.
+
+    async def send_waiting(
+        self, channel: str, message: dict[str, Any], timeout: float, *, owned: bool = False
+    ) -> None:
+        """Send ``message``, waiting up to ``timeout`` seconds for room while
+        ``channel`` is full; raise :class:`~chanlite.ChannelFull` if there is still
+        none by then. Senders waiting on one channel get room first come, first
+        served, and ahead of later ones.
+
+        Optional to override. This default cannot tell when room frees up, so one
+        waiting sender per channel polls, 1 to 50 ms apart, and the others queue
+        behind it; a layer that can tell (``memory://``) wakes its senders instead.
+        ``owned``: the caller hands ``message`` over and never touches it again, so a
+        layer may store it uncopied (this default copies it as ``send`` does).
+        """
+        turn = self._send_turns.get(channel)
+        if turn is None:
+            turn = self._send_turns[channel] = asyncio.Lock()
+        if not turn.locked():  # nobody is waiting: no turn to take
+            try:
+                await self.send(channel, message)
+                return
+            except ChannelFull:
+                if timeout <= 0:
+                    raise
+        await self._send_in_turn(turn, channel, message, timeout)
+
+    async def _send_in_turn(
+        self, turn: asyncio.Lock, channel: str, message: dict[str, Any], timeout: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await turn.acquire()
+        except TimeoutError:
+            raise ChannelFull(channel, self.capacity_for(queue_name(channel))) from None
+        try:
+            delay = _FULL_BACKOFF_MIN
+            while True:
+                try:
+                    await self.send(channel, message)
+                    return
+                except ChannelFull:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, _FULL_BACKOFF_MAX)
+        finally:
+            turn.release()
+
+    def make_session_store(self) -> SessionStore | None:
+        """A new session store that keeps its data in this layer's backend (and closes
+        with the layer), for an app that names no ``session_store``; None if the
+        layer has no such store, and the app must then be given one."""
+        return None
+
+    def waiting_receivers(self, channel: str) -> int | None:
+        """How many receives in this process wait on ``channel`` now (a process
+        prefix names its process-specific channels), or None if the layer cannot
+        tell. Optional to override; the built-in layers do."""
+        return None
+
+    def attach_reader(self, prefix: str, deliver: LocalReader) -> bool:
+        """Hand every message for ``prefix`` + local names to ``deliver`` from now on,
+        if the layer can; return whether it did.
+
+        ``prefix`` is a process prefix (ending in ``!``), which by contract only this
+        process reads. ``deliver(channels, payload)`` is called on the event loop that
+        attached it, with the full names and the encoded payload (decode it once for
+        all of them); it must not raise. While attached, a ``receive`` on ``prefix``
+        finds nothing, and what this process sends to ``prefix`` names reaches
+        ``deliver`` without queueing: no capacity check, no expiry. Layers that cannot
+        return ``False``, and the caller reads ``prefix`` with :meth:`receive`.
+        """
+        return False
+
+    def detach_reader(self, prefix: str) -> None:  # noqa: B027 - a no-op unless attached
+        """Stop handing ``prefix``'s messages to its local reader; they queue again."""
+
+    def attach_taker(self, channels: Iterable[str], take: LocalTaker) -> bool:
+        """Offer messages sent to ``channels`` on this thread to ``take`` before they
+        are queued, if the layer can; return whether it did.
+
+        Only a message that would be first in its queue is offered, and only by a send
+        made on the thread that attached ``take``, in that send's own step: FIFO holds,
+        and a receiver in this process gets the message without waking up.
+        ``take(channel, content)`` gets the full name and the receiver's own copy of
+        the content; it returns True if it took the message (the send is then done:
+        no queueing, no capacity check) or False to let it queue. It must not raise.
+        Layers shared between processes cannot know that nobody elsewhere is about to
+        read the channel: they return ``False``.
+        """
+        return False
+
+    def detach_taker(self, take: LocalTaker) -> None:  # noqa: B027 - a no-op unless attached
+        """Stop offering messages to ``take``."""
 
     # -- helpers for backends ---------------------------------------------------
 

@@ -18,10 +18,8 @@ Anything else raises :class:`~chanlite.exceptions.ConfigurationError`.
 
 from __future__ import annotations
 
-import sys
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -42,13 +40,6 @@ _BACKENDS = {
 }
 #: Options a store URL's query string may give.
 STORE_OPTIONS = ("prefix",)
-# (layer module, layer class, store backend) for setting=None. A layer class is looked
-# up only if its module is already imported: otherwise no layer can be an instance.
-_LAYER_BACKENDS = (
-    ("chanlite.layers.memory", "InMemoryChannelLayer", "memory"),
-    ("chanlite.layers.redis", "RedisChannelLayer", "redis"),
-    ("chanlite.layers.sqlite", "SQLiteChannelLayer", "sqlite"),
-)
 _ACCEPTED = (
     "a SessionStore, None (the layer's backend), or a URL: memory://, "
     "redis://host:port/db, rediss://host:port/db, "
@@ -132,20 +123,11 @@ def _for_layer(layer: BaseChannelLayer) -> SessionStore:
     with _per_layer_lock:
         store = _per_layer.get(layer)
         if store is None:
-            store = _per_layer[layer] = _store_maker(layer)(layer)
+            made = layer.make_session_store()
+            if made is None:
+                raise ConfigurationError(
+                    f"the layer {layer!r} keeps no session store; "
+                    f"give the session store setting explicitly: {_ACCEPTED}"
+                )
+            store = _per_layer[layer] = made
         return store
-
-
-def _store_maker(layer: BaseChannelLayer) -> Callable[[Any], SessionStore]:
-    """The ``for_layer`` constructor of the store backend matching ``layer``."""
-    for module_name, class_name, scheme in _LAYER_BACKENDS:
-        module = sys.modules.get(module_name)
-        if module is not None and isinstance(layer, getattr(module, class_name)):
-            # Every backend has a for_layer classmethod; the ABC does not declare it.
-            backend: Any = _backend_class(scheme)
-            maker: Callable[[Any], SessionStore] = backend.for_layer
-            return maker
-    raise ConfigurationError(
-        f"no session store backend matches the layer {layer!r}; "
-        f"give the session store setting explicitly: {_ACCEPTED}"
-    )

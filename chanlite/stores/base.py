@@ -24,14 +24,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar
 
 from ..exceptions import ConfigurationError, InvalidChannelName
 from ..names import validate_group_name
 
 #: A parked message: its bytes, or a function that makes them, which a store calls
 #: only when it parks the message (most messages run at once and need none).
-Payload: TypeAlias = bytes | Callable[[], bytes]
+type Payload = bytes | Callable[[], bytes]
 
 __all__ = ["SessionStore"]
 

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from .._codec import decode, encode
 from ..exceptions import LayerError
@@ -66,9 +66,6 @@ class _Cursor:
     next: int = 0
     #: order -> (slight, payload) of the messages waiting for their turn.
     parked: dict[int, tuple[bool, bytes]] = field(default_factory=dict)
-
-
-_Entry = TypeVar("_Entry", _Session, _Cursor)
 
 
 class MemorySessionStore(SessionStore):
@@ -197,7 +194,9 @@ class MemorySessionStore(SessionStore):
             )
 
 
-def _live(table: OrderedDict[str, _Entry], key: str, now: float) -> _Entry | None:
+def _live[Entry: (_Session, _Cursor)](
+    table: OrderedDict[str, Entry], key: str, now: float
+) -> Entry | None:
     """The unexpired entry under ``key``; an expired one is dropped."""
     entry = table.get(key)
     if entry is not None and entry.expires <= now:
@@ -206,7 +205,9 @@ def _live(table: OrderedDict[str, _Entry], key: str, now: float) -> _Entry | Non
     return entry
 
 
-def _sweep(table: OrderedDict[str, _Entry], now: float, count: int) -> None:
+def _sweep[Entry: (_Session, _Cursor)](
+    table: OrderedDict[str, Entry], now: float, count: int
+) -> None:
     """Examine up to ``count`` entries at the front: drop the expired, move the live
     to the back (so the next sweep looks further on)."""
     for _ in range(min(count, len(table))):

@@ -62,6 +62,15 @@ class ClosedLayerContract:
             await operation(layer)
         await layer.aclose()  # closing again is harmless
 
+    async def test_an_async_with_block_closes_the_layer_as_it_ends(self) -> None:
+        layer = await self.make_layer()
+        async with layer as entered:
+            assert entered is layer
+            await layer.send("closed", {"n": 0})
+            assert await layer.receive(["closed"], timeout=PATIENCE) == ("closed", {"n": 0})
+        with anyio.fail_after(PATIENCE), pytest.raises(LayerError, match="closed by aclose"):
+            await layer.send("closed", {"n": 1})
+
     async def test_a_receive_waiting_when_the_layer_closes_raises_layer_error(self) -> None:
         layer = await self.make_layer()
         failures: list[LayerError] = []

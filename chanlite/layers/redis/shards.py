@@ -1,0 +1,64 @@
+"""Which server of a layer URL holds a name: :class:`RedisShards` and its
+:func:`jump_hash`. Every process must list the same servers in the same order."""
+
+from __future__ import annotations
+
+import hashlib
+
+from .addresses import parse_redis_url
+from .shard import RedisShard
+
+
+class RedisShards:
+    """The servers of a comma-separated Redis URL, and which one holds a name.
+
+    Names are placed by jump consistent hash, so adding a server at the end of the URL
+    moves only the share of names the new server takes.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.addresses = parse_redis_url(url)
+        self.shards = [RedisShard(address) for address in self.addresses]
+        self._placed: dict[str, int] = {}
+        #: Set by :meth:`aclose`; every shard refuses commands from then on.
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<RedisShards {[shard.address.label for shard in self.shards]}>"
+
+    def index_for(self, name: str) -> int:
+        """The index of the shard that holds ``name``."""
+        index = self._placed.get(name)
+        if index is None:
+            digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+            index = jump_hash(int.from_bytes(digest, "big"), len(self.shards))
+            if len(self._placed) > 10_000:
+                self._placed.clear()
+            self._placed[name] = index
+        return index
+
+    def shard_for(self, name: str) -> RedisShard:
+        """The shard that holds ``name``."""
+        return self.shards[self.index_for(name)]
+
+    def refuse_if_closed(self) -> None:
+        """Raise LayerError if :meth:`aclose` has been called (for work that starts
+        without a command, such as a blocking read)."""
+        if self.closed:
+            raise self.shards[0].closed_error()
+
+    async def aclose(self) -> None:
+        """Close every connection to every shard, for good."""
+        self.closed = True
+        for shard in self.shards:
+            await shard.aclose()
+
+
+def jump_hash(key: int, buckets: int) -> int:
+    """Lamping and Veach's jump consistent hash of a 64-bit ``key``."""
+    bucket, jump = -1, 0
+    while jump < buckets:
+        bucket = jump
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        jump = int((bucket + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return bucket
