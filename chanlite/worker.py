@@ -119,6 +119,7 @@ class Worker:
         """Stop taking messages; :meth:`run` returns once in-flight consumers finish."""
         self._stopping = True
         if self._idle and self._taker is not None:
+            self._idle = False  # one cancellation, taken back in _receive
             self._taker.cancel()
 
     async def _take_loop(self) -> None:
@@ -164,11 +165,13 @@ class Worker:
 
     async def _receive(self) -> tuple[str, dict[str, Any]] | None:
         """Wait for room, then for a message; None once stopping. A failing layer is
-        logged and asked again after a pause."""
+        logged and asked again after a pause (which stop() cuts short)."""
         pause = 0.0
         while not self._stopping:
             self._idle = True
             try:
+                if pause:
+                    await asyncio.sleep(pause)
                 await self._inflight.wait_room()
                 self._receiving = True
                 channel, content = await self.layer.receive(self.channels)
@@ -180,7 +183,6 @@ class Worker:
             except LayerError as exc:
                 pause = min(RECEIVE_RETRY_MAX, pause * 2 or 0.05)
                 logger.error("the worker could not receive (%s); trying again in %gs", exc, pause)
-                await asyncio.sleep(pause)
                 continue
             finally:
                 self._idle = self._receiving = False
