@@ -27,10 +27,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from .._codec import encode
+from ._options import capacity_patterns, layer_prefix, positive_int, positive_number
 
 if TYPE_CHECKING:
     from ..stores.base import SessionStore
-from ..exceptions import ChannelFull, ConfigurationError, InvalidChannelName, LayerError
+from ..exceptions import ChannelFull, InvalidChannelName, LayerError
 from ..names import (
     is_process_specific,
     queue_name,
@@ -114,14 +115,14 @@ class BaseChannelLayer(ABC):
         channel_capacity: Mapping[str, int] | None = None,
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
-        self.expiry = _positive_number("expiry", expiry)
-        self.group_expiry = _positive_number("group_expiry", group_expiry)
-        self.capacity = _positive_int("capacity", capacity)
-        self.channel_capacity = _capacity_patterns(channel_capacity)
+        self.expiry = positive_number("expiry", expiry)
+        self.group_expiry = positive_number("group_expiry", group_expiry)
+        self.capacity = positive_int("capacity", capacity)
+        self.channel_capacity = capacity_patterns(channel_capacity)
         #: Every glob that sets a capacity, in the order they are tried: the user's,
         #: then :data:`BUILTIN_CHANNEL_CAPACITY`.
         self.capacity_patterns = [*self.channel_capacity, *BUILTIN_CHANNEL_CAPACITY]
-        self.prefix = _prefix(prefix)
+        self.prefix = layer_prefix(prefix)
         self._capacity_cache: dict[str, int] = {}
         self._receive_cache: dict[tuple[str, ...], list[str]] = {}
         #: Group deliveries skipped because the member's channel was full.
@@ -428,33 +429,3 @@ def backend_failure(backend: str, error: BaseException) -> LayerError:
     failure = LayerError(backend, str(error) or type(error).__name__)
     failure.__cause__ = error
     return failure
-
-
-def _positive_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(f"layer option {name!r} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigurationError(f"layer option {name!r} must be a positive integer, got {value!r}")
-    return value
-
-
-def _prefix(value: object) -> str:
-    try:
-        return validate_group_name(value)
-    except InvalidChannelName as exc:
-        raise ConfigurationError(f"layer option 'prefix' got {value!r}: {exc.rule}") from None
-
-
-def _capacity_patterns(patterns: Mapping[str, int] | None) -> list[tuple[str, int]]:
-    if patterns is None:
-        return []
-    if not isinstance(patterns, Mapping):
-        raise ConfigurationError("layer option 'channel_capacity' must be a dict of glob: int")
-    return [
-        (str(glob), _positive_int(f"channel_capacity[{glob!r}]", value))
-        for glob, value in patterns.items()
-    ]
