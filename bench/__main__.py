@@ -13,6 +13,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from . import SUITES, load_suite
 from .core import Config, SuiteResult
@@ -76,10 +77,19 @@ def run_suite(name: str, config: Config) -> SuiteResult:
 
 
 def save_json(path: Path, results: list[SuiteResult], environment: Environment) -> None:
-    """Every round's rate, for comparing runs later."""
-    data = {"environment": asdict(environment), "suites": [asdict(r) for r in results]}
+    """Every round's rate, for comparing runs later (``python -m bench.compare`` reads
+    it); each row says whether it is a cost, where lower is better."""
+    data = {"environment": asdict(environment), "suites": [suite_json(r) for r in results]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def suite_json(result: SuiteResult) -> dict[str, Any]:
+    """One suite's result as JSON data, each row marked ``cost`` true or false."""
+    data = asdict(result)
+    for row, row_data in zip(result.rows, data["rows"], strict=True):
+        row_data["cost"] = row.chanlite.cost
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 #: Measured rounds and warm-up rounds of a normal run.
 DEFAULT_ROUNDS = 5
@@ -65,6 +65,9 @@ class Sample:
 @dataclass(frozen=True)
 class Stats:
     """The rates (operations per second) of the measured rounds."""
+
+    #: Whether lower is better: a cost (latency, memory), not a rate.
+    cost: ClassVar[bool] = False
 
     rates: tuple[float, ...]
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core import Row, Stats, SuiteResult
-from .environment import Environment
+
+if TYPE_CHECKING:
+    # Only for annotations: bench.compare renders tables without importing chanlite.
+    from .environment import Environment
 
 INTRO = """\
 # Benchmarks
@@ -61,7 +65,7 @@ def table(result: SuiteResult) -> str:
         header.append(f"{BASELINE_HEADERS[2]} (chanlite / {result.baseline_label})")
     header += TARGET_HEADERS
     body = [_cells(row, bool(result.baseline_label)) for row in result.rows]
-    return _markdown_table(header, body)
+    return markdown_table(header, body)
 
 
 def _cells(row: Row, with_baseline: bool) -> list[str]:
@@ -89,7 +93,7 @@ def _holds(value: bool | None) -> str:
     return "yes" if value else "**no**"
 
 
-def _markdown_table(header: list[str], body: list[list[str]]) -> str:
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
     """A pipe table; columns whose body cells all start with a digit align right."""
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     right = [all(row[i][:1].isdigit() for row in body) for i in range(len(header))]

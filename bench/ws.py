@@ -1,6 +1,6 @@
 """What the ``ws-*`` suites measure, measured once for all of them.
 
-Four servers run side by side in every round, fresh each round and all pinned to the
+Five servers run side by side in every round, fresh each round and all pinned to the
 server CPU (the one ``python -m bench`` pins itself to); the Node load generator runs
 on another CPU:
 
@@ -10,6 +10,8 @@ on another CPU:
   and connects (it once needed the room: all of a process's reply channels shared one
   queue of the default capacity, and a connect flood met a full channel; both are
   fixed, and the server stays so the rows compare with earlier runs);
+* ``chanlite-accept``: ``bench.apps.chanlite_echo:accepting_routes`` at the defaults,
+  whose ``/echo/`` has a routed connect consumer (for echo and connects);
 * ``starlette``: raw Starlette endpoints on uvicorn (``bench.apps.starlette_echo``);
 * ``channels``: Channels 4 with its ``InMemoryChannelLayer`` on uvicorn
   (``bench.apps.channels_echo``).
@@ -70,6 +72,9 @@ SERVERS: dict[str, ServerSpec] = {
             f"chanlite at capacity {BIG_CAPACITY:,}",
             f"memory://?capacity={BIG_CAPACITY}",
         ),
+        chanlite_server(
+            "chanlite-accept", "chanlite with a connect consumer", app="accepting_routes"
+        ),
         uvicorn_server("starlette", "raw Starlette", "bench.apps.starlette_echo:app"),
         uvicorn_server("channels", "Channels 4", "bench.apps.channels_echo:application"),
     )
@@ -88,12 +93,13 @@ class Endpoint:
 ECHO_ENDPOINTS = (
     Endpoint("chanlite-async", "chanlite", "/echo/"),
     Endpoint("chanlite-sync", "chanlite", "/sync-echo/"),
+    Endpoint("chanlite-accept", "chanlite-accept", "/echo/"),
     Endpoint("starlette", "starlette", "/echo/"),
     Endpoint("channels-async", "channels", "/echo/"),
     Endpoint("channels-sync", "channels", "/sync-echo/"),
 )
 MEMORY_SERVERS = ("chanlite", "starlette", "channels")
-CONNECT_SERVERS = ("chanlite", "chanlite-big", "starlette", "channels")
+CONNECT_SERVERS = ("chanlite", "chanlite-big", "chanlite-accept", "starlette", "channels")
 FANOUT_SERVERS = ("chanlite-big", "starlette", "channels")
 
 

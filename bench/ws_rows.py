@@ -9,6 +9,7 @@ target holds when chanlite's median is at most a multiple of the baseline's. A
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .core import BenchmarkError, Row, Stats, Target
 from .ws import (
@@ -27,6 +28,8 @@ from .ws import (
 @dataclass(frozen=True)
 class CostStats(Stats):
     """Stats of a cost (latency, memory): the best round is the lowest."""
+
+    cost: ClassVar[bool] = True
 
     @property
     def best(self) -> float:

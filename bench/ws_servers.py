@@ -48,8 +48,10 @@ class ServerSpec:
         return [sys.executable, "-m", *self.module_args, "--port", str(port)]
 
 
-def chanlite_server(name: str, label: str, layer: str | None = None) -> ServerSpec:
-    """``chanlite serve bench.apps.chanlite_echo:routes``, optionally with ``--layer``."""
+def chanlite_server(
+    name: str, label: str, layer: str | None = None, *, app: str = "routes"
+) -> ServerSpec:
+    """``chanlite serve bench.apps.chanlite_echo:APP``, optionally with ``--layer``."""
     layer_args = ("--layer", layer) if layer else ()
     return ServerSpec(
         name,
@@ -59,7 +61,7 @@ def chanlite_server(name: str, label: str, layer: str | None = None) -> ServerSp
             "--log-level",
             LOG_LEVEL,
             "serve",
-            "bench.apps.chanlite_echo:routes",
+            f"bench.apps.chanlite_echo:{app}",
             "--host",
             "127.0.0.1",
             *layer_args,

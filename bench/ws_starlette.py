@@ -27,6 +27,12 @@ BASELINE = "Starlette"
 DESCRIPTION = (
     "chanlite's `async def` echo consumer against a raw Starlette WebSocket endpoint; "
     "chanlite's `Group(...).send` against a loop over an in-process set of sockets. "
+    "The *connect consumer* rows serve the same echo from a third chanlite process "
+    "(`bench.apps.chanlite_echo:accepting_routes`, `memory://` at its defaults) whose "
+    "`/echo/` also has a routed `websocket.connect` consumer, as real apps have: an "
+    '`async def` that accepts with `message.reply_channel.send({"accept": True})`, so '
+    "every connect goes through the worker, where the plain echo's connects are "
+    "answered by the interface; they have no target. "
     "Ratio = chanlite median / raw Starlette median. " + method()
 )
 
@@ -39,8 +45,10 @@ MEMORY_CEILING = 1.15
 async def run(config: Config) -> list[Row]:
     """Every ws scenario, chanlite against raw Starlette."""
     results = await measurements(config)
+    accepting = Versus("chanlite-accept", "starlette", BASELINE)
     return [
         *echo_rows(results, Versus("chanlite-async", "starlette", BASELINE), "async", ECHO_TARGETS),
+        *echo_rows(results, accepting, "async, connect consumer", {}),
         *fanout_rows(results, Versus("chanlite-big", "starlette", BASELINE), {}),
         default_capacity_row(results, Versus("chanlite", "starlette", BASELINE)),
         *connect_rows(
@@ -48,6 +56,7 @@ async def run(config: Config) -> list[Row]:
             [Versus(server, "starlette", BASELINE) for server in ("chanlite", "chanlite-big")],
             goal=CONNECT_TARGET,
         ),
+        *connect_rows(results, [accepting], goal=None),
         memory_row(
             results, Versus("chanlite", "starlette", BASELINE), target=ceiling(MEMORY_CEILING)
         ),

@@ -6,12 +6,17 @@
   so an open socket is already a member), every frame is sent to the group, and
   disconnect leaves it.
 
-Connects to the echo paths are accepted by the worker's default connect consumer.
+Connects to the echo paths are accepted by the worker's default connect consumer (the
+interface answers them itself when nothing else would take them).
+``accepting_routes`` is the same table with a routed ``websocket.connect`` consumer
+for ``/echo/``, as real apps have one: an ``async def`` that accepts with
+``message.reply_channel.send({"accept": True})``, so every connect goes through the
+worker.
 """
 
 from __future__ import annotations
 
-from chanlite import Group, Message, Routes
+from chanlite import Group, Message, Routes, route
 
 routes = Routes()
 
@@ -45,3 +50,12 @@ async def room_say(message: Message, room: str) -> None:
 async def room_leave(message: Message, room: str) -> None:
     """Remove the socket from the room's group."""
     await Group(f"room-{room}").adiscard(message.reply_channel)  # type: ignore[arg-type]
+
+
+async def accept(message: Message) -> None:
+    """Accept the socket, as an app's own connect consumer does."""
+    message.reply_channel.send({"accept": True})  # type: ignore[union-attr]
+
+
+#: ``routes`` with :func:`accept` as ``/echo/``'s connect consumer.
+accepting_routes = Routes([route("websocket.connect", accept, path=r"^/echo/$"), routes])
