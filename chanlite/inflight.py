@@ -88,14 +88,59 @@ class InFlight:
 
 
 class Job:
-    """One message in flight: a context manager that ends it, exactly once."""
+    """One message in flight: a context manager that ends it, exactly once, and the
+    deadline of the ``async def`` consumer it runs.
 
-    __slots__ = ("_inflight", "threaded")
+    A job whose consumer finishes within the step that started it never needs a
+    timer: only once the job's task is known to wait (:meth:`waits_in`) and a
+    consumer runs with a deadline is a timer set, which cancels the task when due
+    (:attr:`expired` then says why).
+    """
+
+    __slots__ = ("_deadline", "_inflight", "_task", "_timer", "expired", "threaded")
 
     def __init__(self, inflight: InFlight) -> None:
         self._inflight: InFlight | None = inflight
         #: Whether the job holds a thread slot.
         self.threaded = False
+        #: Whether the running consumer's deadline passed and its task was cancelled.
+        self.expired = False
+        self._task: asyncio.Task[None] | None = None
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def waits_in(self, task: asyncio.Task[None]) -> None:
+        """The job goes on in ``task``: a running consumer's deadline now needs a timer."""
+        self._task = task
+        self._arm()
+
+    def consumer_started(self, deadline: float) -> None:
+        """A consumer with loop-time ``deadline`` starts in this job."""
+        self._deadline = deadline
+        self._arm()
+
+    def consumer_ended(self) -> bool:
+        """The consumer is done; True if it was cancelled for its deadline (that
+        cancellation is then taken back from the task)."""
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        expired, self.expired = self.expired, False
+        if expired and self._task is not None:
+            self._task.uncancel()
+        return expired
+
+    def _arm(self) -> None:
+        if self._task is None or self._deadline is None or self._timer is not None:
+            return
+        self._timer = self._task.get_loop().call_at(self._deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._deadline is not None and self._task is not None and not self._task.done():
+            self.expired = True
+            self._task.cancel()
 
     def __enter__(self) -> Job:
         return self

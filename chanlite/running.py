@@ -3,9 +3,8 @@
 * A consumer's sends are buffered in its :class:`~chanlite.runtime.ConsumerScope` and
   flushed in call order when it returns or raises, so what it sends goes out together
   after it decided (atomic consumer sends).
-* ``async def`` consumers run on the event loop, started at once
-  (:func:`~chanlite._eager.start_eagerly`); ``def`` consumers run in the worker's
-  thread pool, in a copy of the context.
+* ``async def`` consumers run on the event loop, in the message's own task;
+  ``def`` consumers run in the worker's thread pool, in a copy of the context.
 * A consumer's exception is logged with its qualified name and the channel.
   ``ConsumeLater`` requeues the message at the end of its channel, at most
   :data:`MAX_CONSUME_LATER` times. ``DenyConnection`` (or any exception, or a timeout)
@@ -29,10 +28,9 @@ from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._eager import start_eagerly
 from ._wrap import marked
 from .exceptions import ChannelFull, ConsumeLater, DenyConnection
-from .inflight import InFlight
+from .inflight import InFlight, Job
 from .layers.base import BaseChannelLayer
 from .messages import Message
 from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT
@@ -92,7 +90,7 @@ class ConsumerRunner:
             self._executor.shutdown(wait=not hung)
 
     async def run(
-        self, channel: str, content: dict[str, Any], item: Route, kwargs: dict[str, str]
+        self, channel: str, content: dict[str, Any], item: Route, kwargs: dict[str, str], job: Job
     ) -> bool:
         """Run ``item``'s consumer on one message and flush its sends; True if it
         asked to run later (and was requeued)."""
@@ -107,7 +105,7 @@ class ConsumerRunner:
         enter_scope(scope)
         failed = requeued = False
         try:
-            failed = not await self._call(item, message, kwargs)
+            failed = not await self._call(item, message, kwargs, job)
         except ConsumeLater:
             requeued = await self._requeue(channel, content, retries)
         except DenyConnection:
@@ -123,16 +121,25 @@ class ConsumerRunner:
             await self._forget_channel_session(item, reply_channel)
         return requeued
 
-    async def _call(self, item: Route, message: Message, kwargs: dict[str, str]) -> bool:
+    async def _call(self, item: Route, message: Message, kwargs: dict[str, str], job: Job) -> bool:
         """Call the consumer; False if it ran past ``consumer_timeout``."""
         if not item.is_async:
             return await self._run_in_thread(item, message, kwargs)
-        started = asyncio.get_running_loop().time()
-        # Only a consumer that waits can run long enough to need the timer.
-        running = start_eagerly(item.consumer(message, **kwargs))
-        if running is None:
+        if self.consumer_timeout is None:
+            await item.consumer(message, **kwargs)
             return True
-        return await self._within_timeout(running, started, item, message)
+        # The job sets a timer only if its task waits (see Job).
+        job.consumer_started(asyncio.get_running_loop().time() + self.consumer_timeout)
+        try:
+            await item.consumer(message, **kwargs)
+        except asyncio.CancelledError:
+            if not job.consumer_ended():
+                raise
+        else:
+            if not job.consumer_ended():
+                return True
+        self._log_timeout(item, message)
+        return False
 
     async def _run_in_thread(self, item: Route, message: Message, kwargs: dict[str, str]) -> bool:
         """Run one ``def`` consumer; False if it ran past ``consumer_timeout``."""
@@ -161,16 +168,19 @@ class ConsumerRunner:
         except TimeoutError:
             if not deadline.expired():
                 raise  # the consumer's own TimeoutError
-            fate = "cancelled" if item.is_async else _THREAD_RUNS_ON.format(self.inflight.threads)
-            logger.error(
-                "consumer %s ran past consumer_timeout (%gs) on channel %r; %s",
-                item.name,
-                self.consumer_timeout,
-                message.channel.name,
-                fate,
-            )
+            self._log_timeout(item, message)
             return False
         return True
+
+    def _log_timeout(self, item: Route, message: Message) -> None:
+        fate = "cancelled" if item.is_async else _THREAD_RUNS_ON.format(self.inflight.threads)
+        logger.error(
+            "consumer %s ran past consumer_timeout (%gs) on channel %r; %s",
+            item.name,
+            self.consumer_timeout,
+            message.channel.name,
+            fate,
+        )
 
     def _thread_returned(self, item: Route, thread: asyncio.Future[None]) -> None:
         """A def consumer that ran past consumer_timeout has returned: free its slot."""

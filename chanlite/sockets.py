@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from http import HTTPStatus
+from types import CoroutineType
 from typing import Any
 
 from starlette.types import Scope, Send
@@ -105,8 +106,16 @@ class Socket:
 
     def _write_now(self, reply: dict[str, Any]) -> None:
         # Most writes complete without waiting (the transport takes the bytes); only
-        # one that has to wait (flow control) becomes the writer task.
-        self._writer = start_eagerly(self._write(reply))
+        # one that has to wait (flow control) leaves a writer task behind.
+        frame = self._plain_frame(reply)
+        write = self._apply(reply) if frame is None else self.send(frame)
+        try:
+            waiting = start_eagerly(write if type(write) is CoroutineType else _awaited(write))
+        except Exception:  # the client is gone mid-write
+            self._gone()
+            return
+        if waiting is not None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_rest(waiting))
 
     def _plain_frame(self, reply: dict[str, Any]) -> dict[str, Any] | None:
         """The ASGI message for the commonest reply, ``{"text": str}`` or
@@ -122,14 +131,10 @@ class Socket:
             return {"type": "websocket.send", "bytes": data}
         return None
 
-    async def _write(self, reply: dict[str, Any]) -> None:
-        """Write ``reply``, then every reply queued behind it meanwhile."""
+    async def _write_rest(self, waiting: asyncio.Task[None]) -> None:
+        """Finish a write that waits, then write every reply queued behind it."""
         try:
-            frame = self._plain_frame(reply)
-            if frame is None:
-                await self._apply(reply)
-            else:
-                await self.send(frame)
+            await waiting
             while self._pending:
                 await self._apply(self._pending.popleft())
             self._pending = None
@@ -253,6 +258,10 @@ async def finish_writes(writes: list[Coroutine[Any, Any, None]], what: str) -> N
             len(stuck),
             SHUTDOWN_WRITE_TIMEOUT,
         )
+
+
+async def _awaited(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 def _reply_problem(reply: dict[str, Any]) -> str | None:

@@ -172,7 +172,8 @@ class Worker:
             try:
                 if pause:
                     await asyncio.sleep(pause)
-                await self._inflight.wait_room()
+                if not self._inflight.has_room:
+                    await self._inflight.wait_room()
                 self._receiving = True
                 channel, content = await self.layer.receive(self.channels)
             except asyncio.CancelledError:
@@ -196,6 +197,7 @@ class Worker:
         task = start_eagerly(self._run_job(channel, content, found, job), self._context.copy())
         if task is None:
             return False
+        job.waits_in(task)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
@@ -203,7 +205,10 @@ class Worker:
     async def _run_job(self, channel: str, content: dict[str, Any], found: Found, job: Job) -> None:
         with job:
             try:
-                await self._handle(channel, content, found)
+                if found is not None and self._sequencer is None:
+                    await self._runner.run(channel, content, *found, job)
+                else:
+                    await self._handle(channel, content, found, job)
             except Exception:
                 logger.exception("the worker failed on a message on channel %r", channel)
 
@@ -257,13 +262,16 @@ class Worker:
             await self._inflight.take_thread(job)
         # In a task of its own, as the take loop does, so the consumer scope it
         # enters does not leak into the caller's context.
-        await asyncio.get_running_loop().create_task(self._run_job(channel, content, found, job))
+        task = asyncio.get_running_loop().create_task(self._run_job(channel, content, found, job))
+        job.waits_in(task)
+        await task
 
     async def _handle(
         self,
         channel: str,
         content: dict[str, Any],
         found: Found,
+        job: Job,
     ) -> None:
         if found is None:
             content.pop(RETRY_KEY, None)
@@ -272,9 +280,9 @@ class Worker:
             return
         item, kwargs = found
         if self._sequencer is None:
-            await self._runner.run(channel, content, item, kwargs)
+            await self._runner.run(channel, content, item, kwargs, job)
         elif await self._admit(channel, content, item):
-            await self._run_in_turn(channel, content, item, kwargs)
+            await self._run_in_turn(channel, content, item, kwargs, job)
 
     async def _admit(self, channel: str, content: dict[str, Any], item: Route) -> bool:
         assert self._sequencer is not None
@@ -286,14 +294,14 @@ class Worker:
             return True
 
     async def _run_in_turn(
-        self, channel: str, content: dict[str, Any], item: Route, kwargs: dict[str, str]
+        self, channel: str, content: dict[str, Any], item: Route, kwargs: dict[str, str], job: Job
     ) -> None:
         """Run a message whose turn has come, then each parked one it releases."""
         assert self._sequencer is not None
         pending = deque([(channel, content, item, kwargs)])
         while pending:
             channel, content, item, kwargs = pending.popleft()
-            if await self._runner.run(channel, content, item, kwargs):
+            if await self._runner.run(channel, content, item, kwargs, job):
                 continue  # ConsumeLater: it runs again in its turn
             # A message that ran out of turn must not move the socket's cursor; an
             # unordered disconnect still removes it.

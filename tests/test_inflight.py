@@ -70,3 +70,62 @@ async def test_a_hung_thread_keeps_its_slot_until_it_returns() -> None:
     inflight.hung_thread_returned()
     await asyncio.wait_for(taking, 5)
     assert inflight.hung_threads == 0
+
+
+async def test_a_consumer_whose_job_waits_past_its_deadline_is_cancelled() -> None:
+    loop = asyncio.get_running_loop()
+    job = InFlight(limit=2, threads=1).start()
+    gate = asyncio.Event()
+
+    async def consumer() -> bool:
+        job.consumer_started(loop.time() + 0.01)
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            return job.consumer_ended()
+        return False
+
+    task = loop.create_task(consumer())
+    job.waits_in(task)
+    assert await asyncio.wait_for(task, 5) is True
+    assert task.cancelling() == 0  # the deadline's cancellation was taken back
+
+
+async def test_a_job_that_never_waits_sets_no_timer() -> None:
+    job = InFlight(limit=2, threads=1).start()
+    job.consumer_started(asyncio.get_running_loop().time() - 1)  # already past
+    assert job.consumer_ended() is False  # no task to cancel, nothing expired
+
+
+async def test_a_consumer_that_starts_after_its_job_waits_gets_its_timer_at_once() -> None:
+    loop = asyncio.get_running_loop()
+    job = InFlight(limit=2, threads=1).start()
+    first_wait = asyncio.Event()
+
+    async def ordered_consumers() -> bool:
+        await first_wait.wait()  # the job waits before its consumer starts
+        job.consumer_started(loop.time() + 0.01)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return job.consumer_ended()
+        return False
+
+    task = loop.create_task(ordered_consumers())
+    job.waits_in(task)
+    first_wait.set()
+    assert await asyncio.wait_for(task, 5) is True
+
+
+async def test_a_consumer_that_ends_in_time_is_not_cancelled() -> None:
+    loop = asyncio.get_running_loop()
+    job = InFlight(limit=2, threads=1).start()
+
+    async def quick() -> bool:
+        job.consumer_started(loop.time() + 60)
+        await asyncio.sleep(0)
+        return job.consumer_ended()
+
+    task = loop.create_task(quick())
+    job.waits_in(task)
+    assert await asyncio.wait_for(task, 5) is False

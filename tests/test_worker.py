@@ -205,7 +205,7 @@ async def test_dispatch_does_not_leave_a_consumer_scope_behind(layer: SpyLayer) 
 
 
 async def idle(worker: Worker, layer: SpyLayer) -> None:
-    """Wait until ``worker``'s taker waits on ``layer`` (its other runners parked)."""
+    """Wait until ``worker``'s take loop waits on ``layer``."""
     async with asyncio.timeout(TIMEOUT):
         await layer.receiving.wait()
 
