@@ -48,7 +48,8 @@ logger = logging.getLogger("chanlite.worker")
 
 #: In-flight limit beyond the thread count when some consumers are async.
 ASYNC_CONCURRENCY = 64
-#: Longest pause (seconds) before the worker asks a failing layer again.
+#: First and longest pause (seconds) before the worker asks a failing layer again.
+RECEIVE_RETRY_MIN = 0.05
 RECEIVE_RETRY_MAX = 2.0
 # Messages started back to back, none of them waiting, before the worker lets the
 # event loop serve sockets and timers.
@@ -182,7 +183,7 @@ class Worker:
                 _uncancel_self()
                 return None
             except LayerError as exc:
-                pause = min(RECEIVE_RETRY_MAX, pause * 2 or 0.05)
+                pause = min(RECEIVE_RETRY_MAX, pause * 2 or RECEIVE_RETRY_MIN)
                 logger.error("the worker could not receive (%s); trying again in %gs", exc, pause)
                 continue
             finally:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import chanlite.worker as worker_module
 from chanlite import (
     Channel,
     ChannelFull,
@@ -1204,3 +1205,24 @@ async def test_a_layer_that_fails_to_receive_is_logged_and_asked_again(
     failures = [r.getMessage() for r in caplog.records if "could not receive" in r.getMessage()]
     assert len(failures) == 2
     assert "flaky layer: the server went away" in failures[0]
+
+
+async def test_stop_cuts_short_the_pause_before_asking_a_failing_layer_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pause far longer than the test's patience: stop() must not wait it out.
+    monkeypatch.setattr(worker_module, "RECEIVE_RETRY_MIN", 600.0)
+    monkeypatch.setattr(worker_module, "RECEIVE_RETRY_MAX", 600.0)
+    layer = FlakyLayer(failures=1)
+
+    async def consumer(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    worker = Worker(Routes([route("chat", consumer)]), layer)
+    task = asyncio.get_running_loop().create_task(worker.run())
+    async with asyncio.timeout(TIMEOUT):
+        while layer.failures:  # noqa: ASYNC110 - no event announces a failed receive
+            await asyncio.sleep(0)
+    worker.stop()
+    async with asyncio.timeout(TIMEOUT):
+        await task
