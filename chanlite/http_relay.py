@@ -47,17 +47,17 @@ async def _send_request(
         await layer.send(HTTP_REQUEST, content)
     except ChannelFull:
         logger.warning("http.request is full; answering 503")
-        await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
+        await _answer(503, scope, receive, send)
         return False
     except MessageTooLarge as exc:
         status = _too_large_status(len(content["body"]), exc)
         method, path = content["method"], content["path"]
         logger.info("refused %s %s with %d: %s", method, path, status, exc)
-        await PlainTextResponse(HTTPStatus(status).phrase, status)(scope, receive, send)
+        await _answer(status, scope, receive, send)
         return False
     except Exception as exc:
         log_layer_failure("answered 503", exc)
-        await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
+        await _answer(503, scope, receive, send)
         return False
     return True
 
@@ -82,11 +82,11 @@ async def _write_replies(
                     content["method"],
                     content["path"],
                 )
-                await PlainTextResponse("Service Unavailable", 503)(scope, receive, send)
+                await _answer(503, scope, receive, send)
             return
         if not started:
             if not await _start_response(reply, send):
-                await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
+                await _answer(500, scope, receive, send)
                 return
             started = True
         more = bool(reply.get("more_content", False))
@@ -94,6 +94,11 @@ async def _write_replies(
         await send({"type": "http.response.body", "body": body, "more_body": more})
         if not more:
             return
+
+
+async def _answer(status: int, scope: Scope, receive: Receive, send: Send) -> None:
+    """Respond with ``status`` and its phrase as a plain-text body."""
+    await PlainTextResponse(HTTPStatus(status).phrase, status)(scope, receive, send)
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
