@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import logging
 import os
@@ -23,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._logging import follow_uvicorn
 from .config import (
@@ -37,9 +36,10 @@ from .config import (
 from .default_routes import served_routes
 from .exceptions import ConfigurationError
 from .health import Endpoints, LayerProbe, Readiness
+from .host_lifespan import HostLifespan
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
-from .metrics import Metrics, MetricsCollector, new_registry
+from .metrics import Metrics
 from .routing import Routes
 from .runtime import AppServices, app_context, enter_app, exit_app
 from .server import InterfaceServer
@@ -148,9 +148,16 @@ class Chanlite:
     # -- configuration ----------------------------------------------------------
 
     def configure(
-        self, *, layer: str | None = None, workers: bool | None = None, threads: int | None = None
+        self,
+        *,
+        layer: str | None = None,
+        workers: bool | None = None,
+        threads: int | None = None,
+        metrics: bool | None = None,
+        health: bool | None = None,
     ) -> None:
-        """Override settings before start (the CLI's ``--layer`` and friends)."""
+        """Override settings before start (the CLI's ``--layer`` and friends); None
+        keeps the app's own."""
         if self._started:
             raise ConfigurationError("a running Chanlite app cannot be reconfigured")
         if layer is not None:
@@ -159,6 +166,10 @@ class Chanlite:
             self.workers = workers
         if threads is not None:
             self.threads = threads
+        if metrics is not None:
+            self.metrics.timed = metrics
+        if health is not None:
+            self.health = health
 
     def check(self) -> None:
         """Validate the configuration without starting: layer, key, worker settings.
@@ -280,12 +291,9 @@ class Chanlite:
         self._readiness.stopping = False
         self._probe = LayerProbe(layer, self.metrics)
         self._probe.start()
-        registry = None
-        if self.metrics.timed:
-            collector = MetricsCollector(self.metrics, layer)
-            collector.in_flight = self._in_flight
-            registry = new_registry(collector)
-        self._endpoints = Endpoints(registry, self._readiness if self.health else None)
+        self._endpoints = Endpoints.of(
+            layer, self._readiness, self._in_flight, metrics=self.metrics.timed, health=self.health
+        )
 
     def _workers_running(self) -> bool:
         """True if this app's workers run (or it runs none)."""
@@ -385,7 +393,7 @@ class Chanlite:
             await PlainTextResponse("Not Found", 404)(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        host = _HostLifespan(self.host_app, scope) if self.host_app is not None else None
+        host = HostLifespan(self.host_app, scope) if self.host_app is not None else None
         await receive()  # lifespan.startup
         try:
             await self.startup()
@@ -406,39 +414,3 @@ class Chanlite:
 
     def __repr__(self) -> str:
         return f"<Chanlite routes={len(self.routes)} layer={self.layer_setting!r}>"
-
-
-class _HostLifespan:
-    """Runs a host app's lifespan protocol inside chanlite's own."""
-
-    def __init__(self, app: ASGIApp, scope: Scope) -> None:
-        self.app = app
-        self.scope = scope
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._outbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def startup(self, context: contextvars.Context) -> None:
-        """Start the host's lifespan in ``context`` (where its app is current)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), context=context)
-        await self._step("lifespan.startup")
-
-    async def shutdown(self) -> None:
-        if self._task is not None and not self._task.done():
-            await self._step("lifespan.shutdown")
-            await self._task
-
-    async def _run(self) -> None:
-        try:
-            await self.app(dict(self.scope), self._inbox.get, self._outbox.put)
-        except Exception as exc:
-            # An app without lifespan support raises here; chanlite carries on.
-            logger.debug("host app lifespan ended: %r", exc)
-        finally:
-            await self._outbox.put({"type": "_ended"})
-
-    async def _step(self, event: str) -> None:
-        await self._inbox.put({"type": event})
-        reply = await self._outbox.get()
-        if reply["type"].endswith(".failed"):
-            raise ConfigurationError(f"host app {event} failed: {reply.get('message', '')}")

@@ -20,10 +20,11 @@ a small HTTP server in a thread of its own (:func:`serve_in_thread`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socketserver
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -31,8 +32,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
+from .exceptions import ConfigurationError
 from .layers.base import BaseChannelLayer
-from .metrics import CONTENT_TYPE, Metrics, clock, exposition
+from .metrics import CONTENT_TYPE, Metrics, MetricsCollector, clock, exposition, new_registry
 
 logger = logging.getLogger("chanlite")
 
@@ -123,6 +125,26 @@ class Endpoints:
         self.registry = registry
         self.readiness = readiness
 
+    @classmethod
+    def of(
+        cls,
+        layer: BaseChannelLayer,
+        readiness: Readiness,
+        in_flight: Callable[[], int],
+        *,
+        metrics: bool,
+        health: bool,
+    ) -> Endpoints:
+        """The endpoints of a process on ``layer`` whose counts and readiness are
+        ``readiness``'s (``in_flight`` counts its workers' messages): ``/metrics`` if
+        ``metrics``, the health paths if ``health``."""
+        registry = None
+        if metrics:
+            collector = MetricsCollector(readiness.metrics, layer)
+            collector.in_flight = in_flight
+            registry = new_registry(collector)
+        return cls(registry, readiness if health else None)
+
     @property
     def paths(self) -> frozenset[str]:
         """The paths answered."""
@@ -182,6 +204,40 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and probes are not worth a log line each."""
+
+
+@contextlib.asynccontextmanager
+async def worker_endpoints(
+    layer: BaseChannelLayer,
+    metrics: Metrics,
+    *,
+    in_flight: Callable[[], int],
+    running: Callable[[], bool],
+    address: tuple[str, int],
+) -> AsyncIterator[Readiness]:
+    """Serve a worker process's ``/metrics``, ``/healthz`` and ``/readyz`` on
+    ``address`` while the block runs, probing ``layer``; yields the readiness, whose
+    ``stopping`` the caller sets when a graceful stop begins.
+
+    Raises ConfigurationError if the address cannot be bound.
+    """
+    readiness = Readiness(metrics, running)
+    endpoints = Endpoints.of(layer, readiness, in_flight, metrics=True, health=True)
+    host, port = address
+    try:
+        stop_serving = serve_in_thread(endpoints, host, port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    probe = LayerProbe(layer, metrics)
+    probe.start()
+    try:
+        yield readiness
+    finally:
+        readiness.stopping = True
+        await probe.stop()
+        stop_serving()
 
 
 def serve_in_thread(endpoints: Endpoints, host: str, port: int) -> Callable[[], None]:
