@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +43,11 @@ from .runtime import AppServices, app_context, enter_app, exit_app
 from .server import InterfaceServer
 from .stores import SessionStore, get_session_store
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from .tracing import Tracing
 
 logger = logging.getLogger("chanlite")
 
@@ -79,6 +84,9 @@ class Chanlite:
             then the socket is closed with 1013.
         max_frame_size: Largest WebSocket frame in bytes; a larger one closes with 1009.
         debug: Accept placeholder secret keys (development only).
+        tracing: Trace requests, sockets and consumers with OpenTelemetry (needs the
+            ``chanlite[otel]`` extra, else ConfigurationError): ``True`` uses the
+            global tracer provider; a ``TracerProvider`` instance, only that one.
     """
 
     def __init__(
@@ -99,6 +107,7 @@ class Chanlite:
         receive_full_timeout: float = 5,
         max_frame_size: int = 1024 * 1024,
         debug: bool = False,
+        tracing: bool | TracerProvider = False,
     ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(routes or [])
         self.host_app = app
@@ -115,6 +124,7 @@ class Chanlite:
         self.threads = threads
         self.consumer_timeout = check_consumer_timeout(consumer_timeout)
         self.debug = debug
+        self.tracing = _tracing(tracing)
         self.settings = InterfaceSettings(
             http_timeout=http_timeout,
             websocket_connect_timeout=websocket_connect_timeout,
@@ -134,9 +144,15 @@ class Chanlite:
     # -- configuration ----------------------------------------------------------
 
     def configure(
-        self, *, layer: str | None = None, workers: bool | None = None, threads: int | None = None
+        self,
+        *,
+        layer: str | None = None,
+        workers: bool | None = None,
+        threads: int | None = None,
+        tracing: bool | None = None,
     ) -> None:
-        """Override settings before start (the CLI's ``--layer`` and friends)."""
+        """Override settings before start (the CLI's ``--layer`` and friends);
+        ``tracing=True`` keeps a tracer provider the app was given."""
         if self._started:
             raise ConfigurationError("a running Chanlite app cannot be reconfigured")
         if layer is not None:
@@ -145,6 +161,8 @@ class Chanlite:
             self.workers = workers
         if threads is not None:
             self.threads = threads
+        if tracing is not None and tracing != (self.tracing is not None):
+            self.tracing = _tracing(tracing)
 
     def check(self) -> None:
         """Validate the configuration without starting: layer, key, worker settings.
@@ -217,6 +235,7 @@ class Chanlite:
             layer,
             threads=self.threads,
             consumer_timeout=self.consumer_timeout,
+            tracing=self.tracing,
         )
 
     def spans_processes(self, layer: BaseChannelLayer) -> bool:
@@ -236,7 +255,11 @@ class Chanlite:
         loop = asyncio.get_running_loop()
         context = app_context(self.run_on(loop))
         self.interface = InterfaceServer(
-            self.layer, served_routes(self.routes), self.settings, local_workers=self.workers
+            self.layer,
+            served_routes(self.routes),
+            self.settings,
+            local_workers=self.workers,
+            tracing=self.tracing,
         )
         # Its tasks, like the worker's, are this app's even when another app's request
         # (a site that mounts this one) started it.
@@ -352,6 +375,16 @@ class Chanlite:
 
     def __repr__(self) -> str:
         return f"<Chanlite routes={len(self.routes)} layer={self.layer_setting!r}>"
+
+
+def _tracing(setting: bool | TracerProvider | None) -> Tracing | None:
+    """The tracing an app's ``tracing`` setting asks for; ConfigurationError without
+    opentelemetry-api."""
+    if setting is None or setting is False:
+        return None
+    from .tracing import Tracing  # only here: the otel extra is optional
+
+    return Tracing(None if setting is True else setting)
 
 
 class _HostLifespan:

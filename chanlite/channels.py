@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._codec import encode
 from .names import validate_channel_name, validate_group_name
-from .protocol import accepts
+from .protocol import TRACE_KEY, accepts
 from .runtime import current_scope, resolve_layer
 from .sync_bridge import run_sync
 
@@ -60,8 +60,10 @@ class Channel:
     def _prepare(
         self, content: dict[str, Any], immediately: bool
     ) -> tuple[Callable[..., Awaitable[None]], str, bytes] | None:
-        payload = encode(content)
         scope = current_scope()
+        if scope is not None and scope.trace is not None:
+            content = {**content, TRACE_KEY: scope.trace}
+        payload = encode(content)
         if scope is not None and self.name == scope.reply_channel and accepts(content):
             scope.accepted = True
         if scope is not None and not immediately and self._layer in (None, scope.layer):
@@ -132,8 +134,10 @@ class Group:
     def _prepare(
         self, content: dict[str, Any], immediately: bool
     ) -> tuple[Callable[..., Awaitable[None]], str, bytes] | None:
-        payload = encode(content)
         scope = current_scope()
+        if scope is not None and scope.trace is not None:
+            content = {**content, TRACE_KEY: scope.trace}
+        payload = encode(content)
         if scope is not None and not immediately and self._layer in (None, scope.layer):
             scope.outbox.append((True, self.name, payload))
             return None

@@ -113,6 +113,7 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--threads", type=_positive_int, default=None, help="worker threads")
     serve.add_argument("--no-worker", action="store_true", help="run no in-process workers")
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    _add_tracing_option(serve)
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -124,11 +125,18 @@ def _add_worker(commands: Any) -> None:
         worker.add_argument("--threads", type=_positive_int, default=None)
         worker.add_argument("--only-channels", action="append", metavar="GLOB", default=None)
         worker.add_argument("--exclude-channels", action="append", metavar="GLOB", default=None)
+        _add_tracing_option(worker)
         worker.set_defaults(handler=cmd_worker)
 
 
 def _add_layer_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default=None, metavar="URL", help=f"layer URL (or {LAYER_ENV})")
+
+
+def _add_tracing_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracing", action="store_true", help="trace with OpenTelemetry (chanlite[otel])"
+    )
 
 
 def _port(value: str) -> int:
@@ -158,11 +166,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from . import _uvicorn
 
     app = load_app(args.target)
-    app.configure(layer=args.layer, workers=_workers_option(args.no_worker), threads=args.threads)
+    app.configure(
+        layer=args.layer,
+        workers=_workers_option(args.no_worker),
+        threads=args.threads,
+        tracing=args.tracing or None,  # without --tracing, the app's own setting holds
+    )
     options = uvicorn_options(app, host=args.host, port=args.port, log_level=args.log_level)
     if args.reload:
         os.environ[_RELOAD_ENV] = orjson.dumps(
-            [args.target, args.layer, args.no_worker, args.threads]
+            [args.target, args.layer, args.no_worker, args.threads, args.tracing]
         ).decode()
         reload_options = {"factory": True, "reload": True, **options}
         uvicorn.Config("chanlite.cli:reload_factory", **reload_options)  # sets up logging
@@ -208,9 +221,11 @@ def reload_factory() -> Chanlite:
 
     follow_uvicorn()
     _uvicorn.quiet_client_errors()
-    target, layer, no_worker, threads = orjson.loads(os.environ[_RELOAD_ENV])
+    target, layer, no_worker, threads, tracing = orjson.loads(os.environ[_RELOAD_ENV])
     app = load_app(target)
-    app.configure(layer=layer, workers=_workers_option(no_worker), threads=threads)
+    app.configure(
+        layer=layer, workers=_workers_option(no_worker), threads=threads, tracing=tracing or None
+    )
     return app
 
 
@@ -273,7 +288,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = load_app(args.target)
     url = args.layer or (app.layer_setting if isinstance(app.layer_setting, str) else None)
     cross_process_layer(url, "worker")
-    app.configure(layer=url, workers=False)
+    app.configure(layer=url, workers=False, tracing=args.tracing or None)
     app.check()  # the secret key is required across processes
     assert app.layer is not None
     # The worker's ordering store is the app's, which it finds in the context.
@@ -285,6 +300,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         only_channels=args.only_channels,
         exclude_channels=args.exclude_channels,
         consumer_timeout=app.consumer_timeout,
+        tracing=app.tracing,
     )
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(_run_worker(worker, app))

@@ -45,7 +45,7 @@ class ConsumerScope:
     (A plain class with slots: one is made for every message a worker runs.)
     """
 
-    __slots__ = ("accepted", "layer", "loop", "outbox", "reply_channel")
+    __slots__ = ("accepted", "layer", "loop", "outbox", "reply_channel", "trace")
 
     def __init__(
         self,
@@ -62,6 +62,8 @@ class ConsumerScope:
         self.accepted = False
         #: The event loop running the consumer's worker, for blocking calls from threads.
         self.loop = loop
+        #: The trace context every send from this consumer carries (tracing on).
+        self.trace: dict[str, str] | None = None
 
     async def flush(self) -> None:
         """Send everything buffered, in order; a full channel is logged, not raised."""

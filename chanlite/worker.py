@@ -27,7 +27,7 @@ import fnmatch
 import logging
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._eager import start_eagerly
 from ._wrap import marked
@@ -41,6 +41,9 @@ from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
 from .routing import Route, Routes
 from .running import MAX_CONSUME_LATER, RETRY_KEY, ConsumerRunner
 from .sessions.decorators import CHANNEL_SESSION_MARK
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 __all__ = ["ASYNC_CONCURRENCY", "MAX_CONSUME_LATER", "RETRY_KEY", "Worker", "select_channels"]
 
@@ -73,6 +76,7 @@ class Worker:
         only_channels: Iterable[str] | None = None,
         exclude_channels: Iterable[str] | None = None,
         consumer_timeout: float | None = CONSUMER_TIMEOUT,
+        tracing: Tracing | None = None,
     ) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigurationError(f"threads must be a positive integer, got {threads!r}")
@@ -88,7 +92,11 @@ class Worker:
         self.consumer_timeout = check_consumer_timeout(consumer_timeout)
         channel_sessions = any(marked(r.consumer, CHANNEL_SESSION_MARK) for r in routes)
         self._runner = ConsumerRunner(
-            layer, self._inflight, self.consumer_timeout, channel_sessions=channel_sessions
+            layer,
+            self._inflight,
+            self.consumer_timeout,
+            channel_sessions=channel_sessions,
+            tracing=tracing,
         )
         self._sequencer: Sequencer | None = None
         if any(ordering_mode(r.consumer) for r in routes):
