@@ -4,7 +4,8 @@ Inside a consumer, ``send`` is buffered and flushed in call order when the consu
 returns or raises. ``immediately=True``, and any send outside a consumer, goes at
 once. ``Group.add`` and ``Group.discard`` always act at once. Each sync method has an
 ``a``-prefixed async twin; both share one implementation and differ only in how they
-wait.
+wait. With tracing on, a consumer's sends carry its span's context
+(:mod:`chanlite.tracing`).
 """
 
 from __future__ import annotations

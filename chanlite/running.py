@@ -16,6 +16,8 @@
   it buffers after the timeout is dropped (``immediately=True`` sends still go).
 * After a socket's disconnect consumer, its channel session is deleted if the app
   uses channel sessions and that consumer did not already.
+* The trace context a message carries is removed before the ``Message`` is built;
+  with tracing on, the consumer runs in a CONSUMER span (:mod:`chanlite.tracing`).
 """
 
 from __future__ import annotations
