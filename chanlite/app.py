@@ -36,8 +36,10 @@ from .config import (
 )
 from .default_routes import served_routes
 from .exceptions import ConfigurationError
+from .health import Endpoints, LayerProbe, Readiness
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
+from .metrics import Metrics, MetricsCollector, new_registry
 from .routing import Routes
 from .runtime import AppServices, app_context, enter_app, exit_app
 from .server import InterfaceServer
@@ -83,6 +85,10 @@ class Chanlite:
         receive_full_timeout: Seconds a frame may wait for room on a full channel,
             then the socket is closed with 1013.
         max_frame_size: Largest WebSocket frame in bytes; a larger one closes with 1009.
+        metrics: Serve Prometheus metrics at ``/metrics`` (and time consumers and layer
+            calls); see ``docs/observability.md``.
+        health: Serve ``/healthz`` (alive) and ``/readyz`` (the layer answers, the
+            workers run, no graceful stop has begun).
         debug: Accept placeholder secret keys (development only).
         tracing: Trace requests, sockets and consumers with OpenTelemetry (needs the
             ``chanlite[otel]`` extra, else ConfigurationError): ``True`` uses the
@@ -106,6 +112,8 @@ class Chanlite:
         websocket_connect_timeout: float = 5,
         receive_full_timeout: float = 5,
         max_frame_size: int = 1024 * 1024,
+        metrics: bool = False,
+        health: bool = False,
         debug: bool = False,
         tracing: bool | TracerProvider = False,
     ) -> None:
@@ -132,6 +140,12 @@ class Chanlite:
             max_frame_size=max_frame_size,
             allowed_origins=normalize_origins(allowed_origins),
         )
+        #: What this app counts (served at /metrics when ``metrics``).
+        self.metrics = Metrics(self.routes.channels, timed=metrics)
+        self.health = health
+        self._probe: LayerProbe | None = None
+        self._endpoints: Endpoints | None = None
+        self._readiness = Readiness(self.metrics, self._workers_running)
         self.secret_key: str | None = None
         self.layer: BaseChannelLayer | None = None
         self._services: AppServices | None = None
@@ -195,7 +209,11 @@ class Chanlite:
             if not isinstance(self.session_store, SessionStore):
                 self.session_store = get_session_store(self.session_store, self.layer)
             self._services = AppServices(
-                self.secret_key, self.session_store, self.user_loader, layer=self.layer
+                self.secret_key,
+                self.session_store,
+                self.user_loader,
+                layer=self.layer,
+                metrics=self.metrics,
             )
         return self._services
 
@@ -235,6 +253,7 @@ class Chanlite:
             layer,
             threads=self.threads,
             consumer_timeout=self.consumer_timeout,
+            metrics=self.metrics,
             tracing=self.tracing,
         )
 
@@ -259,6 +278,7 @@ class Chanlite:
             served_routes(self.routes),
             self.settings,
             local_workers=self.workers,
+            metrics=self.metrics,
             tracing=self.tracing,
         )
         # Its tasks, like the worker's, are this app's even when another app's request
@@ -269,11 +289,38 @@ class Chanlite:
             # its task: another app in the process has a task of its own.
             self.worker = context.run(self._new_worker, self.layer)
             self._worker_task = loop.create_task(self.worker.run(), context=context)
+        self._serve_endpoints(self.layer)
         self._started = True
+
+    def _serve_endpoints(self, layer: BaseChannelLayer) -> None:
+        """Start answering /metrics, /healthz and /readyz, as configured, and probing
+        the layer for them."""
+        if not (self.metrics.timed or self.health):
+            return
+        self._readiness.stopping = False
+        self._probe = LayerProbe(layer, self.metrics)
+        self._probe.start()
+        registry = None
+        if self.metrics.timed:
+            collector = MetricsCollector(self.metrics, layer)
+            collector.in_flight = self._in_flight
+            registry = new_registry(collector)
+        self._endpoints = Endpoints(registry, self._readiness if self.health else None)
+
+    def _workers_running(self) -> bool:
+        """True if this app's workers run (or it runs none)."""
+        if not self.workers:
+            return True
+        return self._worker_task is not None and not self._worker_task.done()
+
+    def _in_flight(self) -> int:
+        return self.worker.in_flight if self.worker is not None else 0
 
     async def drain(self) -> None:
         """Stop taking messages, let in-flight consumers finish, deliver their
-        replies, then close every socket with 1001 (idempotent)."""
+        replies, then close every socket with 1001 (idempotent). ``/readyz`` answers
+        503 from now on."""
+        self._readiness.stopping = True
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             await self._worker_task
@@ -299,6 +346,8 @@ class Chanlite:
             stopping.push_async_callback(self.close_store)
             if self.interface is not None:
                 stopping.push_async_callback(self.interface.stop)
+            if self._probe is not None:
+                stopping.push_async_callback(self._probe.stop)
             await self.drain()
 
     def _forget_closed(self) -> None:
@@ -336,6 +385,8 @@ class Chanlite:
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.interface is not None
+        if self._endpoints is not None and await self._endpoints.asgi(scope, receive, send):
+            return
         await self.interface.handle_http(scope, receive, send, self._fallback)
 
     async def _as_current(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._codec import encode
 from .names import validate_channel_name, validate_group_name
 from .protocol import TRACE_KEY, accepts
-from .runtime import current_scope, resolve_layer
+from .runtime import count_sent, current_scope, resolve_layer
 from .sync_bridge import run_sync
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ class Channel:
         if scope is not None and not immediately and self._layer in (None, scope.layer):
             scope.outbox.append((False, self.name, payload))
             return None
+        count_sent(self.name, group=False)
         return self.layer.send_encoded, self.name, payload
 
     def __eq__(self, other: object) -> bool:
@@ -142,6 +143,7 @@ class Group:
         if scope is not None and not immediately and self._layer in (None, scope.layer):
             scope.outbox.append((True, self.name, payload))
             return None
+        count_sent(self.name, group=True)
         return self.layer.group_send_encoded, self.name, payload
 
     def __repr__(self) -> str:

@@ -35,6 +35,7 @@ from .exceptions import ChannelFull, ConsumeLater, DenyConnection
 from .inflight import InFlight, Job
 from .layers.base import BaseChannelLayer
 from .messages import Message
+from .metrics import Metrics, clock
 from .protocol import TRACE_KEY, WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT
 from .routing import Route
 from .runtime import ConsumerScope, app_services, enter_scope
@@ -67,9 +68,11 @@ class ConsumerRunner:
         consumer_timeout: float | None,
         *,
         channel_sessions: bool,
+        metrics: Metrics,
         tracing: Tracing | None = None,
     ) -> None:
         self.layer = layer
+        self.metrics = metrics
         #: Traces each consumer (a CONSUMER span) when set.
         self.tracing = tracing
         self.inflight = inflight
@@ -110,7 +113,11 @@ class ConsumerRunner:
             logger.error("malformed message on channel %r; dropped: %s", channel, exc)
             return False
         reply_channel = content.get("reply_channel")
-        scope = ConsumerScope(self.layer, reply_channel, loop=asyncio.get_running_loop())
+        metrics = self.metrics
+        started = clock() if metrics.timed else 0.0
+        scope = ConsumerScope(
+            self.layer, reply_channel, loop=asyncio.get_running_loop(), metrics=metrics
+        )
         enter_scope(scope)
         span = self.tracing and self.tracing.consumer_span(channel, item.name, carrier, scope)
         failed = requeued = False
@@ -122,11 +129,14 @@ class ConsumerRunner:
             failed = True
         except Exception:
             failed = True
+            metrics.failures[item.name] += 1
             logger.exception("consumer %s failed on channel %r", item.name, channel)
         finally:
             if span:
                 span.end(failed)
             await scope.flush()
+            if metrics.timed:
+                metrics.consumer_done(item.name, clock() - started)
         if failed and channel == WEBSOCKET_CONNECT and not scope.accepted:
             await self._reject(scope.reply_channel)
         if channel == WEBSOCKET_DISCONNECT and reply_channel:
@@ -185,6 +195,7 @@ class ConsumerRunner:
         return True
 
     def _log_timeout(self, item: Route, message: Message) -> None:
+        self.metrics.timeouts[item.name] += 1
         fate = "cancelled" if item.is_async else _THREAD_RUNS_ON.format(self.inflight.threads)
         logger.error(
             "consumer %s ran past consumer_timeout (%gs) on channel %r; %s",

@@ -39,6 +39,7 @@ from .default_routes import default_connect
 from .exceptions import ChannelFull, MessageTooLarge
 from .http_relay import log_layer_failure
 from .layers.base import INTERFACE_PREFIX, BaseChannelLayer
+from .metrics import Metrics
 from .ordering import ordering_mode
 from .protocol import (
     HTTP_REQUEST,
@@ -98,13 +99,16 @@ class InterfaceServer:
         settings: InterfaceSettings,
         *,
         local_workers: bool = False,
+        metrics: Metrics | None = None,
         tracing: Tracing | None = None,
     ) -> None:
         """``routes`` is the served table (defaults included). ``local_workers``: the
         app runs its workers in this process (so on memory:// nobody else could read
-        a message this interface sends). ``tracing``: trace requests, sockets and
-        replies (:mod:`chanlite.tracing`)."""
+        a message this interface sends). ``metrics``: where to count (a fresh
+        :class:`~chanlite.metrics.Metrics` when None). ``tracing``: trace requests,
+        sockets and replies (:mod:`chanlite.tracing`)."""
         self.layer = layer
+        self.metrics = metrics if metrics is not None else Metrics(routes.channels)
         self.tracing = tracing
         self.routes = routes
         self.settings = settings
@@ -229,10 +233,11 @@ class InterfaceServer:
         origin = header(scope, b"origin")
         if not self.settings.origin_allowed(origin):
             logger.info("rejected a WebSocket from origin %r (not in allowed_origins)", origin)
+            self.metrics.handshakes["origin"] += 1
             await send({"type": "websocket.close", "code": 1008})
             return
         reply_channel = await self.layer.new_channel(self.prefix)
-        sock = Socket(send, reply_channel, self.settings.max_pending_replies)
+        sock = Socket(send, reply_channel, self.settings.max_pending_replies, self.metrics)
         self._targets[reply_channel] = sock.deliver
         self._sockets[reply_channel] = sock
         try:
@@ -251,8 +256,14 @@ class InterfaceServer:
                 sock.trace = span.carrier
                 opened = await self._open(sock, scope, path)
                 span.opened(opened)
-        if opened:
+        if not opened:
+            return
+        self.metrics.connections += 1
+        try:
             await self._read_frames(sock, path, receive)
+        finally:
+            self.metrics.connections -= 1
+            self.metrics.closes[sock.close_code or CLOSE_NORMAL] += 1
 
     async def _open(self, sock: Socket, scope: Scope, path: str) -> bool:
         """Send the connect (or answer it here) and wait for the verdict; True if open.
@@ -265,25 +276,35 @@ class InterfaceServer:
             content[TRACE_KEY] = sock.trace
         if self._answers_connects and self._only_default_accepts(content):
             sock.deliver(_ACCEPT)
+            self.metrics.handshakes["accepted"] += 1
             return sock.is_open
         timeout = self.settings.websocket_connect_timeout
         try:
             await self.layer.send_waiting(WEBSOCKET_CONNECT, content, timeout)
         except MessageTooLarge as exc:
             logger.info("refused a socket with 431: its websocket.connect %s", exc)
-            await sock.deny(scope, 431)
+            await self._refuse(sock, scope, 431)
             return False
         except ChannelFull:
             logger.warning(
                 "websocket.connect stayed full for %.1fs; refusing a socket with 503", timeout
             )
-            await sock.deny(scope, 503)
+            self.metrics.channel_full(WEBSOCKET_CONNECT)
+            await self._refuse(sock, scope, 503)
             return False
         except Exception as exc:
             log_layer_failure("refused a socket with 503", exc)
-            await sock.deny(scope, 503)
+            await self._refuse(sock, scope, 503)
             return False
-        return await sock.wait_open(timeout)
+        self.metrics.message_sent(WEBSOCKET_CONNECT)
+        outcome = await sock.wait_open(timeout)
+        self.metrics.handshakes[outcome] += 1
+        return outcome == "accepted"
+
+    async def _refuse(self, sock: Socket, scope: Scope, status: int) -> None:
+        """Refuse a handshake whose connect the layer did not take."""
+        self.metrics.handshakes["refused"] += 1
+        await sock.deny(scope, status)
 
     def _only_default_accepts(self, content: dict[str, Any]) -> bool:
         """True if no routed consumer but the default one would take this connect."""
@@ -301,6 +322,7 @@ class InterfaceServer:
                 return
             if event["type"] != "websocket.receive":
                 continue
+            self.metrics.frames_received += 1
             frame = self._frame_content(sock, path, event)
             if frame is None or not await self._send_frame(sock, frame):
                 await sock.close(sock.close_code or CLOSE_TOO_BIG)
@@ -344,6 +366,7 @@ class InterfaceServer:
         owned = _frame_size(content) <= _OWNED_FRAME_LIMIT
         try:
             await self.layer.send_waiting(WEBSOCKET_RECEIVE, content, timeout, owned=owned)
+            self.metrics.sent[WEBSOCKET_RECEIVE] += 1
             return True
         except MessageTooLarge:
             logger.info("closed a socket with 1009: its frame's message is over the limit")
@@ -352,6 +375,7 @@ class InterfaceServer:
             logger.warning(
                 "closed a socket with 1013: websocket.receive stayed full for %.1fs", timeout
             )
+            self.metrics.channel_full(WEBSOCKET_RECEIVE)
             sock.close_code = CLOSE_TRY_AGAIN
         except Exception as exc:
             log_layer_failure("closed a socket with 1013", exc)
@@ -372,7 +396,9 @@ class InterfaceServer:
         timeout = 0.0 if self._closing else self.settings.receive_full_timeout
         try:
             await self.layer.send_waiting(WEBSOCKET_DISCONNECT, content, timeout)
+            self.metrics.message_sent(WEBSOCKET_DISCONNECT)
         except ChannelFull:
+            self.metrics.channel_full(WEBSOCKET_DISCONNECT)
             logger.warning(
                 "websocket.disconnect stayed full for %.1fs; a disconnect message was dropped",
                 timeout,
@@ -412,7 +438,9 @@ class InterfaceServer:
         self._targets[reply_channel] = replies.put_nowait
         try:
             timeout = self.settings.http_timeout
-            await http_relay.relay(self.layer, content, replies, timeout, scope, receive, send)
+            await http_relay.relay(
+                self.layer, content, replies, timeout, scope, receive, send, self.metrics
+            )
         finally:
             del self._targets[reply_channel]
 
