@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -35,16 +35,18 @@ from .config import (
 )
 from .default_routes import served_routes
 from .exceptions import ConfigurationError
-from .health import Endpoints, LayerProbe, Readiness
 from .host_lifespan import HostLifespan
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
-from .metrics import Metrics
+from .observability import Observability
 from .routing import Routes
 from .runtime import AppServices, app_context, enter_app, exit_app
 from .server import InterfaceServer
 from .stores import SessionStore, get_session_store
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger("chanlite")
 
@@ -85,6 +87,9 @@ class Chanlite:
         health: Serve ``/healthz`` (alive) and ``/readyz`` (the layer answers, the
             workers run, no graceful stop has begun).
         debug: Accept placeholder secret keys (development only).
+        tracing: Trace requests, sockets and consumers with OpenTelemetry (needs the
+            ``chanlite[otel]`` extra, else ConfigurationError): ``True`` uses the
+            global tracer provider; a ``TracerProvider`` instance, only that one.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class Chanlite:
         metrics: bool = False,
         health: bool = False,
         debug: bool = False,
+        tracing: bool | TracerProvider = False,
     ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(routes or [])
         self.host_app = app
@@ -130,12 +136,16 @@ class Chanlite:
             max_frame_size=max_frame_size,
             allowed_origins=normalize_origins(allowed_origins),
         )
-        #: What this app counts (served at /metrics when ``metrics``).
-        self.metrics = Metrics(self.routes.channels, timed=metrics)
-        self.health = health
-        self._probe: LayerProbe | None = None
-        self._endpoints: Endpoints | None = None
-        self._readiness = Readiness(self.metrics, self._workers_running)
+        #: What this app counts, its health endpoints and its tracing.
+        self.observability = Observability(
+            self.routes.channels,
+            metrics=metrics,
+            health=health,
+            tracing=tracing,
+            workers_running=self._workers_running,
+            in_flight=lambda: self.worker.in_flight if self.worker is not None else 0,
+        )
+        self.metrics = self.observability.metrics
         self.secret_key: str | None = None
         self.layer: BaseChannelLayer | None = None
         self._services: AppServices | None = None
@@ -155,9 +165,10 @@ class Chanlite:
         threads: int | None = None,
         metrics: bool | None = None,
         health: bool | None = None,
+        tracing: bool | None = None,
     ) -> None:
         """Override settings before start (the CLI's ``--layer`` and friends); None
-        keeps the app's own."""
+        keeps the app's own, and ``tracing=True`` a tracer provider it was given."""
         if self._started:
             raise ConfigurationError("a running Chanlite app cannot be reconfigured")
         if layer is not None:
@@ -166,10 +177,7 @@ class Chanlite:
             self.workers = workers
         if threads is not None:
             self.threads = threads
-        if metrics is not None:
-            self.metrics.timed = metrics
-        if health is not None:
-            self.health = health
+        self.observability.configure(metrics=metrics, health=health, tracing=tracing)
 
     def check(self) -> None:
         """Validate the configuration without starting: layer, key, worker settings.
@@ -247,6 +255,7 @@ class Chanlite:
             threads=self.threads,
             consumer_timeout=self.consumer_timeout,
             metrics=self.metrics,
+            tracing=self.observability.tracing,
         )
 
     def spans_processes(self, layer: BaseChannelLayer) -> bool:
@@ -271,6 +280,7 @@ class Chanlite:
             self.settings,
             local_workers=self.workers,
             metrics=self.metrics,
+            tracing=self.observability.tracing,
         )
         # Its tasks, like the worker's, are this app's even when another app's request
         # (a site that mounts this one) started it.
@@ -280,20 +290,8 @@ class Chanlite:
             # its task: another app in the process has a task of its own.
             self.worker = context.run(self._new_worker, self.layer)
             self._worker_task = loop.create_task(self.worker.run(), context=context)
-        self._serve_endpoints(self.layer)
+        self.observability.start(self.layer)
         self._started = True
-
-    def _serve_endpoints(self, layer: BaseChannelLayer) -> None:
-        """Start answering /metrics, /healthz and /readyz, as configured, and probing
-        the layer for them."""
-        if not (self.metrics.timed or self.health):
-            return
-        self._readiness.stopping = False
-        self._probe = LayerProbe(layer, self.metrics)
-        self._probe.start()
-        self._endpoints = Endpoints.of(
-            layer, self._readiness, self._in_flight, metrics=self.metrics.timed, health=self.health
-        )
 
     def _workers_running(self) -> bool:
         """True if this app's workers run (or it runs none)."""
@@ -301,14 +299,11 @@ class Chanlite:
             return True
         return self._worker_task is not None and not self._worker_task.done()
 
-    def _in_flight(self) -> int:
-        return self.worker.in_flight if self.worker is not None else 0
-
     async def drain(self) -> None:
         """Stop taking messages, let in-flight consumers finish, deliver their
         replies, then close every socket with 1001 (idempotent). ``/readyz`` answers
         503 from now on."""
-        self._readiness.stopping = True
+        self.observability.readiness.stopping = True
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             await self._worker_task
@@ -334,8 +329,7 @@ class Chanlite:
             stopping.push_async_callback(self.close_store)
             if self.interface is not None:
                 stopping.push_async_callback(self.interface.stop)
-            if self._probe is not None:
-                stopping.push_async_callback(self._probe.stop)
+            stopping.push_async_callback(self.observability.stop)
             await self.drain()
 
     def _forget_closed(self) -> None:
@@ -373,7 +367,7 @@ class Chanlite:
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.interface is not None
-        if self._endpoints is not None and await self._endpoints.asgi(scope, receive, send):
+        if await self.observability.answer(scope, receive, send):
             return
         await self.interface.handle_http(scope, receive, send, self._fallback)
 

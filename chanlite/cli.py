@@ -118,6 +118,7 @@ def _add_serve(commands: Any) -> None:
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics"
     )
     serve.add_argument("--health", action="store_true", help="serve /healthz and /readyz")
+    _add_tracing_option(serve)
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -137,11 +138,18 @@ def _add_worker(commands: Any) -> None:
             help="serve /metrics, /healthz and /readyz on this port",
         )
         worker.add_argument("--metrics-host", default="127.0.0.1", help="(default: 127.0.0.1)")
+        _add_tracing_option(worker)
         worker.set_defaults(handler=cmd_worker)
 
 
 def _add_layer_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default=None, metavar="URL", help=f"layer URL (or {LAYER_ENV})")
+
+
+def _add_tracing_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracing", action="store_true", help="trace with OpenTelemetry (chanlite[otel])"
+    )
 
 
 def _port(value: str) -> int:
@@ -171,7 +179,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from . import _uvicorn
 
     app = load_app(args.target)
-    settings = [args.layer, args.no_worker, args.threads, args.metrics, args.health]
+    settings = [args.layer, args.no_worker, args.threads, args.metrics, args.health, args.tracing]
     _configure_served(app, *settings)
     options = uvicorn_options(app, host=args.host, port=args.port, log_level=args.log_level)
     if args.reload:
@@ -198,16 +206,18 @@ def _configure_served(
     threads: int | None,
     metrics: bool,
     health: bool,
+    tracing: bool,
 ) -> None:
     """Apply ``chanlite serve``'s options to ``app``. A switch that is off
-    (``--no-worker``, ``--metrics``, ``--health`` not given) keeps the app's own
-    setting."""
+    (``--no-worker``, ``--metrics``, ``--health``, ``--tracing`` not given) keeps the
+    app's own setting."""
     app.configure(
         layer=layer,
         workers=False if no_worker else None,
         threads=threads,
         metrics=metrics or None,
         health=health or None,
+        tracing=tracing or None,
     )
 
 
@@ -299,7 +309,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = load_app(args.target)
     url = args.layer or (app.layer_setting if isinstance(app.layer_setting, str) else None)
     cross_process_layer(url, "worker")
-    app.configure(layer=url, workers=False, metrics=args.metrics_port is not None)
+    app.configure(
+        layer=url,
+        workers=False,
+        metrics=args.metrics_port is not None,
+        tracing=args.tracing or None,  # without --tracing, the app's own setting holds
+    )
     app.check()  # the secret key is required across processes
     assert app.layer is not None
     # The worker's ordering store is the app's, which it finds in the context.
@@ -312,6 +327,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         exclude_channels=args.exclude_channels,
         consumer_timeout=app.consumer_timeout,
         metrics=app.metrics,
+        tracing=app.observability.tracing,
     )
     endpoints = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

@@ -47,7 +47,7 @@ class ConsumerScope:
     (A plain class with slots: one is made for every message a worker runs.)
     """
 
-    __slots__ = ("accepted", "layer", "loop", "metrics", "outbox", "reply_channel")
+    __slots__ = ("accepted", "layer", "loop", "metrics", "outbox", "reply_channel", "trace")
 
     def __init__(
         self,
@@ -67,6 +67,8 @@ class ConsumerScope:
         self.loop = loop
         #: Where the sends are counted (and timed, if ``metrics.timed``).
         self.metrics = metrics
+        #: The trace context every send from this consumer carries (tracing on).
+        self.trace: dict[str, str] | None = None
 
     async def flush(self) -> None:
         """Send everything buffered, in order; a full channel is logged, not raised.

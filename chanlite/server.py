@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +43,7 @@ from .metrics import Metrics
 from .ordering import ordering_mode
 from .protocol import (
     HTTP_REQUEST,
+    TRACE_KEY,
     WEBSOCKET_CONNECT,
     WEBSOCKET_DISCONNECT,
     WEBSOCKET_RECEIVE,
@@ -61,6 +62,9 @@ from .sockets import (
     Socket,
     finish_writes,
 )
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 logger = logging.getLogger("chanlite.server")
 
@@ -96,13 +100,16 @@ class InterfaceServer:
         *,
         local_workers: bool = False,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``routes`` is the served table (defaults included). ``local_workers``: the
         app runs its workers in this process (so on memory:// nobody else could read
         a message this interface sends). ``metrics``: where to count (a fresh
-        :class:`~chanlite.metrics.Metrics` when None)."""
+        :class:`~chanlite.metrics.Metrics` when None). ``tracing``: trace requests,
+        sockets and replies (:mod:`chanlite.tracing`)."""
         self.layer = layer
         self.metrics = metrics if metrics is not None else Metrics(routes.channels)
+        self.tracing = tracing
         self.routes = routes
         self.settings = settings
         self.prefix = f"{INTERFACE_PREFIX}{secrets.token_hex(6)}!"
@@ -181,7 +188,10 @@ class InterfaceServer:
     def _deliver(self, channel: str, message: dict[str, Any]) -> None:
         target = self._targets.get(channel)
         if target is not None:
-            target(message)
+            if TRACE_KEY in message:
+                self._deliver_traced([channel], message)
+            else:
+                target(message)
 
     def _deliver_all(self, channels: list[str], payload: bytes) -> None:
         """The local reader: one payload for some of this process's reply channels.
@@ -196,7 +206,22 @@ class InterfaceServer:
                 continue
             if message is None:
                 message = decode(payload)
+                if TRACE_KEY in message:
+                    self._deliver_traced(channels, message)
+                    return
             target(message)
+
+    def _deliver_traced(self, channels: Iterable[str], message: dict[str, Any]) -> None:
+        """Deliver a reply that carries a trace context to the connections of
+        ``channels`` still here, without it (in a copy: ``message`` may be shared),
+        inside a reply span when tracing is on."""
+        reply = {key: value for key, value in message.items() if key != TRACE_KEY}
+        targets = [target for name in channels if (target := self._targets.get(name))]
+        if self.tracing is not None:
+            self.tracing.reply(message[TRACE_KEY], reply, targets)
+            return
+        for target in targets:
+            target(reply)
 
     # -- WebSocket --------------------------------------------------------------
 
@@ -224,7 +249,14 @@ class InterfaceServer:
 
     async def _run_socket(self, sock: Socket, scope: Scope, receive: Receive) -> None:
         path = route_path(scope)
-        if not await self._open(sock, scope, path):
+        if self.tracing is None:
+            opened = await self._open(sock, scope, path)
+        else:
+            with self.tracing.server_span(scope, path) as span:
+                sock.trace = span.carrier
+                opened = await self._open(sock, scope, path)
+                span.opened(opened)
+        if not opened:
             return
         self.metrics.connections += 1
         try:
@@ -240,6 +272,8 @@ class InterfaceServer:
         suspended frame, for as long as the socket is open.
         """
         content = websocket_connect_content(scope, path, sock.reply_channel)
+        if sock.trace is not None:
+            content[TRACE_KEY] = sock.trace
         if self._answers_connects and self._only_default_accepts(content):
             sock.deliver(_ACCEPT)
             self.metrics.handshakes["accepted"] += 1
@@ -315,6 +349,8 @@ class InterfaceServer:
             content["text"] = text
         else:
             content["bytes"] = data or b""
+        if sock.trace is not None:
+            content[TRACE_KEY] = sock.trace
         return content
 
     async def _send_frame(self, sock: Socket, content: dict[str, Any]) -> bool:
@@ -355,6 +391,8 @@ class InterfaceServer:
             "code": code or CLOSE_NORMAL,
             "order": sock.order + 1,
         }
+        if sock.trace is not None:
+            content[TRACE_KEY] = sock.trace
         timeout = 0.0 if self._closing else self.settings.receive_full_timeout
         try:
             await self.layer.send_waiting(WEBSOCKET_DISCONNECT, content, timeout)
@@ -378,6 +416,18 @@ class InterfaceServer:
         if self.routes.match_content(HTTP_REQUEST, content) is None:
             await fallback(scope, receive, send)
             return
+        if self.tracing is None:
+            await self._relay(content, scope, receive, send)
+            return
+        with self.tracing.server_span(scope, content["path"]) as span:
+            if span.carrier is not None:
+                content[TRACE_KEY] = span.carrier
+            await self._relay(content, scope, receive, span.watch(send))
+
+    async def _relay(
+        self, content: dict[str, Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Read the body, send the request with it, and write the replies."""
         body = await http_relay.read_body(receive, self.settings.max_frame_size)
         if body is None:
             await PlainTextResponse("Request body too large", 413)(scope, receive, send)

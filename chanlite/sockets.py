@@ -61,6 +61,7 @@ class Socket:
         "reply_channel",
         "send",
         "state",
+        "trace",
     )
 
     def __init__(self, send: Send, reply_channel: str, limit: int, metrics: Metrics) -> None:
@@ -73,6 +74,8 @@ class Socket:
         self.opened = False
         self.order = 0
         self.close_code: int | None = None
+        #: The trace context every message sent for this socket carries (tracing on).
+        self.trace: dict[str, str] | None = None
         # Replies waiting behind a write in progress; made when first needed (an
         # empty deque costs more memory than an idle socket's other state).
         self._pending: deque[dict[str, Any]] | None = None

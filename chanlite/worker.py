@@ -27,7 +27,7 @@ import fnmatch
 import logging
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._eager import start_eagerly
 from ._wrap import marked
@@ -42,6 +42,9 @@ from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
 from .routing import Route, Routes
 from .running import MAX_CONSUME_LATER, RETRY_KEY, ConsumerRunner
 from .sessions.decorators import CHANNEL_SESSION_MARK
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 __all__ = ["ASYNC_CONCURRENCY", "MAX_CONSUME_LATER", "RETRY_KEY", "Worker", "select_channels"]
 
@@ -75,6 +78,7 @@ class Worker:
         exclude_channels: Iterable[str] | None = None,
         consumer_timeout: float | None = CONSUMER_TIMEOUT,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``metrics``: where to count (a fresh :class:`~chanlite.metrics.Metrics`
         when None)."""
@@ -99,6 +103,7 @@ class Worker:
             self.consumer_timeout,
             channel_sessions=channel_sessions,
             metrics=self.metrics,
+            tracing=tracing,
         )
         self._sequencer: Sequencer | None = None
         if any(ordering_mode(r.consumer) for r in routes):
