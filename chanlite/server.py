@@ -1,13 +1,10 @@
 """The interface server: HTTP requests and WebSocket connections in, replies out.
 
-It runs no user code. Each connection gets a reply channel ``<prefix>!<random>``
-under the process's one reply prefix ``interface.<id>!``, and every reply for every
-connection arrives through that prefix: on ``memory://`` and ``redis://`` the layer
-hands replies to the interface as they arrive (a local reader), on other layers one
-reader task takes them with a single ``receive`` on the prefix. Replies for
-connections that are gone are dropped. A reply is written to its socket at once when
-nothing is waiting ahead of it; a writer task runs only while a socket has replies
-waiting (see :mod:`chanlite.sockets`).
+It runs no user code. Each connection gets a reply channel under the process's one
+reply prefix ``interface.<id>!``, and every reply for every connection arrives
+through that prefix (see :mod:`chanlite.replies`). A reply is written to its socket
+at once when nothing is waiting ahead of it; a writer task runs only while a socket
+has replies waiting (see :mod:`chanlite.sockets`).
 
 The interface depends on the layer contract alone: it sends through the layer's
 ``send_waiting`` and reads ``process_local`` and ``attach_reader``, whatever the layer.
@@ -26,14 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import http_relay
-from ._codec import decode
 from .config import InterfaceSettings
 from .default_routes import default_connect
 from .exceptions import ChannelFull, MessageTooLarge
@@ -52,6 +47,7 @@ from .protocol import (
     route_path,
     websocket_connect_content,
 )
+from .replies import Replies
 from .routing import Routes
 from .sockets import (
     CLOSE_GOING_AWAY,
@@ -75,8 +71,6 @@ _MAX_UTF8_BYTES = 4
 # Frames up to this size (in characters or bytes) are handed to memory:// uncopied:
 # far enough under the codec's 1 MiB limit that the message cannot reach it.
 _OWNED_FRAME_LIMIT = 512 * 1024
-# Pause after a layer error in the reply reader before reading again.
-_READER_RETRY = 0.5
 # Close codes with which the ASGI server ends a socket whose client broke the protocol
 # (uvicorn: a frame over ws_max_size, text that is not UTF-8), and what they mean.
 _PROTOCOL_FAILURES = {
@@ -113,10 +107,9 @@ class InterfaceServer:
         self.routes = routes
         self.settings = settings
         self.prefix = f"{INTERFACE_PREFIX}{secrets.token_hex(6)}!"
-        self._targets: dict[str, Callable[[dict[str, Any]], None]] = {}
+        #: This process's reply channels, and who gets what arrives on each.
+        self.replies = Replies(layer, self.prefix, tracing)
         self._sockets: dict[str, Socket] = {}
-        self._reader: asyncio.Task[None] | None = None
-        self._attached = False
         # Set once every socket is being closed (shutdown): no worker is left to make
         # room, so a disconnect that finds its channel full is dropped at once.
         self._closing = False
@@ -132,31 +125,17 @@ class InterfaceServer:
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
-        """Start receiving this process's replies: as a local reader where the layer
-        can hand them over (memory://, redis://), else with a receive loop."""
-        if not self._attached:
-            self._attached = self.layer.attach_reader(self.prefix, self._deliver_all)
-        if not self._attached and self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+        """Start receiving this process's replies (see :class:`~chanlite.replies.Replies`)."""
+        self.replies.start()
 
     async def stop(self) -> None:
         """Stop receiving replies."""
-        if self._attached:
-            self.layer.detach_reader(self.prefix)
-            self._attached = False
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
+        await self.replies.stop()
 
     async def drain_replies(self) -> None:
         """Deliver every reply already waiting for this process's connections (a
         local reader gets them as they come)."""
-        while not self._attached:
-            channel, message = await self.layer.receive([self.prefix], timeout=0)
-            if channel is None or message is None:
-                break
-            self._deliver(channel, message)
+        await self.replies.drain()
         sockets = list(self._sockets.values())
         await finish_writes([sock.flushed() for sock in sockets], "their last replies")
 
@@ -170,58 +149,7 @@ class InterfaceServer:
     @property
     def connection_count(self) -> int:
         """How many connections currently hold a reply channel."""
-        return len(self._targets)
-
-    async def _read_replies(self) -> None:
-        while True:
-            try:
-                channel, message = await self.layer.receive([self.prefix])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("reading replies failed; retrying")
-                await asyncio.sleep(_READER_RETRY)
-                continue
-            if channel is not None and message is not None:
-                self._deliver(channel, message)
-
-    def _deliver(self, channel: str, message: dict[str, Any]) -> None:
-        target = self._targets.get(channel)
-        if target is not None:
-            if TRACE_KEY in message:
-                self._deliver_traced([channel], message)
-            else:
-                target(message)
-
-    def _deliver_all(self, channels: list[str], payload: bytes) -> None:
-        """The local reader: one payload for some of this process's reply channels.
-
-        Decoded once, for the first connection still here; every connection then
-        gets the same dict, which is safe because the interface only reads replies.
-        """
-        message: dict[str, Any] | None = None
-        for channel in channels:
-            target = self._targets.get(channel)
-            if target is None:
-                continue
-            if message is None:
-                message = decode(payload)
-                if TRACE_KEY in message:
-                    self._deliver_traced(channels, message)
-                    return
-            target(message)
-
-    def _deliver_traced(self, channels: Iterable[str], message: dict[str, Any]) -> None:
-        """Deliver a reply that carries a trace context to the connections of
-        ``channels`` still here, without it (in a copy: ``message`` may be shared),
-        inside a reply span when tracing is on."""
-        reply = {key: value for key, value in message.items() if key != TRACE_KEY}
-        targets = [target for name in channels if (target := self._targets.get(name))]
-        if self.tracing is not None:
-            self.tracing.reply(message[TRACE_KEY], reply, targets)
-            return
-        for target in targets:
-            target(reply)
+        return len(self.replies)
 
     # -- WebSocket --------------------------------------------------------------
 
@@ -238,12 +166,12 @@ class InterfaceServer:
             return
         reply_channel = await self.layer.new_channel(self.prefix)
         sock = Socket(send, reply_channel, self.settings.max_pending_replies, self.metrics)
-        self._targets[reply_channel] = sock.deliver
+        self.replies[reply_channel] = sock.deliver
         self._sockets[reply_channel] = sock
         try:
             await self._run_socket(sock, scope, receive)
         finally:
-            del self._targets[reply_channel]
+            del self.replies[reply_channel]
             del self._sockets[reply_channel]
             await self._send_disconnect(sock, scope)
 
@@ -435,14 +363,14 @@ class InterfaceServer:
         content["body"] = body
         replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         content["reply_channel"] = reply_channel = await self.layer.new_channel(self.prefix)
-        self._targets[reply_channel] = replies.put_nowait
+        self.replies[reply_channel] = replies.put_nowait
         try:
             timeout = self.settings.http_timeout
             await http_relay.relay(
                 self.layer, content, replies, timeout, scope, receive, send, self.metrics
             )
         finally:
-            del self._targets[reply_channel]
+            del self.replies[reply_channel]
 
 
 def _log_protocol_failure(code: int, reason: object) -> None:
