@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.apps.observed import ORIGIN
 from tests.conftest import private_redis_servers, require_redis
@@ -313,6 +313,11 @@ async def test_readiness_is_503_once_a_graceful_stop_begins(tmp_path: Path) -> N
             assert answer == "not ready: shutting down\n"
             release.touch()
             assert await asyncio.wait_for(ws.recv(), timeout=PATIENCE) == "released"
+            # The server closes the socket (1001) before the client does: a client's
+            # close racing uvicorn's own shutdown makes uvicorn raise InvalidState.
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), timeout=PATIENCE)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
         code, output = server.terminate()
     assert code == 0, output
 
