@@ -23,6 +23,7 @@ SUITES: dict[str, str] = {
     "redis-layers": "bench.redis_layers",
     "ws-redis": "bench.ws_redis",
     "ws-decorators": "bench.ws_decorators",
+    "ws-observability": "bench.ws_observability",
 }
 
 

@@ -37,11 +37,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """How to start one server: ``python -m ARGS... --port PORT``."""
+    """How to start one server: ``python -m ARGS... --port PORT``, with ``env`` added
+    to this process's environment."""
 
     name: str
     label: str
     module_args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
 
     def command(self, port: int) -> list[str]:
         """The command line that starts this server on ``port``."""
@@ -194,6 +196,7 @@ async def start(spec: ServerSpec, *, cpu: int, log_dir: Path) -> RunningServer:
         process = await asyncio.create_subprocess_exec(
             *spec.command(port),
             cwd=ROOT,
+            env={**os.environ, **dict(spec.env)},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=output,
             stderr=asyncio.subprocess.STDOUT,

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._logging import follow_uvicorn
 from .config import (
@@ -36,13 +35,18 @@ from .config import (
 )
 from .default_routes import served_routes
 from .exceptions import ConfigurationError
+from .host_lifespan import HostLifespan
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
+from .observability import Observability
 from .routing import Routes
 from .runtime import AppServices, app_context, enter_app, exit_app
 from .server import InterfaceServer
 from .stores import SessionStore, get_session_store
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger("chanlite")
 
@@ -78,7 +82,14 @@ class Chanlite:
         receive_full_timeout: Seconds a frame may wait for room on a full channel,
             then the socket is closed with 1013.
         max_frame_size: Largest WebSocket frame in bytes; a larger one closes with 1009.
+        metrics: Serve Prometheus metrics at ``/metrics`` (and time consumers and layer
+            calls); see ``docs/observability.md``.
+        health: Serve ``/healthz`` (alive) and ``/readyz`` (the layer answers, the
+            workers run, no graceful stop has begun).
         debug: Accept placeholder secret keys (development only).
+        tracing: Trace requests, sockets and consumers with OpenTelemetry (needs the
+            ``chanlite[otel]`` extra, else ConfigurationError): ``True`` uses the
+            global tracer provider; a ``TracerProvider`` instance, only that one.
     """
 
     def __init__(
@@ -98,7 +109,10 @@ class Chanlite:
         websocket_connect_timeout: float = 5,
         receive_full_timeout: float = 5,
         max_frame_size: int = 1024 * 1024,
+        metrics: bool = False,
+        health: bool = False,
         debug: bool = False,
+        tracing: bool | TracerProvider = False,
     ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(routes or [])
         self.host_app = app
@@ -122,6 +136,16 @@ class Chanlite:
             max_frame_size=max_frame_size,
             allowed_origins=normalize_origins(allowed_origins),
         )
+        #: What this app counts, its health endpoints and its tracing.
+        self.observability = Observability(
+            self.routes.channels,
+            metrics=metrics,
+            health=health,
+            tracing=tracing,
+            workers_running=self._workers_running,
+            in_flight=lambda: self.worker.in_flight if self.worker is not None else 0,
+        )
+        self.metrics = self.observability.metrics
         self.secret_key: str | None = None
         self.layer: BaseChannelLayer | None = None
         self._services: AppServices | None = None
@@ -134,9 +158,17 @@ class Chanlite:
     # -- configuration ----------------------------------------------------------
 
     def configure(
-        self, *, layer: str | None = None, workers: bool | None = None, threads: int | None = None
+        self,
+        *,
+        layer: str | None = None,
+        workers: bool | None = None,
+        threads: int | None = None,
+        metrics: bool | None = None,
+        health: bool | None = None,
+        tracing: bool | None = None,
     ) -> None:
-        """Override settings before start (the CLI's ``--layer`` and friends)."""
+        """Override settings before start (the CLI's ``--layer`` and friends); None
+        keeps the app's own, and ``tracing=True`` a tracer provider it was given."""
         if self._started:
             raise ConfigurationError("a running Chanlite app cannot be reconfigured")
         if layer is not None:
@@ -145,6 +177,7 @@ class Chanlite:
             self.workers = workers
         if threads is not None:
             self.threads = threads
+        self.observability.configure(metrics=metrics, health=health, tracing=tracing)
 
     def check(self) -> None:
         """Validate the configuration without starting: layer, key, worker settings.
@@ -177,7 +210,11 @@ class Chanlite:
             if not isinstance(self.session_store, SessionStore):
                 self.session_store = get_session_store(self.session_store, self.layer)
             self._services = AppServices(
-                self.secret_key, self.session_store, self.user_loader, layer=self.layer
+                self.secret_key,
+                self.session_store,
+                self.user_loader,
+                layer=self.layer,
+                metrics=self.metrics,
             )
         return self._services
 
@@ -217,6 +254,8 @@ class Chanlite:
             layer,
             threads=self.threads,
             consumer_timeout=self.consumer_timeout,
+            metrics=self.metrics,
+            tracing=self.observability.tracing,
         )
 
     def spans_processes(self, layer: BaseChannelLayer) -> bool:
@@ -236,7 +275,12 @@ class Chanlite:
         loop = asyncio.get_running_loop()
         context = app_context(self.run_on(loop))
         self.interface = InterfaceServer(
-            self.layer, served_routes(self.routes), self.settings, local_workers=self.workers
+            self.layer,
+            served_routes(self.routes),
+            self.settings,
+            local_workers=self.workers,
+            metrics=self.metrics,
+            tracing=self.observability.tracing,
         )
         # Its tasks, like the worker's, are this app's even when another app's request
         # (a site that mounts this one) started it.
@@ -246,11 +290,20 @@ class Chanlite:
             # its task: another app in the process has a task of its own.
             self.worker = context.run(self._new_worker, self.layer)
             self._worker_task = loop.create_task(self.worker.run(), context=context)
+        self.observability.start(self.layer)
         self._started = True
+
+    def _workers_running(self) -> bool:
+        """True if this app's workers run (or it runs none)."""
+        if not self.workers:
+            return True
+        return self._worker_task is not None and not self._worker_task.done()
 
     async def drain(self) -> None:
         """Stop taking messages, let in-flight consumers finish, deliver their
-        replies, then close every socket with 1001 (idempotent)."""
+        replies, then close every socket with 1001 (idempotent). ``/readyz`` answers
+        503 from now on."""
+        self.observability.readiness.stopping = True
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             await self._worker_task
@@ -276,6 +329,7 @@ class Chanlite:
             stopping.push_async_callback(self.close_store)
             if self.interface is not None:
                 stopping.push_async_callback(self.interface.stop)
+            stopping.push_async_callback(self.observability.stop)
             await self.drain()
 
     def _forget_closed(self) -> None:
@@ -313,6 +367,8 @@ class Chanlite:
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.interface is not None
+        if await self.observability.answer(scope, receive, send):
+            return
         await self.interface.handle_http(scope, receive, send, self._fallback)
 
     async def _as_current(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -331,7 +387,7 @@ class Chanlite:
             await PlainTextResponse("Not Found", 404)(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        host = _HostLifespan(self.host_app, scope) if self.host_app is not None else None
+        host = HostLifespan(self.host_app, scope) if self.host_app is not None else None
         await receive()  # lifespan.startup
         try:
             await self.startup()
@@ -352,39 +408,3 @@ class Chanlite:
 
     def __repr__(self) -> str:
         return f"<Chanlite routes={len(self.routes)} layer={self.layer_setting!r}>"
-
-
-class _HostLifespan:
-    """Runs a host app's lifespan protocol inside chanlite's own."""
-
-    def __init__(self, app: ASGIApp, scope: Scope) -> None:
-        self.app = app
-        self.scope = scope
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._outbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def startup(self, context: contextvars.Context) -> None:
-        """Start the host's lifespan in ``context`` (where its app is current)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), context=context)
-        await self._step("lifespan.startup")
-
-    async def shutdown(self) -> None:
-        if self._task is not None and not self._task.done():
-            await self._step("lifespan.shutdown")
-            await self._task
-
-    async def _run(self) -> None:
-        try:
-            await self.app(dict(self.scope), self._inbox.get, self._outbox.put)
-        except Exception as exc:
-            # An app without lifespan support raises here; chanlite carries on.
-            logger.debug("host app lifespan ended: %r", exc)
-        finally:
-            await self._outbox.put({"type": "_ended"})
-
-    async def _step(self, event: str) -> None:
-        await self._inbox.put({"type": event})
-        reply = await self._outbox.get()
-        if reply["type"].endswith(".failed"):
-            raise ConfigurationError(f"host app {event} failed: {reply.get('message', '')}")

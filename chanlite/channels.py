@@ -4,7 +4,8 @@ Inside a consumer, ``send`` is buffered and flushed in call order when the consu
 returns or raises. ``immediately=True``, and any send outside a consumer, goes at
 once. ``Group.add`` and ``Group.discard`` always act at once. Each sync method has an
 ``a``-prefixed async twin; both share one implementation and differ only in how they
-wait.
+wait. With tracing on, a consumer's sends carry its span's context
+(:mod:`chanlite.tracing`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._codec import encode
 from .names import validate_channel_name, validate_group_name
-from .protocol import accepts
-from .runtime import current_scope, resolve_layer
+from .protocol import TRACE_KEY, accepts
+from .runtime import count_sent, current_scope, resolve_layer
 from .sync_bridge import run_sync
 
 if TYPE_CHECKING:
@@ -60,13 +61,16 @@ class Channel:
     def _prepare(
         self, content: dict[str, Any], immediately: bool
     ) -> tuple[Callable[..., Awaitable[None]], str, bytes] | None:
-        payload = encode(content)
         scope = current_scope()
+        if scope is not None and scope.trace is not None:
+            content = {**content, TRACE_KEY: scope.trace}
+        payload = encode(content)
         if scope is not None and self.name == scope.reply_channel and accepts(content):
             scope.accepted = True
         if scope is not None and not immediately and self._layer in (None, scope.layer):
             scope.outbox.append((False, self.name, payload))
             return None
+        count_sent(self.name, group=False)
         return self.layer.send_encoded, self.name, payload
 
     def __eq__(self, other: object) -> bool:
@@ -132,11 +136,14 @@ class Group:
     def _prepare(
         self, content: dict[str, Any], immediately: bool
     ) -> tuple[Callable[..., Awaitable[None]], str, bytes] | None:
-        payload = encode(content)
         scope = current_scope()
+        if scope is not None and scope.trace is not None:
+            content = {**content, TRACE_KEY: scope.trace}
+        payload = encode(content)
         if scope is not None and not immediately and self._layer in (None, scope.layer):
             scope.outbox.append((True, self.name, payload))
             return None
+        count_sent(self.name, group=True)
         return self.layer.group_send_encoded, self.name, payload
 
     def __repr__(self) -> str:

@@ -29,6 +29,7 @@ from .app import Chanlite
 from .config import LAYER_ENV
 from .default_routes import served_routes
 from .exceptions import ChanliteError, LayerError
+from .health import Readiness, worker_endpoints
 from .layer_commands import cmd_flush, cmd_send, cmd_stats
 from .runtime import app_context, enter_app
 from .stats_watch import DEFAULT_INTERVAL, interval_seconds, metrics_url
@@ -130,6 +131,11 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--threads", type=_positive_int, default=None, help="worker threads")
     serve.add_argument("--no-worker", action="store_true", help="run no in-process workers")
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
+    serve.add_argument(
+        "--metrics", action="store_true", help="serve Prometheus metrics at /metrics"
+    )
+    serve.add_argument("--health", action="store_true", help="serve /healthz and /readyz")
+    _add_tracing_option(serve)
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -141,11 +147,26 @@ def _add_worker(commands: Any) -> None:
         worker.add_argument("--threads", type=_positive_int, default=None)
         worker.add_argument("--only-channels", action="append", metavar="GLOB", default=None)
         worker.add_argument("--exclude-channels", action="append", metavar="GLOB", default=None)
+        worker.add_argument(
+            "--metrics-port",
+            type=_port,
+            default=None,
+            metavar="N",
+            help="serve /metrics, /healthz and /readyz on this port",
+        )
+        worker.add_argument("--metrics-host", default="127.0.0.1", help="(default: 127.0.0.1)")
+        _add_tracing_option(worker)
         worker.set_defaults(handler=cmd_worker)
 
 
 def _add_layer_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default=None, metavar="URL", help=f"layer URL (or {LAYER_ENV})")
+
+
+def _add_tracing_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracing", action="store_true", help="trace with OpenTelemetry (chanlite[otel])"
+    )
 
 
 def _port(value: str) -> int:
@@ -175,12 +196,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from . import _uvicorn
 
     app = load_app(args.target)
-    app.configure(layer=args.layer, workers=_workers_option(args.no_worker), threads=args.threads)
+    settings = [args.layer, args.no_worker, args.threads, args.metrics, args.health, args.tracing]
+    _configure_served(app, *settings)
     options = uvicorn_options(app, host=args.host, port=args.port, log_level=args.log_level)
     if args.reload:
-        os.environ[_RELOAD_ENV] = orjson.dumps(
-            [args.target, args.layer, args.no_worker, args.threads]
-        ).decode()
+        os.environ[_RELOAD_ENV] = orjson.dumps([args.target, *settings]).decode()
         reload_options = {"factory": True, "reload": True, **options}
         uvicorn.Config("chanlite.cli:reload_factory", **reload_options)  # sets up logging
         follow_uvicorn()
@@ -196,10 +216,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-def _workers_option(no_worker: bool) -> bool | None:
-    """``--no-worker`` turns in-process workers off; without it the app's own
-    ``workers`` setting holds."""
-    return False if no_worker else None
+def _configure_served(
+    app: Chanlite,
+    layer: str | None,
+    no_worker: bool,
+    threads: int | None,
+    metrics: bool,
+    health: bool,
+    tracing: bool,
+) -> None:
+    """Apply ``chanlite serve``'s options to ``app``. A switch that is off
+    (``--no-worker``, ``--metrics``, ``--health``, ``--tracing`` not given) keeps the
+    app's own setting."""
+    app.configure(
+        layer=layer,
+        workers=False if no_worker else None,
+        threads=threads,
+        metrics=metrics or None,
+        health=health or None,
+        tracing=tracing or None,
+    )
 
 
 def uvicorn_options(app: Chanlite, **options: Any) -> dict[str, Any]:
@@ -225,9 +261,9 @@ def reload_factory() -> Chanlite:
 
     follow_uvicorn()
     _uvicorn.quiet_client_errors()
-    target, layer, no_worker, threads = orjson.loads(os.environ[_RELOAD_ENV])
+    target, *settings = orjson.loads(os.environ[_RELOAD_ENV])
     app = load_app(target)
-    app.configure(layer=layer, workers=_workers_option(no_worker), threads=threads)
+    _configure_served(app, *settings)
     return app
 
 
@@ -290,7 +326,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = load_app(args.target)
     url = args.layer or (app.layer_setting if isinstance(app.layer_setting, str) else None)
     cross_process_layer(url, "worker")
-    app.configure(layer=url, workers=False)
+    app.configure(
+        layer=url,
+        workers=False,
+        metrics=args.metrics_port is not None,
+        tracing=args.tracing or None,  # without --tracing, the app's own setting holds
+    )
     app.check()  # the secret key is required across processes
     assert app.layer is not None
     # The worker's ordering store is the app's, which it finds in the context.
@@ -302,9 +343,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         only_channels=args.only_channels,
         exclude_channels=args.exclude_channels,
         consumer_timeout=app.consumer_timeout,
+        metrics=app.metrics,
+        tracing=app.observability.tracing,
     )
+    endpoints = None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(_run_worker(worker, app))
+        runner.run(_run_worker(worker, app, endpoints))
     return 0
 
 
@@ -319,23 +363,39 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
-async def _run_worker(worker: Worker, app: Chanlite) -> None:
+async def _run_worker(worker: Worker, app: Chanlite, endpoints: tuple[str, int] | None) -> None:
+    """Run ``worker`` until SIGTERM or SIGINT, serving its metrics and health on
+    ``endpoints`` (host, port) if given."""
     assert app.layer is not None
     loop = asyncio.get_running_loop()
     # Consumers, and the threads of def consumers, find the app in this task's context.
     enter_app(app.run_on(loop))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _stop_worker, worker, sig)
     try:
-        await worker.run()
+        async with contextlib.AsyncExitStack() as serving:
+            readiness = None
+            if endpoints is not None:
+                readiness = await serving.enter_async_context(
+                    worker_endpoints(
+                        app.layer,
+                        worker.metrics,
+                        in_flight=lambda: worker.in_flight,
+                        running=lambda: worker.running,
+                        address=endpoints,
+                    )
+                )
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, _stop_worker, worker, readiness, sig)
+            await worker.run()
     finally:
         await app.close_store()
         await app.layer.aclose()
         logger.info("worker stopped")
 
 
-def _stop_worker(worker: Worker, sig: signal.Signals) -> None:
+def _stop_worker(worker: Worker, readiness: Readiness | None, sig: signal.Signals) -> None:
     logger.info("received %s; finishing in-flight consumers", sig.name)
+    if readiness is not None:
+        readiness.stopping = True
     worker.stop()
 
 

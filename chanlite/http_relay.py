@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from .exceptions import ChannelFull, MessageTooLarge
 from .layers.base import BaseChannelLayer
+from .metrics import Metrics
 from .protocol import HTTP_REQUEST, as_bytes
 
 logger = logging.getLogger("chanlite.server")
@@ -26,26 +27,35 @@ async def relay(
     scope: Scope,
     receive: Receive,
     send: Send,
+    metrics: Metrics,
 ) -> None:
     """Send ``content`` (a whole ``http.request`` message) on ``layer`` and write the
     replies that arrive on ``replies`` as the response, streamed while they say
-    ``more_content``.
+    ``more_content``. The request is counted in ``metrics``.
 
     503 when ``http.request`` is full, the layer fails, or no reply comes within
     ``timeout`` seconds; 413 or 431 when the message is over the size limit; 500 for
     a first reply that is not a valid response start.
     """
-    if await _send_request(layer, content, scope, receive, send):
+    metrics.http_requests += 1
+    if await _send_request(layer, content, scope, receive, send, metrics):
         await _write_replies(content, replies, timeout, scope, receive, send)
 
 
 async def _send_request(
-    layer: BaseChannelLayer, content: dict[str, Any], scope: Scope, receive: Receive, send: Send
+    layer: BaseChannelLayer,
+    content: dict[str, Any],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    metrics: Metrics,
 ) -> bool:
     """Send the ``http.request`` message; False (and the error response) if it failed."""
     try:
         await layer.send(HTTP_REQUEST, content)
+        metrics.message_sent(HTTP_REQUEST)
     except ChannelFull:
+        metrics.channel_full(HTTP_REQUEST)
         logger.warning("http.request is full; answering 503")
         await _answer(503, scope, receive, send)
         return False

@@ -18,6 +18,11 @@ WEBSOCKET_CHANNELS = (WEBSOCKET_CONNECT, WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT
 #: Reply keys that accept a socket when they reach it before any ``accept``.
 ACCEPTING_KEYS = ("text", "bytes")
 
+#: Reserved content key: the trace context a message carries (:mod:`chanlite.tracing`).
+#: The worker removes it before user code sees the message, the interface before a
+#: client sees a reply, whether or not tracing is on in their process.
+TRACE_KEY = "__chanlite_trace__"
+
 
 def accepts(reply: dict[str, object]) -> bool:
     """True if sending ``reply`` to a socket's reply channel opens the socket."""

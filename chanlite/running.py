@@ -16,6 +16,8 @@
   it buffers after the timeout is dropped (``immediately=True`` sends still go).
 * After a socket's disconnect consumer, its channel session is deleted if the app
   uses channel sessions and that consumer did not already.
+* The trace context a message carries is removed before the ``Message`` is built;
+  with tracing on, the consumer runs in a CONSUMER span (:mod:`chanlite.tracing`).
 """
 
 from __future__ import annotations
@@ -26,18 +28,22 @@ import functools
 import logging
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._wrap import marked
 from .exceptions import ChannelFull, ConsumeLater, DenyConnection
 from .inflight import InFlight, Job
 from .layers.base import BaseChannelLayer
 from .messages import Message
-from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT
+from .metrics import Metrics, clock
+from .protocol import TRACE_KEY, WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT
 from .routing import Route
 from .runtime import ConsumerScope, app_services, enter_scope
 from .sessions.decorators import CHANNEL_SESSION_MARK, channel_session_key
 from .stores import SessionStore, get_session_store
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 logger = logging.getLogger("chanlite.worker")
 
@@ -62,8 +68,13 @@ class ConsumerRunner:
         consumer_timeout: float | None,
         *,
         channel_sessions: bool,
+        metrics: Metrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self.layer = layer
+        self.metrics = metrics
+        #: Traces each consumer (a CONSUMER span) when set.
+        self.tracing = tracing
         self.inflight = inflight
         self.consumer_timeout = consumer_timeout
         # Whether the app has channel-session consumers (their sessions are removed).
@@ -95,26 +106,37 @@ class ConsumerRunner:
         """Run ``item``'s consumer on one message and flush its sends; True if it
         asked to run later (and was requeued)."""
         retries = content.pop(RETRY_KEY, 0)
+        carrier = content.pop(TRACE_KEY, None)
         try:
             message = Message(content, channel, self.layer)
         except ValueError as exc:
             logger.error("malformed message on channel %r; dropped: %s", channel, exc)
             return False
         reply_channel = content.get("reply_channel")
-        scope = ConsumerScope(self.layer, reply_channel, loop=asyncio.get_running_loop())
+        metrics = self.metrics
+        started = clock() if metrics.timed else 0.0
+        scope = ConsumerScope(
+            self.layer, reply_channel, loop=asyncio.get_running_loop(), metrics=metrics
+        )
         enter_scope(scope)
+        span = self.tracing and self.tracing.consumer_span(channel, item.name, carrier, scope)
         failed = requeued = False
         try:
             failed = not await self._call(item, message, kwargs, job)
         except ConsumeLater:
-            requeued = await self._requeue(channel, content, retries)
+            requeued = await self._requeue(channel, content, retries, scope.trace or carrier)
         except DenyConnection:
             failed = True
         except Exception:
             failed = True
+            metrics.failures[item.name] += 1
             logger.exception("consumer %s failed on channel %r", item.name, channel)
         finally:
+            if span:
+                span.end(failed)
             await scope.flush()
+            if metrics.timed:
+                metrics.consumer_done(item.name, clock() - started)
         if failed and channel == WEBSOCKET_CONNECT and not scope.accepted:
             await self._reject(scope.reply_channel)
         if channel == WEBSOCKET_DISCONNECT and reply_channel:
@@ -173,6 +195,7 @@ class ConsumerRunner:
         return True
 
     def _log_timeout(self, item: Route, message: Message) -> None:
+        self.metrics.timeouts[item.name] += 1
         fate = "cancelled" if item.is_async else _THREAD_RUNS_ON.format(self.inflight.threads)
         logger.error(
             "consumer %s ran past consumer_timeout (%gs) on channel %r; %s",
@@ -192,15 +215,21 @@ class ConsumerRunner:
             f" (raising {error!r})" if error is not None else "",
         )
 
-    async def _requeue(self, channel: str, content: dict[str, Any], retries: int) -> bool:
-        """Put a ConsumeLater'd message back on its channel; False if it was dropped."""
+    async def _requeue(
+        self, channel: str, content: dict[str, Any], retries: int, trace: object
+    ) -> bool:
+        """Put a ConsumeLater'd message back on its channel, carrying ``trace`` (if
+        not None) as its trace context; False if it was dropped."""
         if retries >= MAX_CONSUME_LATER:
             logger.warning(
                 "message on %r raised ConsumeLater %d times; dropped", channel, retries + 1
             )
             return False
         try:
-            await self.layer.send(channel, {**content, RETRY_KEY: retries + 1})
+            again = {**content, RETRY_KEY: retries + 1}
+            if trace is not None:
+                again[TRACE_KEY] = trace
+            await self.layer.send(channel, again)
         except ChannelFull:
             logger.warning("channel %r is full; a ConsumeLater message was dropped", channel)
             return False

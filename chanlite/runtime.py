@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from contextvars import Context, ContextVar, Token, copy_context
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from .exceptions import ChannelFull
 
 if TYPE_CHECKING:
     from .layers.base import BaseChannelLayer
+    from .metrics import Metrics
 
 logger = logging.getLogger("chanlite")
 T = TypeVar("T")
@@ -45,7 +47,7 @@ class ConsumerScope:
     (A plain class with slots: one is made for every message a worker runs.)
     """
 
-    __slots__ = ("accepted", "layer", "loop", "outbox", "reply_channel")
+    __slots__ = ("accepted", "layer", "loop", "metrics", "outbox", "reply_channel", "trace")
 
     def __init__(
         self,
@@ -53,6 +55,7 @@ class ConsumerScope:
         reply_channel: str | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.layer = layer
         self.reply_channel = reply_channel
@@ -62,11 +65,21 @@ class ConsumerScope:
         self.accepted = False
         #: The event loop running the consumer's worker, for blocking calls from threads.
         self.loop = loop
+        #: Where the sends are counted (and timed, if ``metrics.timed``).
+        self.metrics = metrics
+        #: The trace context every send from this consumer carries (tracing on).
+        self.trace: dict[str, str] | None = None
 
     async def flush(self) -> None:
-        """Send everything buffered, in order; a full channel is logged, not raised."""
+        """Send everything buffered, in order; a full channel is logged, not raised.
+
+        Each send is counted in :attr:`metrics`, and timed when ``metrics.timed``.
+        """
         outbox, self.outbox = self.outbox, []
+        metrics = self.metrics
+        timed = metrics is not None and metrics.timed
         for is_group, name, payload in outbox:
+            started = time.perf_counter() if timed else 0.0
             try:
                 if is_group:
                     await self.layer.group_send_encoded(name, payload)
@@ -74,6 +87,14 @@ class ConsumerScope:
                     await self.layer.send_encoded(name, payload)
             except ChannelFull as exc:
                 logger.error("dropped a buffered message: %s", exc)
+                if metrics is not None:
+                    metrics.channel_full(name)
+                continue
+            if metrics is not None:
+                metrics.sent_to(name, is_group)
+                if timed:
+                    operation = "group_send" if is_group else "send"
+                    metrics.layer_call(operation, time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,8 @@ class AppServices:
     layer: BaseChannelLayer | None = None
     #: The event loop the app runs on, where blocking calls from its threads go.
     loop: asyncio.AbstractEventLoop | None = None
+    #: What the app counts; None outside an app.
+    metrics: Metrics | None = None
 
 
 _scope: ContextVar[ConsumerScope | None] = ContextVar("chanlite_scope", default=None)
@@ -110,6 +133,18 @@ _lock = threading.Lock()
 def current_scope() -> ConsumerScope | None:
     """The scope of the consumer running in this context, if any."""
     return _scope.get()
+
+
+def count_sent(name: str, *, group: bool) -> None:
+    """Count a send made now (not buffered) in the current consumer's or app's
+    metrics, if any."""
+    scope = _scope.get()
+    services = _app.get()
+    metrics = scope.metrics if scope is not None else None
+    if metrics is None and services is not None:
+        metrics = services.metrics
+    if metrics is not None:
+        metrics.sent_to(name, group)
 
 
 def enter_scope(scope: ConsumerScope) -> None:

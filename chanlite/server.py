@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,9 +39,11 @@ from .default_routes import default_connect
 from .exceptions import ChannelFull, MessageTooLarge
 from .http_relay import log_layer_failure
 from .layers.base import INTERFACE_PREFIX, BaseChannelLayer
+from .metrics import Metrics
 from .ordering import ordering_mode
 from .protocol import (
     HTTP_REQUEST,
+    TRACE_KEY,
     WEBSOCKET_CONNECT,
     WEBSOCKET_DISCONNECT,
     WEBSOCKET_RECEIVE,
@@ -60,6 +62,9 @@ from .sockets import (
     Socket,
     finish_writes,
 )
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 logger = logging.getLogger("chanlite.server")
 
@@ -94,11 +99,17 @@ class InterfaceServer:
         settings: InterfaceSettings,
         *,
         local_workers: bool = False,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """``routes`` is the served table (defaults included). ``local_workers``: the
         app runs its workers in this process (so on memory:// nobody else could read
-        a message this interface sends)."""
+        a message this interface sends). ``metrics``: where to count (a fresh
+        :class:`~chanlite.metrics.Metrics` when None). ``tracing``: trace requests,
+        sockets and replies (:mod:`chanlite.tracing`)."""
         self.layer = layer
+        self.metrics = metrics if metrics is not None else Metrics(routes.channels)
+        self.tracing = tracing
         self.routes = routes
         self.settings = settings
         self.prefix = f"{INTERFACE_PREFIX}{secrets.token_hex(6)}!"
@@ -177,7 +188,10 @@ class InterfaceServer:
     def _deliver(self, channel: str, message: dict[str, Any]) -> None:
         target = self._targets.get(channel)
         if target is not None:
-            target(message)
+            if TRACE_KEY in message:
+                self._deliver_traced([channel], message)
+            else:
+                target(message)
 
     def _deliver_all(self, channels: list[str], payload: bytes) -> None:
         """The local reader: one payload for some of this process's reply channels.
@@ -192,7 +206,22 @@ class InterfaceServer:
                 continue
             if message is None:
                 message = decode(payload)
+                if TRACE_KEY in message:
+                    self._deliver_traced(channels, message)
+                    return
             target(message)
+
+    def _deliver_traced(self, channels: Iterable[str], message: dict[str, Any]) -> None:
+        """Deliver a reply that carries a trace context to the connections of
+        ``channels`` still here, without it (in a copy: ``message`` may be shared),
+        inside a reply span when tracing is on."""
+        reply = {key: value for key, value in message.items() if key != TRACE_KEY}
+        targets = [target for name in channels if (target := self._targets.get(name))]
+        if self.tracing is not None:
+            self.tracing.reply(message[TRACE_KEY], reply, targets)
+            return
+        for target in targets:
+            target(reply)
 
     # -- WebSocket --------------------------------------------------------------
 
@@ -204,10 +233,11 @@ class InterfaceServer:
         origin = header(scope, b"origin")
         if not self.settings.origin_allowed(origin):
             logger.info("rejected a WebSocket from origin %r (not in allowed_origins)", origin)
+            self.metrics.handshakes["origin"] += 1
             await send({"type": "websocket.close", "code": 1008})
             return
         reply_channel = await self.layer.new_channel(self.prefix)
-        sock = Socket(send, reply_channel, self.settings.max_pending_replies)
+        sock = Socket(send, reply_channel, self.settings.max_pending_replies, self.metrics)
         self._targets[reply_channel] = sock.deliver
         self._sockets[reply_channel] = sock
         try:
@@ -219,8 +249,21 @@ class InterfaceServer:
 
     async def _run_socket(self, sock: Socket, scope: Scope, receive: Receive) -> None:
         path = route_path(scope)
-        if await self._open(sock, scope, path):
+        if self.tracing is None:
+            opened = await self._open(sock, scope, path)
+        else:
+            with self.tracing.server_span(scope, path) as span:
+                sock.trace = span.carrier
+                opened = await self._open(sock, scope, path)
+                span.opened(opened)
+        if not opened:
+            return
+        self.metrics.connections += 1
+        try:
             await self._read_frames(sock, path, receive)
+        finally:
+            self.metrics.connections -= 1
+            self.metrics.closes[sock.close_code or CLOSE_NORMAL] += 1
 
     async def _open(self, sock: Socket, scope: Scope, path: str) -> bool:
         """Send the connect (or answer it here) and wait for the verdict; True if open.
@@ -229,27 +272,39 @@ class InterfaceServer:
         suspended frame, for as long as the socket is open.
         """
         content = websocket_connect_content(scope, path, sock.reply_channel)
+        if sock.trace is not None:
+            content[TRACE_KEY] = sock.trace
         if self._answers_connects and self._only_default_accepts(content):
             sock.deliver(_ACCEPT)
+            self.metrics.handshakes["accepted"] += 1
             return sock.is_open
         timeout = self.settings.websocket_connect_timeout
         try:
             await self.layer.send_waiting(WEBSOCKET_CONNECT, content, timeout)
         except MessageTooLarge as exc:
             logger.info("refused a socket with 431: its websocket.connect %s", exc)
-            await sock.deny(scope, 431)
+            await self._refuse(sock, scope, 431)
             return False
         except ChannelFull:
             logger.warning(
                 "websocket.connect stayed full for %.1fs; refusing a socket with 503", timeout
             )
-            await sock.deny(scope, 503)
+            self.metrics.channel_full(WEBSOCKET_CONNECT)
+            await self._refuse(sock, scope, 503)
             return False
         except Exception as exc:
             log_layer_failure("refused a socket with 503", exc)
-            await sock.deny(scope, 503)
+            await self._refuse(sock, scope, 503)
             return False
-        return await sock.wait_open(timeout)
+        self.metrics.message_sent(WEBSOCKET_CONNECT)
+        outcome = await sock.wait_open(timeout)
+        self.metrics.handshakes[outcome] += 1
+        return outcome == "accepted"
+
+    async def _refuse(self, sock: Socket, scope: Scope, status: int) -> None:
+        """Refuse a handshake whose connect the layer did not take."""
+        self.metrics.handshakes["refused"] += 1
+        await sock.deny(scope, status)
 
     def _only_default_accepts(self, content: dict[str, Any]) -> bool:
         """True if no routed consumer but the default one would take this connect."""
@@ -267,6 +322,7 @@ class InterfaceServer:
                 return
             if event["type"] != "websocket.receive":
                 continue
+            self.metrics.frames_received += 1
             frame = self._frame_content(sock, path, event)
             if frame is None or not await self._send_frame(sock, frame):
                 await sock.close(sock.close_code or CLOSE_TOO_BIG)
@@ -293,6 +349,8 @@ class InterfaceServer:
             content["text"] = text
         else:
             content["bytes"] = data or b""
+        if sock.trace is not None:
+            content[TRACE_KEY] = sock.trace
         return content
 
     async def _send_frame(self, sock: Socket, content: dict[str, Any]) -> bool:
@@ -308,6 +366,7 @@ class InterfaceServer:
         owned = _frame_size(content) <= _OWNED_FRAME_LIMIT
         try:
             await self.layer.send_waiting(WEBSOCKET_RECEIVE, content, timeout, owned=owned)
+            self.metrics.sent[WEBSOCKET_RECEIVE] += 1
             return True
         except MessageTooLarge:
             logger.info("closed a socket with 1009: its frame's message is over the limit")
@@ -316,6 +375,7 @@ class InterfaceServer:
             logger.warning(
                 "closed a socket with 1013: websocket.receive stayed full for %.1fs", timeout
             )
+            self.metrics.channel_full(WEBSOCKET_RECEIVE)
             sock.close_code = CLOSE_TRY_AGAIN
         except Exception as exc:
             log_layer_failure("closed a socket with 1013", exc)
@@ -331,10 +391,14 @@ class InterfaceServer:
             "code": code or CLOSE_NORMAL,
             "order": sock.order + 1,
         }
+        if sock.trace is not None:
+            content[TRACE_KEY] = sock.trace
         timeout = 0.0 if self._closing else self.settings.receive_full_timeout
         try:
             await self.layer.send_waiting(WEBSOCKET_DISCONNECT, content, timeout)
+            self.metrics.message_sent(WEBSOCKET_DISCONNECT)
         except ChannelFull:
+            self.metrics.channel_full(WEBSOCKET_DISCONNECT)
             logger.warning(
                 "websocket.disconnect stayed full for %.1fs; a disconnect message was dropped",
                 timeout,
@@ -352,6 +416,18 @@ class InterfaceServer:
         if self.routes.match_content(HTTP_REQUEST, content) is None:
             await fallback(scope, receive, send)
             return
+        if self.tracing is None:
+            await self._relay(content, scope, receive, send)
+            return
+        with self.tracing.server_span(scope, content["path"]) as span:
+            if span.carrier is not None:
+                content[TRACE_KEY] = span.carrier
+            await self._relay(content, scope, receive, span.watch(send))
+
+    async def _relay(
+        self, content: dict[str, Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Read the body, send the request with it, and write the replies."""
         body = await http_relay.read_body(receive, self.settings.max_frame_size)
         if body is None:
             await PlainTextResponse("Request body too large", 413)(scope, receive, send)
@@ -362,7 +438,9 @@ class InterfaceServer:
         self._targets[reply_channel] = replies.put_nowait
         try:
             timeout = self.settings.http_timeout
-            await http_relay.relay(self.layer, content, replies, timeout, scope, receive, send)
+            await http_relay.relay(
+                self.layer, content, replies, timeout, scope, receive, send, self.metrics
+            )
         finally:
             del self._targets[reply_channel]
 

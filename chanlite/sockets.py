@@ -21,6 +21,7 @@ from typing import Any
 from starlette.types import Scope, Send
 
 from ._eager import start_eagerly
+from .metrics import Metrics
 from .protocol import as_bytes
 
 logger = logging.getLogger("chanlite.server")
@@ -54,21 +55,27 @@ class Socket:
         "_writer",
         "close_code",
         "limit",
+        "metrics",
         "opened",
         "order",
         "reply_channel",
         "send",
         "state",
+        "trace",
     )
 
-    def __init__(self, send: Send, reply_channel: str, limit: int) -> None:
+    def __init__(self, send: Send, reply_channel: str, limit: int, metrics: Metrics) -> None:
         self.send = send
+        #: Counts the frames written.
+        self.metrics = metrics
         self.reply_channel = reply_channel
         self.limit = limit
         self.state = _CONNECTING
         self.opened = False
         self.order = 0
         self.close_code: int | None = None
+        #: The trace context every message sent for this socket carries (tracing on).
+        self.trace: dict[str, str] | None = None
         # Replies waiting behind a write in progress; made when first needed (an
         # empty deque costs more memory than an idle socket's other state).
         self._pending: deque[dict[str, Any]] | None = None
@@ -108,7 +115,12 @@ class Socket:
         # Most writes complete without waiting (the transport takes the bytes); only
         # one that has to wait (flow control) leaves a writer task behind.
         frame = self._plain_frame(reply)
-        write = self._apply(reply) if frame is None else self.send(frame)
+        write: Awaitable[None]
+        if frame is None:
+            write = self._apply(reply)
+        else:
+            self.metrics.frames_sent += 1
+            write = self.send(frame)
         try:
             waiting = start_eagerly(write if type(write) is CoroutineType else _awaited(write))
         except Exception:  # the client is gone mid-write
@@ -172,8 +184,10 @@ class Socket:
         if self.state != _OPEN:
             return
         if reply.get("text") is not None:
+            self.metrics.frames_sent += 1
             await self.send({"type": "websocket.send", "text": str(reply["text"])})
         elif reply.get("bytes") is not None:
+            self.metrics.frames_sent += 1
             await self.send({"type": "websocket.send", "bytes": as_bytes(reply["bytes"])})
         close = reply.get("close")
         if close is not None and close is not False:
@@ -196,8 +210,9 @@ class Socket:
         if not self._decided.done():
             self._decided.set_result(None)
 
-    async def wait_open(self, timeout: float) -> bool:
-        """Wait for the connect consumer's verdict; reject (403) on timeout."""
+    async def wait_open(self, timeout: float) -> str:
+        """Wait for the connect consumer's verdict; reject (403) on timeout. Returns
+        ``"accepted"`` (the socket is open), ``"rejected"`` or ``"timeout"``."""
         if not self._decided.done():
             try:
                 async with asyncio.timeout(timeout):
@@ -209,7 +224,8 @@ class Socket:
                     )
                     self._mark(_CLOSED)
                     await self.send({"type": "websocket.close", "code": 1000})
-        return self.state == _OPEN
+                    return "timeout"
+        return "accepted" if self.state == _OPEN else "rejected"
 
     async def deny(self, scope: Scope, status: int) -> None:
         """Refuse the handshake with an HTTP ``status``, where the server supports

@@ -27,7 +27,7 @@ import fnmatch
 import logging
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._eager import start_eagerly
 from ._wrap import marked
@@ -36,11 +36,15 @@ from .default_routes import default_connect, drop
 from .exceptions import ConfigurationError, LayerError
 from .inflight import InFlight, Job
 from .layers.base import BaseChannelLayer
+from .metrics import Metrics
 from .ordering import Mode, Sequencer, ordering_mode
 from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
 from .routing import Route, Routes
 from .running import MAX_CONSUME_LATER, RETRY_KEY, ConsumerRunner
 from .sessions.decorators import CHANNEL_SESSION_MARK
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 __all__ = ["ASYNC_CONCURRENCY", "MAX_CONSUME_LATER", "RETRY_KEY", "Worker", "select_channels"]
 
@@ -73,7 +77,11 @@ class Worker:
         only_channels: Iterable[str] | None = None,
         exclude_channels: Iterable[str] | None = None,
         consumer_timeout: float | None = CONSUMER_TIMEOUT,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``metrics``: where to count (a fresh :class:`~chanlite.metrics.Metrics`
+        when None)."""
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigurationError(f"threads must be a positive integer, got {threads!r}")
         self.routes = routes
@@ -86,9 +94,16 @@ class Worker:
         self._inflight = InFlight(self.concurrency, threads)
         #: Seconds a consumer may run before it is given up on; None: no limit.
         self.consumer_timeout = check_consumer_timeout(consumer_timeout)
+        #: What this worker counts.
+        self.metrics = metrics if metrics is not None else Metrics(routes.channels)
         channel_sessions = any(marked(r.consumer, CHANNEL_SESSION_MARK) for r in routes)
         self._runner = ConsumerRunner(
-            layer, self._inflight, self.consumer_timeout, channel_sessions=channel_sessions
+            layer,
+            self._inflight,
+            self.consumer_timeout,
+            channel_sessions=channel_sessions,
+            metrics=self.metrics,
+            tracing=tracing,
         )
         self._sequencer: Sequencer | None = None
         if any(ordering_mode(r.consumer) for r in routes):
@@ -153,6 +168,7 @@ class Worker:
         # Counted in the same step as the layer gave it up, so wait_idle never sees a
         # message that is neither on its channel nor in flight.
         job = self._inflight.start()
+        self.metrics.received[channel] += 1
         found = self.routes.match_content(channel, content)
         if found is not None and not found[0].is_async:
             # It waits here, not in the executor's queue: the next message stays on
@@ -230,12 +246,23 @@ class Worker:
         if found is not None and not found[0].is_async:
             return False
         job = self._inflight.start()
+        self.metrics.received[channel] += 1
         self._handing = True
         try:
             self._start(channel, content, found, job)
         finally:
             self._handing = False
         return True
+
+    @property
+    def in_flight(self) -> int:
+        """Messages taken and not finished."""
+        return self._inflight.count
+
+    @property
+    def running(self) -> bool:
+        """True while the worker takes messages (from :meth:`run` until :meth:`stop`)."""
+        return self._taker is not None and not self._stopping
 
     async def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait until no message is in flight and the layer reports none waiting on

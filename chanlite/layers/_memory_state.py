@@ -159,6 +159,7 @@ class MemoryState(BaseChannelLayer):
     def _drop_expired(self, queue: deque[Entry], now: float) -> None:
         while queue and queue[0][0] <= now:
             _, channel, _ = queue.popleft()
+            self.expired_messages += 1
             if is_process_specific(channel):
                 self._evict(channel)
 

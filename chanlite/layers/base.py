@@ -47,6 +47,8 @@ DEFAULT_CAPACITY = 100
 DEFAULT_PREFIX = "chanlite"
 #: The start of every interface server's reply prefix (``interface.<id>!``).
 INTERFACE_PREFIX = "interface."
+#: The group :meth:`BaseChannelLayer.ping` reads by default; nobody joins it.
+PING_GROUP = "chanlite.ping"
 #: Built-in capacities, consulted after the user's ``channel_capacity`` globs. All the
 #: reply channels of one interface process share its ``interface.<id>!`` queue, so
 #: one group send to N local sockets needs room for N messages there; what waits for
@@ -127,6 +129,8 @@ class BaseChannelLayer(ABC):
         self._receive_cache: dict[tuple[str, ...], list[str]] = {}
         #: Group deliveries skipped because the member's channel was full.
         self.group_full_skips = 0
+        #: Messages this process found expired unread (and dropped).
+        self.expired_messages = 0
         # Per channel, the FIFO that the default send_waiting's waiting senders join.
         self._send_turns: dict[str, asyncio.Lock] = {}
 
@@ -237,6 +241,15 @@ class BaseChannelLayer(ABC):
         Raises :class:`~chanlite.LayerError` if the backend fails or the layer is
         closed.
         """
+
+    async def ping(self) -> None:
+        """Ask the backend one cheap, read-only question; return once it answered.
+
+        Raises :class:`~chanlite.LayerError` if the backend fails or the layer is
+        closed. Readiness checks call it every second. Optional to override: this
+        default reads the members of a group nobody joins.
+        """
+        await self.group_channels(PING_GROUP)
 
     async def aclose(self) -> None:  # noqa: B027 - optional for layers with no resources
         """Release connections and background tasks; closing twice is harmless.

@@ -168,7 +168,9 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
         """Delete this layer's expired messages; evict their process-specific channels."""
-        expired = {channel for (channel,) in conn.execute(sql.SWEEP, (self.prefix, now)).fetchall()}
+        rows = conn.execute(sql.SWEEP, (self.prefix, now)).fetchall()
+        self.expired_messages += len(rows)
+        expired = {channel for (channel,) in rows}
         evicted = [(self.prefix, channel) for channel in expired if is_process_specific(channel)]
         if evicted:
             conn.executemany(sql.EVICT, evicted)

@@ -82,9 +82,17 @@ class Served:
 
 
 @contextmanager
-def serve(target: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """Start ``chanlite serve TARGET`` on a free port; stop it afterwards."""
-    with _serving(["chanlite", "serve", target], args, env) as served:
+def serve(
+    target: str, *args: str, env: dict[str, str] | None = None, log_level: str = "info"
+) -> Iterator[Served]:
+    """Start ``chanlite serve TARGET`` on a free port; stop it afterwards.
+
+    Its output is read only once it has stopped: a test that makes more than a pipe's
+    worth of log lines (about 700 sockets at ``info``) must quieten it with
+    ``log_level``, or the server blocks writing its log.
+    """
+    command = ["chanlite", "--log-level", log_level, "serve", target]
+    with _serving(command, args, env) as served:
         yield served
 
 

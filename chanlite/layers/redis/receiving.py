@@ -249,6 +249,7 @@ class ReceivingLayer(RedisLayerCore):
             taken = buffer.popleft()
             if taken.deadline > clock:
                 return taken
+            self.expired_messages += 1
             self._evict([taken.channel])
         return None
 

@@ -1,0 +1,235 @@
+"""OpenTelemetry tracing (the ``chanlite[otel]`` extra): chanlite's spans, and the
+trace context that messages carry from process to process.
+
+Everything that touches OpenTelemetry is here, and this module is imported only by an
+app built with tracing on (``Chanlite(tracing=...)``, ``--tracing``). The interface,
+the worker and ``Channel``/``Group`` call it through a few hooks; with tracing off
+they pay at most a dict lookup per message.
+
+* Only ``opentelemetry-api`` is used: the application configures the SDK (a tracer
+  provider and its exporters). The tracer is named ``chanlite``; trace context is
+  written and read with the global propagator (W3C trace context by default).
+* A message carries its sender's trace context under the reserved content key
+  :data:`~chanlite.protocol.TRACE_KEY`, as a carrier dict
+  (``{"traceparent": ..., "tracestate": ...}``). Neither user code nor a client ever
+  sees it: the worker removes it before building the ``Message``, the interface
+  before writing a reply, whether or not tracing is on in their process.
+* Interface: a SERVER span per HTTP request (``HTTP <METHOD> <path>``) or WebSocket
+  handshake (``WebSocket <path>``), child of the context in the request's headers.
+  Every message the interface sends for that request or socket carries that span's
+  context, computed once (no span per frame).
+* Worker: a CONSUMER span ``consume <channel>`` per message, child of the context it
+  carries (a new trace when it carries none), current while the consumer runs (spans
+  the consumer makes are its children). Its ``Channel`` and ``Group`` sends carry it.
+* Interface again: a reply that carries a context is handed to its connections
+  inside an INTERNAL span ``reply <kind>`` (``websocket.accept``,
+  ``websocket.send``, ``http.response``), child of that context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from starlette.types import Message as ASGIMessage
+from starlette.types import Scope, Send
+
+from .exceptions import ConfigurationError
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+except ImportError as exc:
+    raise ConfigurationError(
+        f"tracing needs opentelemetry-api, which cannot be imported ({exc}): "
+        "pip install 'chanlite[otel]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    from .runtime import ConsumerScope
+
+#: The tracer's name (its instrumentation scope).
+TRACER_NAME = "chanlite"
+
+#: A W3C trace-context carrier: header names to values.
+Carrier = dict[str, str]
+#: Where a reply goes: a socket's ``deliver``, or an HTTP request's reply queue.
+Target = Callable[[dict[str, Any]], None]
+
+
+class Tracing:
+    """Makes chanlite's spans with the ``chanlite`` tracer of ``provider``, by
+    default of the global tracer provider (whichever is set, even later)."""
+
+    __slots__ = ("_tracer",)
+
+    def __init__(self, provider: trace.TracerProvider | None = None) -> None:
+        from . import __version__
+
+        if provider is None:
+            self._tracer = trace.get_tracer(TRACER_NAME, __version__)
+        elif isinstance(provider, trace.TracerProvider):
+            self._tracer = provider.get_tracer(TRACER_NAME, __version__)
+        else:
+            raise ConfigurationError(
+                f"tracing must be True, False or an OpenTelemetry TracerProvider, got {provider!r}"
+            )
+
+    def server_span(self, scope: Scope, path: str) -> ServerSpan:
+        """A started SERVER span for the request or handshake of ``scope`` (routed
+        as ``path``), child of the context its headers carry; use it as a context
+        manager."""
+        parent = propagate.extract(_headers(scope))
+        attributes = {"url.path": path}
+        if scope["type"] == "http":
+            attributes["http.request.method"] = method = scope["method"]
+            name = f"HTTP {method} {path}"
+        else:
+            name = f"WebSocket {path}"
+        span = self._tracer.start_span(name, parent, SpanKind.SERVER, attributes)
+        return ServerSpan(span, _inject(_within(span, parent)))
+
+    def consumer_span(
+        self, channel: str, consumer: str, carrier: object, scope: ConsumerScope
+    ) -> ConsumerSpan:
+        """Start the CONSUMER span of one message on ``channel``, child of the
+        context in ``carrier`` (the value its content had under the trace key, if
+        any), and make it current; the sends of ``scope`` carry its context from now
+        on. End it with :meth:`ConsumerSpan.end`, in the same task."""
+        parent = _extract(carrier)
+        attributes = {
+            "messaging.system": TRACER_NAME,
+            "messaging.destination.name": channel,
+            "chanlite.consumer": consumer,
+        }
+        span = self._tracer.start_span(f"consume {channel}", parent, SpanKind.CONSUMER, attributes)
+        context = _within(span, parent)
+        scope.trace = _inject(context)
+        return ConsumerSpan(span, otel_context.attach(context))
+
+    def reply(self, carrier: object, reply: dict[str, Any], targets: Iterable[Target]) -> None:
+        """Hand ``reply`` to each of ``targets`` inside one INTERNAL ``reply <kind>``
+        span, child of the context in ``carrier``; without a valid context, no span."""
+        parent = _extract(carrier)
+        if not trace.get_current_span(parent).get_span_context().is_valid:
+            _hand(reply, targets)
+            return
+        span = self._tracer.start_span(f"reply {_reply_kind(reply)}", parent, SpanKind.INTERNAL)
+        try:
+            _hand(reply, targets)
+        finally:
+            span.end()
+
+
+class ServerSpan:
+    """The SERVER span of one HTTP request or WebSocket handshake, ended when the
+    ``with`` block that holds it exits (an exception marks it as an error)."""
+
+    __slots__ = ("_span", "carrier")
+
+    def __init__(self, span: Span, carrier: Carrier | None) -> None:
+        self._span = span
+        #: What every message sent for this request or socket carries (None when
+        #: the span has no valid context: an API without an SDK, and no parent).
+        self.carrier = carrier
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, Exception):
+            self._span.record_exception(error)
+            self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        self._span.end()
+
+    def opened(self, accepted: bool) -> None:
+        """Record the handshake's verdict."""
+        self._span.set_attribute("chanlite.websocket.accepted", accepted)
+
+    def watch(self, send: Send) -> Send:
+        """``send``, recording the response status it starts (5xx is an error)."""
+
+        async def watched(message: ASGIMessage) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self._span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    self._span.set_status(Status(StatusCode.ERROR))
+            await send(message)
+
+        return watched
+
+
+class ConsumerSpan:
+    """The CONSUMER span of one message, current until :meth:`end`."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span, token: Token[Context]) -> None:
+        self._span = span
+        self._token = token
+
+    def end(self, failed: bool) -> None:
+        """Stop it being current and end it; ``failed``: the consumer raised (or
+        denied the connection) or ran past ``consumer_timeout``."""
+        otel_context.detach(self._token)
+        if failed:
+            self._span.set_status(Status(StatusCode.ERROR, "the consumer failed"))
+        self._span.end()
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers for the propagator (of repeated ones, the last)."""
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope.get("headers", ())
+    }
+
+
+def _extract(carrier: object) -> Context:
+    """The context in a message's carrier; an empty one (so a new trace) if it
+    carries none or something that is not a carrier."""
+    if isinstance(carrier, Mapping) and all(
+        type(key) is str and type(value) is str for key, value in carrier.items()
+    ):
+        return propagate.extract(carrier, Context())
+    return Context()
+
+
+def _within(span: Span, parent: Context) -> Context:
+    """``parent`` with ``span`` current, or ``parent`` as it is when ``span`` has no
+    valid context (some API versions' no-op tracer, when no SDK is configured), so
+    that the parent's context still travels on."""
+    if span.get_span_context().is_valid:
+        return trace.set_span_in_context(span, parent)
+    return parent
+
+
+def _inject(context: Context) -> Carrier | None:
+    """A carrier for ``context``; None if the propagator writes nothing."""
+    carrier: Carrier = {}
+    propagate.inject(carrier, context)
+    return carrier or None
+
+
+def _hand(reply: dict[str, Any], targets: Iterable[Target]) -> None:
+    for target in targets:
+        target(reply)
+
+
+def _reply_kind(reply: dict[str, Any]) -> str:
+    """What a reply does, for its span's name."""
+    if "status" in reply or "content" in reply or "more_content" in reply:
+        return "http.response"
+    if "accept" in reply:
+        return "websocket.accept"
+    return "websocket.send"
