@@ -38,8 +38,8 @@ DEFAULT_INTERVAL = 1.0
 #: Seconds an endpoint has to answer before its line says it failed; this also bounds
 #: how long Ctrl-C waits for a fetch under way (its thread cannot be interrupted).
 FETCH_TIMEOUT = 2.0
-#: The gauge of open sockets, summed over the endpoints.
-CONNECTIONS = "chanlite_websocket_connections"
+#: The gauge of open sockets, summed over the endpoints (named in docs/observability.md).
+CONNECTIONS = "chanlite_websocket_connections_open"
 #: The counters shown as rates per second, summed over the endpoints, with their labels.
 COUNTERS = {
     "chanlite_websocket_frames_received_total": "frames received/s",

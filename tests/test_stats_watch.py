@@ -88,12 +88,13 @@ def test_a_counter_that_went_down_counts_from_zero() -> None:
 
 
 PROMETHEUS_TEXT = """\
-# HELP chanlite_websocket_connections Sockets open now.
-# TYPE chanlite_websocket_connections gauge
-chanlite_websocket_connections 7.0
+# HELP chanlite_websocket_connections_open Sockets open now.
+# TYPE chanlite_websocket_connections_open gauge
+chanlite_websocket_connections_open 7.0
 # HELP chanlite_websocket_connections_total Handshakes by outcome.
 # TYPE chanlite_websocket_connections_total counter
 chanlite_websocket_connections_total{outcome="accepted"} 40.0
+chanlite_websocket_connections_total{outcome="rejected"} 2.0
 # HELP chanlite_messages_sent_total Messages sent.
 # TYPE chanlite_messages_sent_total counter
 chanlite_messages_sent_total{channel="websocket.receive"} 12.0
@@ -104,7 +105,7 @@ chanlite_messages_sent_created{channel="reply"} 1.7e9
 
 def test_parse_metrics_sums_labels_and_reads_absent_metrics_as_zero() -> None:
     values = parse_metrics(PROMETHEUS_TEXT)
-    assert values[CONNECTIONS] == 7.0  # not the _total counter of handshakes
+    assert values[CONNECTIONS] == 7.0  # not the counter of handshakes
     assert values[SENT] == 42.0
     assert values["chanlite_messages_received_total"] == 0.0
     assert set(values) == {CONNECTIONS, *COUNTERS}

@@ -23,13 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
 from chanlite import get_layer
 from chanlite.stats_watch import HIDE_CURSOR, HOME, SHOW_CURSOR
 from tests.conftest import private_redis_servers, require_redis
 
-from .server import ROOT, free_port, run_cli
+from .server import ROOT, free_port, run_cli, serve
 
+SECRET = {"CHANLITE_SECRET_KEY": "stats-watch-tests-secret-key"}
 #: How long any one awaited piece of output may take to appear.
 WITHIN = 20.0
 #: Run the command in argv[1:] as a terminal's foreground job, as a shell would: in a
@@ -228,8 +230,8 @@ class MetricsHandler(http.server.BaseHTTPRequestHandler):
         count = 10000 + self.rate * (time.monotonic() - self.started)
         half = count / 2  # one series per label, summed by the watch
         body = (
-            "# TYPE chanlite_websocket_connections gauge\n"
-            f"chanlite_websocket_connections {self.connections}\n"
+            "# TYPE chanlite_websocket_connections_open gauge\n"
+            f"chanlite_websocket_connections_open {self.connections}\n"
             "# TYPE chanlite_websocket_frames_received_total counter\n"
             f"chanlite_websocket_frames_received_total {count}\n"
             "# TYPE chanlite_messages_sent_total counter\n"
@@ -272,6 +274,12 @@ def value(block: list[str], label: str) -> str:
     return line.split()[-1]
 
 
+def rate(block: list[str], label: str) -> float:
+    """The rate shown on ``block``'s line for ``label``; 0 for none yet (``-``)."""
+    shown = value(block, label)
+    return 0.0 if shown == "-" else float(shown)
+
+
 def test_metrics_endpoints_give_connections_and_rates(tmp_path: Path) -> None:
     layer = f"sqlite:///{tmp_path / 'layer.db'}"
     with metrics_server(3, 30.0) as first, metrics_server(4, 20.0) as second:
@@ -304,6 +312,31 @@ def test_an_endpoint_that_fails_is_one_line_and_the_view_goes_on(tmp_path: Path)
         assert failing == [f"cannot read {nowhere}: [Errno 111] Connection refused"], block
         assert value(block, "open connections") == "5"
     assert float(value(found[2], "frames received/s")) > 0
+
+
+def test_the_metrics_of_a_served_app(tmp_path: Path) -> None:
+    layer = f"sqlite:///{tmp_path / 'layer.db'}"
+    with serve("tests.apps.basic:routes", "--metrics", "--layer", layer, env=SECRET) as served:
+        args = ("--interval", "0.3", "--layer", layer, "--metrics", f"{served.http}/metrics")
+        with connect(f"{served.ws}/echo/") as ws, watching(*args) as (process, seen):
+            wait_for_blocks(process, seen, lambda found: _shows_connections(found, "1"))
+            for number in range(10):
+                ws.send(f"frame {number}")
+                assert ws.recv(timeout=WITHIN) == f"frame {number}"
+            found = wait_for_blocks(process, seen, lambda found: _shows_frames(found))
+            code, _, errors = stop(process, seen)
+    assert code == 0, errors
+    echoed = next(block for block in found if rate(block, "frames received/s") > 0)
+    assert rate(echoed, "frames sent/s") > 0
+    assert not [line for line in found[-1] if line.startswith("cannot read")]
+
+
+def _shows_connections(found: Blocks, connections: str) -> bool:
+    return bool(found) and value(found[-1], "open connections") == connections
+
+
+def _shows_frames(found: Blocks) -> bool:
+    return any(rate(block, "frames received/s") > 0 for block in found)
 
 
 def test_a_layer_outage_is_one_line_and_the_watch_goes_on() -> None:
