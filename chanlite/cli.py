@@ -32,6 +32,7 @@ from .exceptions import ChanliteError, LayerError
 from .health import Readiness, worker_endpoints
 from .layer_commands import cmd_flush, cmd_send, cmd_stats
 from .runtime import app_context, enter_app
+from .stats_watch import DEFAULT_INTERVAL, interval_seconds, metrics_url
 from .targets import cross_process_layer, load_app
 from .worker import Worker
 
@@ -97,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(handler=cmd_send)
     stats = commands.add_parser("stats", help="show channel depths and group sizes")
     _add_layer_option(stats)
+    stats.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+    stats.add_argument(
+        "--interval",
+        type=interval_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"seconds between refreshes with --watch (default {DEFAULT_INTERVAL:g})",
+    )
+    stats.add_argument(
+        "--metrics",
+        action="append",
+        type=metrics_url,
+        default=None,
+        metavar="URL",
+        help="a /metrics endpoint to show connections and rates from (repeatable)",
+    )
     stats.set_defaults(handler=cmd_stats)
     flush = commands.add_parser("flush", help="delete every message and group of the layer")
     flush.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
 import orjson
 
+from .config import LAYER_ENV
 from .layers.base import BaseChannelLayer
 from .names import validate_channel_name, validate_group_name
+from .stats_watch import DEFAULT_INTERVAL, watch_stats
 from .targets import UsageError, cross_process_layer
 
 
@@ -45,8 +48,15 @@ async def _send(layer: BaseChannelLayer, name: str, content: dict[str, Any], gro
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    """``chanlite stats``: channel depths and group sizes, where the layer can tell."""
+    """``chanlite stats``: channel depths and group sizes, where the layer can tell;
+    with ``--watch``, refreshed live (see :mod:`chanlite.stats_watch`)."""
+    if not args.watch and (args.interval is not None or args.metrics):
+        raise UsageError("--interval and --metrics go with --watch")
     layer = cross_process_layer(args.layer, "stats")
+    if args.watch:
+        url = args.layer or os.environ.get(LAYER_ENV, "")
+        interval = args.interval or DEFAULT_INTERVAL
+        return watch_stats(layer, url, interval=interval, metrics_urls=args.metrics or ())
     stats = asyncio.run(_stats(layer))
     if stats is None:
         print(f"{type(layer).__name__} cannot report statistics")

@@ -25,6 +25,7 @@ COMMANDS = {
     "send": ["send", "jobs", '{"n": 1}'],
     "send --group": ["send", "room", '{"n": 1}', "--group"],
     "stats": ["stats"],
+    "stats --watch": ["stats", "--watch"],
     "flush": ["flush", "--yes"],
 }
 
