@@ -7,13 +7,21 @@ the worker and ``Channel``/``Group`` call it through a few hooks; with tracing o
 they pay at most a dict lookup per message.
 
 * Only ``opentelemetry-api`` is used: the application configures the SDK (a tracer
-  provider and its exporters). The tracer is named ``chanlite``; trace context is
-  written and read with the global propagator (W3C trace context by default).
+  provider and its exporters). The tracer is named ``chanlite``. The trace context of
+  a request or handshake is read from its headers with the global propagator (W3C
+  trace context by default).
 * A message carries its sender's trace context under the reserved content key
-  :data:`~chanlite.protocol.TRACE_KEY`, as a carrier dict
-  (``{"traceparent": ..., "tracestate": ...}``). Neither user code nor a client ever
-  sees it: the worker removes it before building the ``Message``, the interface
-  before writing a reply, whether or not tracing is on in their process.
+  :data:`~chanlite.protocol.TRACE_KEY`, as a W3C carrier dict
+  (``{"traceparent": ..., "tracestate": ...}``), written and read with OpenTelemetry's
+  W3C propagator whatever the global one is: only chanlite reads it, and baggage does
+  not travel in messages. Neither user code nor a client ever sees it: the worker
+  removes it before building the ``Message``, the interface before writing a reply,
+  whether or not tracing is on in their process.
+* A message whose trace is not sampled makes no span: its context travels on as it
+  came. (OpenTelemetry's default sampler, ``ParentBased``, would record no span for
+  it anyway; skipping the span makes the other 90% of a 10%-sampled deployment cost a
+  dict lookup, measured in ``docs/benchmarks.md``.) A trace is sampled or not where
+  it starts: at the request or handshake.
 * Interface: a SERVER span per HTTP request (``HTTP <METHOD> <path>``) or WebSocket
   handshake (``WebSocket <path>``), child of the context in the request's headers.
   Every message the interface sends for that request or socket carries that span's
@@ -28,10 +36,11 @@ they pay at most a dict lookup per message.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from starlette.types import Message as ASGIMessage
 from starlette.types import Scope, Send
@@ -43,6 +52,7 @@ try:
     from opentelemetry import propagate, trace
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:
     raise ConfigurationError(
         f"tracing needs opentelemetry-api, which cannot be imported ({exc}): "
@@ -57,6 +67,10 @@ TRACER_NAME = "chanlite"
 
 #: A W3C trace-context carrier: header names to values.
 Carrier = dict[str, str]
+# The propagator of the context that messages carry.
+_W3C = TraceContextTextMapPropagator()
+# How many carriers' contexts are kept: the sockets sending at once, with room.
+_CARRIED_CACHE = 4096
 #: Where a reply goes: a socket's ``deliver``, or an HTTP request's reply queue.
 Target = Callable[[dict[str, Any]], None]
 
@@ -95,12 +109,16 @@ class Tracing:
 
     def consumer_span(
         self, channel: str, consumer: str, carrier: object, scope: ConsumerScope
-    ) -> ConsumerSpan:
+    ) -> ConsumerSpan | None:
         """Start the CONSUMER span of one message on ``channel``, child of the
         context in ``carrier`` (the value its content had under the trace key, if
         any), and make it current; the sends of ``scope`` carry its context from now
-        on. End it with :meth:`ConsumerSpan.end`, in the same task."""
+        on. End it with :meth:`ConsumerSpan.end`, in the same task. None (and the
+        sends carry ``carrier`` on) when the trace is not sampled."""
         parent = _extract(carrier)
+        if _unsampled(parent):
+            scope.trace = cast(Carrier, carrier)  # a valid carrier, as _extract found
+            return None
         attributes = {
             "messaging.system": TRACER_NAME,
             "messaging.destination.name": channel,
@@ -115,7 +133,7 @@ class Tracing:
         """Hand ``reply`` to each of ``targets`` inside one INTERNAL ``reply <kind>``
         span, child of the context in ``carrier``; without a valid context, no span."""
         parent = _extract(carrier)
-        if not trace.get_current_span(parent).get_span_context().is_valid:
+        if _unsampled(parent) or not trace.get_current_span(parent).get_span_context().is_valid:
             _hand(reply, targets)
             return
         span = self._tracer.start_span(f"reply {_reply_kind(reply)}", parent, SpanKind.INTERNAL)
@@ -198,11 +216,28 @@ def _headers(scope: Scope) -> dict[str, str]:
 def _extract(carrier: object) -> Context:
     """The context in a message's carrier; an empty one (so a new trace) if it
     carries none or something that is not a carrier."""
-    if isinstance(carrier, Mapping) and all(
-        type(key) is str and type(value) is str for key, value in carrier.items()
-    ):
-        return propagate.extract(carrier, Context())
-    return Context()
+    if not isinstance(carrier, Mapping):
+        return Context()
+    traceparent, tracestate = carrier.get("traceparent"), carrier.get("tracestate")
+    if type(traceparent) is not str or type(tracestate) not in (str, type(None)):
+        return Context()
+    return _carried(traceparent, tracestate)
+
+
+@functools.lru_cache(maxsize=_CARRIED_CACHE)
+def _carried(traceparent: str, tracestate: str | None) -> Context:
+    """The context of a W3C carrier. Cached: every frame of a socket carries the
+    same one, and a context is immutable."""
+    carrier = {"traceparent": traceparent}
+    if tracestate is not None:
+        carrier["tracestate"] = tracestate
+    return _W3C.extract(carrier, Context())
+
+
+def _unsampled(context: Context) -> bool:
+    """True if ``context`` continues a trace that was not sampled."""
+    parent = trace.get_current_span(context).get_span_context()
+    return parent.is_valid and not parent.trace_flags.sampled
 
 
 def _within(span: Span, parent: Context) -> Context:
@@ -215,9 +250,9 @@ def _within(span: Span, parent: Context) -> Context:
 
 
 def _inject(context: Context) -> Carrier | None:
-    """A carrier for ``context``; None if the propagator writes nothing."""
+    """A carrier for ``context``; None if it has no valid span context."""
     carrier: Carrier = {}
-    propagate.inject(carrier, context)
+    _W3C.inject(carrier, context)
     return carrier or None
 
 

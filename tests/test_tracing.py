@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, StatusCode
 
 from chanlite import Chanlite, Channel, ConsumeLater, Group, Message, Routes
@@ -352,3 +353,24 @@ def test_configure_keeps_the_apps_tracer_provider(provider: TracerProvider) -> N
     assert app.observability.tracing is tracing
     app.configure(tracing=False)
     assert app.observability.tracing is None
+
+
+def test_a_message_whose_trace_was_not_sampled_makes_no_span(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """A message whose carried trace is not sampled (flags 00) runs without a span,
+    even under a sampler that would record one, and its sends carry the trace on."""
+    provider = TracerProvider(sampler=ALWAYS_ON)  # not parent-based
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    unsampled = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"}
+    try:
+        with traced_client(routes, provider) as client:
+            client.channel_send("later", {"answer": "answers", TRACE_KEY: unsampled})
+            answer = client.channel_receive("answers")
+            client.channel_send("probe", {"text": "sampled"})
+            wait_for_spans(exporter, "consume probe")
+    finally:
+        provider.shutdown()
+    assert [span.name for span in exporter.get_finished_spans()] == ["consume probe"]
+    assert SEEN["later"][1] == {"answer": "answers"}  # run again later, still no key
+    assert answer == {"done": True, TRACE_KEY: unsampled}
