@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "ws-redis": "bench.ws_redis",
     "ws-decorators": "bench.ws_decorators",
     "ws-observability": "bench.ws_observability",
+    "observability-cost": "bench.observability_cost",
 }
 
 

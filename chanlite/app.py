@@ -82,8 +82,8 @@ class Chanlite:
         receive_full_timeout: Seconds a frame may wait for room on a full channel,
             then the socket is closed with 1013.
         max_frame_size: Largest WebSocket frame in bytes; a larger one closes with 1009.
-        metrics: Serve Prometheus metrics at ``/metrics`` (and time consumers and layer
-            calls); see ``docs/observability.md``.
+        metrics: Serve Prometheus metrics at ``/metrics`` (and time consumers); see
+            ``docs/observability.md``.
         health: Serve ``/healthz`` (alive) and ``/readyz`` (the layer answers, the
             workers run, no graceful stop has begun).
         debug: Accept placeholder secret keys (development only).

@@ -4,7 +4,7 @@ Every app (and every ``chanlite worker``) has one :class:`Metrics`. The interfac
 worker, the consumer runner and the consumers' sends count into it as things happen,
 on the event loop's thread, whether or not metrics are served: a count is a plain
 integer increment (about 60 ns). With ``metrics=True`` the counts are served at
-``/metrics`` and consumers and layer calls are also timed.
+``/metrics`` and consumers are also timed.
 
 Why plain integers: a ``prometheus_client`` ``Counter.inc()`` takes a lock and costs
 about 410 ns, a ``Histogram.observe()`` about 970 ns (both measured on the benchmark
@@ -93,8 +93,8 @@ class Histogram:
 class Metrics:
     """The counts of one process: its interface, its workers and its sends.
 
-    ``routed`` is the set of channel names its routes take. ``timed``: consumers and
-    layer calls are timed (only worth its cost when the counts are served).
+    ``routed`` is the set of channel names its routes take. ``timed``: consumers are
+    timed (only worth its cost when the counts are served).
     """
 
     def __init__(self, routed: Iterable[str] = (), *, timed: bool = False) -> None:

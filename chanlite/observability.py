@@ -1,8 +1,8 @@
 """One app's observability: what it counts, its health endpoints and its tracing.
 
 A ``Chanlite`` app holds one :class:`Observability`. Its :class:`~chanlite.metrics.Metrics`
-always counts; ``metrics=True`` serves the counts at ``/metrics`` (and times consumers
-and layer calls), ``health=True`` serves ``/healthz`` and ``/readyz``, and either one
+always counts; ``metrics=True`` serves the counts at ``/metrics`` (and times
+consumers), ``health=True`` serves ``/healthz`` and ``/readyz``, and either one
 starts the layer probe that readiness and ``chanlite_layer_up`` read.
 ``tracing`` is ``None`` or the app's :class:`~chanlite.tracing.Tracing`.
 """

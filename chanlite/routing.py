@@ -36,13 +36,15 @@ _DOLLAR = re.compile(r"(?<!\\)\$")
 class Route:
     """One route: channel names, a consumer, and regex filters on content keys."""
 
-    __slots__ = ("_compiled", "channels", "consumer", "is_async", "patterns")
+    __slots__ = ("_compiled", "channels", "consumer", "is_async", "name", "patterns")
 
     def __init__(
         self, channels: str | Iterable[str], consumer: Consumer | str, **filters: str
     ) -> None:
         self.channels = _channel_tuple(channels)
         self.consumer = _resolve_consumer(consumer)
+        #: The consumer's qualified name, for logs, metrics and ``chanlite routes``.
+        self.name = consumer_name(self.consumer)
         self.patterns = {
             key: _check_pattern_type(self, key, value) for key, value in filters.items()
         }
@@ -61,11 +63,6 @@ class Route:
                 return None
             kwargs.update(found.groupdict())
         return kwargs
-
-    @property
-    def name(self) -> str:
-        """The consumer's qualified name, for logs and ``chanlite routes``."""
-        return consumer_name(self.consumer)
 
     def __repr__(self) -> str:
         filters = "".join(f" {key}={value!r}" for key, value in self.patterns.items())

@@ -24,7 +24,6 @@ import asyncio
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from contextvars import Context, ContextVar, Token, copy_context
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ class ConsumerScope:
         self.accepted = False
         #: The event loop running the consumer's worker, for blocking calls from threads.
         self.loop = loop
-        #: Where the sends are counted (and timed, if ``metrics.timed``).
+        #: Where the sends are counted.
         self.metrics = metrics
         #: The trace context every send from this consumer carries (tracing on).
         self.trace: dict[str, str] | None = None
@@ -73,13 +72,11 @@ class ConsumerScope:
     async def flush(self) -> None:
         """Send everything buffered, in order; a full channel is logged, not raised.
 
-        Each send is counted in :attr:`metrics`, and timed when ``metrics.timed``.
+        Each send is counted in :attr:`metrics`.
         """
         outbox, self.outbox = self.outbox, []
         metrics = self.metrics
-        timed = metrics is not None and metrics.timed
         for is_group, name, payload in outbox:
-            started = time.perf_counter() if timed else 0.0
             try:
                 if is_group:
                     await self.layer.group_send_encoded(name, payload)
@@ -92,9 +89,6 @@ class ConsumerScope:
                 continue
             if metrics is not None:
                 metrics.sent_to(name, is_group)
-                if timed:
-                    operation = "group_send" if is_group else "send"
-                    metrics.layer_call(operation, time.perf_counter() - started)
 
 
 @dataclass(frozen=True)

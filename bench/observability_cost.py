@@ -1,0 +1,229 @@
+"""Suite ``observability-cost``: what metrics and tracing cost per message, in-process.
+
+The ``ws-observability`` suite measures real servers under a real load generator,
+where one round differs from the next by more than metrics cost. This suite takes the
+network, uvicorn and the load generator out: it drives each variant's ``Chanlite`` app
+through its ASGI interface in this process, with in-memory WebSockets, so what
+differs between variants is chanlite's own work. The variants run in turn, round
+after round (so background load hits all alike), each in an app of its own:
+
+* echo: 50 sockets, each sending a frame and waiting for its echo, closed loop;
+* fan-out: 1,000 sockets in one room, one of them sending; every frame is delivered
+  to all 1,000.
+
+Rates are echoes or deliveries per second of this process's CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+from chanlite import Chanlite
+
+from .apps.chanlite_echo import routes
+from .apps.otel_sdk import DroppingExporter
+from .core import Config, Row, Sample, Stats, Target, check, run_round
+
+NAME = "observability-cost"
+TITLE = "What metrics and tracing cost per message, in-process"
+BASELINE = "off"
+DESCRIPTION = (
+    "Each variant's `Chanlite` app (`bench/apps/chanlite_echo.py`'s routes on "
+    "`memory://`, workers in-process) is driven through its ASGI interface by in-memory "
+    "WebSockets in the benchmark's own process: no network, no uvicorn, no load "
+    "generator, so only chanlite's own work differs between variants. *Echo*: 50 "
+    "sockets, each sending a 32-byte frame and waiting for its echo. *Fan-out*: 1,000 "
+    "sockets in one room, one of them sending 20 frames, each delivered to all 1,000. "
+    "Variants: observability off (the baseline); `metrics=True, health=True`; "
+    "`tracing=` an SDK `TracerProvider` with the default parent-based always-on "
+    "sampler and a batching processor feeding an exporter that drops spans; the same "
+    "sampling 10% of traces. The variants run in turn in every round; rate = "
+    "operations / the process's CPU time in the timed part (all its threads, the "
+    "span processor's included), medians over the rounds."
+)
+
+ECHO_SOCKETS = 50
+ECHOES_PER_SOCKET = 200
+MEMBERS = 1_000
+BROADCASTS = 20
+FRAME = "x" * 32
+#: Variants, in the order of the table.
+VARIANTS = ("off", "metrics", "tracing", "tracing-sampled")
+METRICS_TARGET = Target(0.95, on_ratio=True)
+TRACING_TARGET = Target(0.85, on_ratio=True)
+
+
+def make_app(variant: str) -> tuple[Chanlite, TracerProvider | None]:
+    """The variant's app, and its tracer provider (to shut down) if it traces."""
+    provider = None
+    options: dict[str, Any] = {}
+    if variant == "metrics":
+        options = {"metrics": True, "health": True}
+    elif variant.startswith("tracing"):
+        root = ALWAYS_ON if variant == "tracing" else TraceIdRatioBased(0.1)
+        provider = TracerProvider(sampler=ParentBased(root))
+        provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
+        options = {"tracing": provider}
+    app = Chanlite(routes, layer="memory://?capacity=20000", secret_key="b" * 32, **options)
+    return app, provider
+
+
+@dataclass
+class Socket:
+    """The client side of one in-memory WebSocket to an ASGI app."""
+
+    path: str
+    inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+    def scope(self) -> dict[str, Any]:
+        return {
+            "type": "websocket",
+            "path": self.path,
+            "raw_path": self.path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"bench")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 2),
+            "subprotocols": [],
+            "extensions": {},
+        }
+
+    async def open(self, app: Chanlite) -> None:
+        """Start the app's side and wait for the accept."""
+        self.task = asyncio.get_running_loop().create_task(
+            app(self.scope(), self.inbox.get, self._sent)
+        )
+        self.inbox.put_nowait({"type": "websocket.connect"})
+        accepted = await self.outbox.get()
+        check(accepted["type"] == "websocket.accept", f"not accepted: {accepted}")
+
+    async def _sent(self, message: dict[str, Any]) -> None:
+        self.outbox.put_nowait(message)
+
+    def send(self, text: str) -> None:
+        self.inbox.put_nowait({"type": "websocket.receive", "text": text})
+
+    async def close(self) -> None:
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        if self.task is not None:
+            await self.task
+
+
+async def open_all(app: Chanlite, path: str, count: int) -> list[Socket]:
+    sockets = [Socket(path) for _ in range(count)]
+    for sock in sockets:
+        await sock.open(app)
+    return sockets
+
+
+async def echo_round(app: Chanlite) -> Sample:
+    """50 sockets echoing closed-loop; times the echoes."""
+    sockets = await open_all(app, "/echo/", ECHO_SOCKETS)
+
+    async def client(sock: Socket) -> None:
+        for _ in range(ECHOES_PER_SOCKET):
+            sock.send(FRAME)
+            reply = await sock.outbox.get()
+            check(reply.get("text") == FRAME, f"wrong echo: {reply}")
+
+    start = time.process_time()
+    await asyncio.gather(*(client(sock) for sock in sockets))
+    sample = cpu_sample(start, ECHO_SOCKETS * ECHOES_PER_SOCKET)
+    await asyncio.gather(*(sock.close() for sock in sockets))
+    return sample
+
+
+async def fanout_round(app: Chanlite) -> Sample:
+    """1,000 sockets in a room, one sending; times the deliveries."""
+    sockets = await open_all(app, "/room/bench/", MEMBERS)
+    start = time.process_time()
+    for _ in range(BROADCASTS):
+        sockets[0].send(FRAME)
+        for sock in sockets:
+            reply = await sock.outbox.get()
+            check(reply.get("text") == FRAME, f"wrong delivery: {reply}")
+    sample = cpu_sample(start, BROADCASTS * MEMBERS)
+    await asyncio.gather(*(sock.close() for sock in sockets))
+    return sample
+
+
+def cpu_sample(start: float, count: int) -> Sample:
+    """``count`` operations in the process CPU time since ``start`` (``process_time``):
+    what the work cost, whatever else the machine ran meanwhile."""
+    return Sample(count, time.process_time() - start)
+
+
+class Apps:
+    """One started app per variant."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, tuple[Chanlite, TracerProvider | None]] = {}
+
+    async def __aenter__(self) -> Apps:
+        for variant in VARIANTS:
+            app, provider = make_app(variant)
+            await app.startup()
+            self.apps[variant] = (app, provider)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for app, provider in self.apps.values():
+            await app.shutdown()
+            if provider is not None:
+                provider.shutdown()
+
+
+async def interleaved(apps: Apps, scenario: str, config: Config) -> dict[str, Stats]:
+    """Rates of ``scenario`` per variant, the variants taking turns in each round."""
+    round_fn = echo_round if scenario == "echo" else fanout_round
+    rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for index in range(config.warmup + config.rounds):
+        order = VARIANTS[index % len(VARIANTS) :] + VARIANTS[: index % len(VARIANTS)]
+        for variant in order:
+            app = apps.apps[variant][0]
+            sample = await run_round(lambda app=app: round_fn(app))  # type: ignore[misc]
+            if index >= config.warmup:
+                rates[variant].append(sample.rate)
+    return {variant: Stats(tuple(values)) for variant, values in rates.items()}
+
+
+async def run(config: Config) -> list[Row]:
+    """Echo and fan-out per variant, each against observability off."""
+    async with Apps() as apps:
+        echo = await interleaved(apps, "echo", config)
+        fanout = await interleaved(apps, "fanout", config)
+    return [
+        *rows("echo, 50 sockets", "echoes/s", echo),
+        *rows("fan-out to 1,000", "deliveries/s", fanout),
+    ]
+
+
+def rows(scenario: str, unit: str, stats: dict[str, Stats]) -> Sequence[Row]:
+    labels = {
+        "off": "observability off",
+        "metrics": "`metrics=True, health=True`",
+        "tracing": "`tracing=`, every trace sampled",
+        "tracing-sampled": "`tracing=`, 10% of traces sampled",
+    }
+    targets = {"metrics": METRICS_TARGET, "tracing": TRACING_TARGET}
+    return [
+        Row(
+            f"{scenario}, {labels[variant]}",
+            unit,
+            stats[variant],
+            baseline=stats["off"],
+            target=targets.get(variant),
+        )
+        for variant in VARIANTS
+    ]
