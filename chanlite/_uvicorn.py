@@ -7,7 +7,8 @@ clients. Plain ``uvicorn main:app`` runs without them.
 * :class:`WebSocketProtocol` sends the 414 or 431 that websockets makes for a
   handshake over its limits (8 KiB lines, 128 headers) and closes. uvicorn before
   0.55 leaves that answer unsent and the client waiting, on a connection that never
-  ends; every release gets the refusal logged in one line.
+  ends; every release gets the refusal logged in one line. It also leaves alone, at
+  shutdown, a connection whose client has just closed it (uvicorn would raise).
 * :func:`quiet_client_errors` drops uvicorn's traceback for a text frame that is not
   UTF-8: a client's mistake, which the interface server logs in one line. It also
   hides the value of a ``session_key`` query parameter in uvicorn's request lines:
@@ -99,6 +100,16 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.transport.is_closing():
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+    def shutdown(self) -> None:
+        """uvicorn's shutdown of this connection, unless its closing handshake is
+        already done: the client closed it a moment ago and only the transport's end is
+        pending. uvicorn would send a close frame of its own, which websockets refuses
+        (``InvalidState``), ending the server's graceful stop with a traceback."""
+        if self.transport.is_closing():
+            self.stop_keepalive()
+            return
+        super().shutdown()
 
 
 def quiet_client_errors() -> None:
