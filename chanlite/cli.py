@@ -16,8 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from types import FrameType
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from .exceptions import ChanliteError, LayerError
 from .health import Readiness, worker_endpoints
 from .layer_commands import cmd_flush, cmd_send, cmd_stats
 from .runtime import app_context, enter_app
+from .serving import GracefulServer, uvicorn_options
 from .stats_watch import DEFAULT_INTERVAL, interval_seconds, metrics_url
 from .targets import cross_process_layer, load_app
 from .worker import Worker
@@ -45,10 +45,6 @@ EXIT_USER_CODE = 1
 #: Exit code for a layer whose backend failed: the same command may work once the
 #: backend is back, so it is not a usage error.
 EXIT_LAYER = 1
-#: Seconds ``chanlite serve`` waits, once it has closed every socket on SIGTERM, for
-#: connections to end before it exits anyway: a client that stopped reading would
-#: keep its connection, and the server, alive forever.
-SHUTDOWN_TIMEOUT = 10.0
 # Environment variables that carry `serve --reload` settings into the reloaded process.
 _RELOAD_ENV = "CHANLITE_RELOAD_ARGS"
 
@@ -238,23 +234,6 @@ def _configure_served(
     )
 
 
-def uvicorn_options(app: Chanlite, **options: Any) -> dict[str, Any]:
-    """uvicorn settings for serving ``app``, with ``options`` (host, port, log_level):
-    frames capped at ``max_frame_size``, request heads at
-    :data:`~chanlite._uvicorn.MAX_REQUEST_HEAD`, and a shutdown that gives up on
-    connections still open :data:`SHUTDOWN_TIMEOUT` seconds after every socket was
-    closed."""
-    from . import _uvicorn
-
-    return {
-        "ws_max_size": app.settings.max_frame_size,
-        "http": _uvicorn.HTTP_PROTOCOL,
-        "ws": _uvicorn.WS_PROTOCOL,
-        "timeout_graceful_shutdown": SHUTDOWN_TIMEOUT,
-        **options,
-    }
-
-
 def reload_factory() -> Chanlite:
     """Rebuild the app in a ``serve --reload`` child process."""
     from . import _uvicorn
@@ -265,60 +244,6 @@ def reload_factory() -> Chanlite:
     app = load_app(target)
     _configure_served(app, *settings)
     return app
-
-
-class GracefulServer:
-    """uvicorn's server, draining chanlite before uvicorn closes connections.
-
-    uvicorn closes sockets with 1012 as its first shutdown step; chanlite first stops
-    accepting connections (one opened now would only be closed again), lets
-    in-flight consumers finish and deliver their replies, then closes with 1001.
-    """
-
-    def __init__(self, config: Any, app: Chanlite) -> None:
-        import uvicorn
-
-        chanlite_app = app
-
-        class _Server(uvicorn.Server):
-            async def shutdown(self, sockets: Any = None) -> None:
-                for server in self.servers:
-                    server.close()  # uvicorn closes them again, harmlessly
-                await chanlite_app.drain()
-                await super().shutdown(sockets)
-
-        self._server = _Server(config)
-
-    @property
-    def started(self) -> bool:
-        return bool(self._server.started)
-
-    def run(self) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully and return."""
-        with _signals_absorbed():
-            self._server.run()
-
-
-@contextlib.contextmanager
-def _signals_absorbed() -> Iterator[None]:
-    """Handle SIGTERM and SIGINT by doing nothing while the server runs.
-
-    uvicorn replaces these handlers while it serves, and once it has stopped it
-    raises the signal that stopped it again, into the handlers it found, so that
-    the process ends as the signal's default would. A graceful stop is a normal
-    end here (exit code 0), so the handlers uvicorn finds absorb that signal.
-    """
-    handled = (signal.SIGTERM, signal.SIGINT)
-    previous = {sig: signal.signal(sig, _absorb) for sig in handled}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _absorb(sig: int, frame: FrameType | None) -> None:
-    logger.debug("%s arrived after the server stopped", signal.Signals(sig).name)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
