@@ -278,7 +278,13 @@ class RespConnection(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         if self._transport is not None:
-            self._transport.close()
+            # A TLS connection is dropped, not shut down: its closing handshake would
+            # need the server's answer, which may never come (or come after the event
+            # loop is gone), leaving the socket under it open.
+            if self._transport.get_extra_info("sslcontext") is not None:
+                self._transport.abort()
+            else:
+                self._transport.close()
 
 
 async def open_connection(
