@@ -13,7 +13,7 @@ from .._importer import import_backend
 from ..exceptions import ConfigurationError
 from .base import BaseChannelLayer
 
-__all__ = ["BaseChannelLayer", "get_layer", "LAYER_OPTIONS"]
+__all__ = ["BaseChannelLayer", "get_layer", "LAYER_OPTIONS", "REDIS_OPTIONS"]
 
 #: Options every layer takes, and how URL query values are converted.
 LAYER_OPTIONS: dict[str, type] = {
@@ -22,6 +22,14 @@ LAYER_OPTIONS: dict[str, type] = {
     "capacity": int,
     "channel_capacity": dict,
     "prefix": str,
+}
+#: The TLS options of ``rediss://`` URLs (``chanlite.layers.redis.tls``), which the
+#: Redis schemes take as well; any other scheme refuses them as unknown.
+REDIS_OPTIONS: dict[str, type] = {
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_cert_reqs": str,
 }
 
 # scheme -> "module:class" of the backend, imported only when used.
@@ -51,7 +59,7 @@ def get_layer(url_or_instance: str | BaseChannelLayer, **options: Any) -> BaseCh
         kind = type(url_or_instance).__name__
         raise ConfigurationError(f"a layer must be a URL string or a BaseChannelLayer, not {kind}")
     scheme, base_url, query_options = _split_url(url_or_instance)
-    _check_option_names(options, "keyword")
+    _check_option_names(options, _known_options(scheme))
     merged = {**query_options, **options}
     cls = _backend_class(scheme)
     if scheme == "memory":
@@ -75,18 +83,23 @@ def _split_url(url: str) -> tuple[str, str, dict[str, Any]]:
         raise ConfigurationError(f"unknown layer scheme {scheme!r} in {url!r}; known: {known}")
     parts = urlsplit(url)
     options: dict[str, Any] = {}
+    accepted = _known_options(scheme)
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        options[name] = _convert_option(name, value, url)
+        options[name] = _convert_option(name, value, url, accepted)
     base = url.split("?", 1)[0]
     return scheme, base, options
 
 
-def _convert_option(name: str, value: str, url: str) -> Any:
-    kind = LAYER_OPTIONS.get(name)
+def _known_options(scheme: str) -> dict[str, type]:
+    return {**LAYER_OPTIONS, **REDIS_OPTIONS} if scheme.startswith("redis") else LAYER_OPTIONS
+
+
+def _convert_option(name: str, value: str, url: str, known: dict[str, type]) -> Any:
+    kind = known.get(name)
     if kind is None or kind is dict:
         raise ConfigurationError(
             f"unknown layer option {name!r} in URL {url!r}; "
-            f"known: {', '.join(n for n in LAYER_OPTIONS if n != 'channel_capacity')}"
+            f"known: {', '.join(n for n in known if n != 'channel_capacity')}"
         )
     try:
         return kind(value)
@@ -96,12 +109,10 @@ def _convert_option(name: str, value: str, url: str) -> Any:
         ) from None
 
 
-def _check_option_names(options: dict[str, Any], where: str) -> None:
+def _check_option_names(options: dict[str, Any], known: dict[str, type]) -> None:
     for name in options:
-        if name not in LAYER_OPTIONS:
-            raise ConfigurationError(
-                f"unknown layer option {name!r}; known: {', '.join(LAYER_OPTIONS)}"
-            )
+        if name not in known:
+            raise ConfigurationError(f"unknown layer option {name!r}; known: {', '.join(known)}")
 
 
 def _backend_class(scheme: str) -> type[BaseChannelLayer]:

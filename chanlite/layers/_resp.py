@@ -194,6 +194,17 @@ class RespConnection(asyncio.Protocol):
             )
         return future
 
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        """Speak TLS from now on (before any command).
+
+        Done after connecting rather than by ``create_connection(ssl=...)``, so that a
+        failed handshake leaves the TCP transport with us, and :meth:`close` closes it.
+        """
+        tls = await self._loop.start_tls(
+            cast(asyncio.Transport, self._transport), self, context, server_hostname=server_hostname
+        )
+        self._transport = cast(asyncio.Transport, tls)
+
     def close(self) -> None:
         """Fail what is pending and close the connection."""
         self._fail(RedisConnectionError("connection closed"))
@@ -267,7 +278,13 @@ class RespConnection(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         if self._transport is not None:
-            self._transport.close()
+            # A TLS connection is dropped, not shut down: its closing handshake would
+            # need the server's answer, which may never come (or come after the event
+            # loop is gone), leaving the socket under it open.
+            if self._transport.get_extra_info("sslcontext") is not None:
+                self._transport.abort()
+            else:
+                self._transport.close()
 
 
 async def open_connection(
@@ -277,22 +294,25 @@ async def open_connection(
     db: int = 0,
     username: str | None = None,
     password: str | None = None,
-    tls: bool = False,
+    tls: ssl.SSLContext | None = None,
     connect_timeout: float,
     reply_timeout: float,
 ) -> RespConnection:
-    """Connect, authenticate, select ``db`` and learn the connection's client id.
+    """Connect (over TLS with the ``tls`` context, if given), authenticate, select
+    ``db`` and learn the connection's client id.
 
     Raises ``ConnectionError`` or ``TimeoutError`` if the server cannot be reached,
     and ``AuthenticationError`` or ``ResponseError`` if it refuses the setup.
     """
     loop = asyncio.get_running_loop()
-    context = ssl.create_default_context() if tls else None
+    connection: RespConnection | None = None
     try:
         async with asyncio.timeout(connect_timeout):
             _, connection = await loop.create_connection(
-                lambda: RespConnection(reply_timeout), host, port, ssl=context
+                lambda: RespConnection(reply_timeout), host, port
             )
+            if tls is not None:
+                await connection.start_tls(tls, host)
             setup: list[tuple[Any, ...]] = []
             if password is not None:
                 setup.append(("AUTH", username, password) if username else ("AUTH", password))
@@ -300,10 +320,14 @@ async def open_connection(
                 setup.append(("SELECT", db))
             setup.append(("CLIENT", "ID"))
             replies = await connection.execute(setup)
-    except TimeoutError:
-        raise RedisTimeoutError(f"connecting to {host}:{port} timed out") from None
-    except OSError as error:
-        raise RedisConnectionError(f"cannot connect to {host}:{port}: {error}") from error
+    except BaseException as error:
+        if connection is not None:  # it timed out, or broke, during the setup
+            connection.close()
+        if isinstance(error, TimeoutError):
+            raise RedisTimeoutError(f"connecting to {host}:{port} timed out") from None
+        if isinstance(error, OSError):
+            raise RedisConnectionError(f"cannot connect to {host}:{port}: {error}") from error
+        raise
     for reply in replies:
         if isinstance(reply, ResponseError):
             connection.close()

@@ -6,7 +6,8 @@
 * a URL picks the backend by its scheme, importing the backend module only then:
   ``memory://``, ``redis://host:port/db`` (also ``rediss://``, ``redis+sentinel://``
   and comma-separated shards, as for the Redis layer) or ``sqlite:///path.db``. Redis
-  and SQLite URLs take one query option, ``?prefix=name`` (default ``chanlite``);
+  and SQLite URLs take the query option ``?prefix=name`` (default ``chanlite``), and
+  ``rediss://`` URLs the layer's TLS options (``ssl_ca_certs`` and the others);
 * ``None`` means "where the layer is": one store per layer instance, cached for as
   long as the layer lives, so every worker of that layer in the process shares it.
   A memory layer gets a :class:`~chanlite.stores.memory.MemorySessionStore`, a Redis
@@ -25,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .._importer import import_backend
 from ..exceptions import ConfigurationError
+from ..layers import REDIS_OPTIONS
 from ..layers.base import BaseChannelLayer
 from .base import SessionStore
 
@@ -97,11 +99,12 @@ def _split_url(url: str) -> tuple[str, str, dict[str, Any]]:
             f"unknown session store scheme {scheme!r} in {url!r}; known: {known}"
         )
     options: dict[str, Any] = {}
+    accepted = [*STORE_OPTIONS, *REDIS_OPTIONS] if scheme.startswith("redis") else STORE_OPTIONS
     for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
-        if name not in STORE_OPTIONS:
+        if name not in accepted:
             raise ConfigurationError(
                 f"unknown session store option {name!r} in URL {url!r}; "
-                f"known: {', '.join(STORE_OPTIONS)}"
+                f"known: {', '.join(accepted)}"
             )
         options[name] = value
     return scheme, url.split("?", 1)[0], options

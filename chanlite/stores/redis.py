@@ -35,7 +35,9 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from .._codec import decode, encode
+from ..exceptions import ConfigurationError
 from ..layers.redis import RedisScript, RedisShard, RedisShards
+from ..layers.redis.tls import TLSOptions
 from .base import (
     DEFAULT_PREFIX,
     Payload,
@@ -161,15 +163,22 @@ class RedisSessionStore(SessionStore):
 
     ``url`` is a layer-style Redis URL (the store opens and, on :meth:`aclose`,
     closes its own connections) or a ready :class:`~chanlite.layers.redis.RedisShards`
-    to share (left open by :meth:`aclose`).
+    to share (left open by :meth:`aclose`). ``tls`` are the TLS options of a
+    ``rediss://`` URL (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+    ``ssl_cert_reqs``: see :mod:`chanlite.layers.redis.tls`).
     """
 
     schemes = ("redis", "rediss", "redis+sentinel")
 
-    def __init__(self, url: str | RedisShards, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, url: str | RedisShards, *, prefix: str = DEFAULT_PREFIX, **tls: Any) -> None:
         self.prefix = check_prefix(prefix)
         self._owns_shards = not isinstance(url, RedisShards)
-        self.shards = url if isinstance(url, RedisShards) else RedisShards(url)
+        if isinstance(url, RedisShards):
+            if tls:
+                raise ConfigurationError("TLS options cannot be given with shared RedisShards")
+            self.shards = url
+        else:
+            self.shards = RedisShards(url, _tls_options(tls))
 
     @classmethod
     def for_layer(cls, layer: RedisChannelLayer) -> RedisSessionStore:
@@ -237,3 +246,11 @@ class RedisSessionStore(SessionStore):
     def __repr__(self) -> str:
         hosts = [f"{shard.address.label}/{shard.address.db}" for shard in self.shards.shards]
         return f"<RedisSessionStore prefix={self.prefix!r} hosts={hosts}>"
+
+
+def _tls_options(options: dict[str, Any]) -> TLSOptions:
+    """The TLS options among a store's keyword options; any other is refused."""
+    tls = TLSOptions.take(options)
+    if options:
+        raise ConfigurationError(f"unknown session store option {next(iter(options))!r}")
+    return tls

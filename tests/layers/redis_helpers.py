@@ -64,10 +64,14 @@ class RedisServer:
         command += self.options
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + START_PATIENCE
-        while not answers_ping(self.port):  # waiting for a process to start, not a race
+        while not self.answers():  # waiting for a process to start, not a race
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on port {self.port} did not start")
             time.sleep(0.02)
+
+    def answers(self) -> bool:
+        """Whether the server answers PING (a subclass may speak TLS)."""
+        return answers_ping(self.port)
 
     def kill(self) -> None:
         """SIGKILL the server (by its PID) and wait until it is gone."""

@@ -14,6 +14,7 @@ import itertools
 import logging
 import re
 import secrets
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -181,7 +182,13 @@ async def test_a_tls_connection_to_a_plain_server_fails_as_a_connection_error():
     plain.close()
     # The server does not speak TLS: the handshake never completes.
     with pytest.raises((RedisConnectionError, RedisTimeoutError)):
-        await open_connection("127.0.0.1", 6379, tls=True, connect_timeout=0.5, reply_timeout=0.5)
+        await open_connection(
+            "127.0.0.1",
+            6379,
+            tls=ssl.create_default_context(),
+            connect_timeout=0.5,
+            reply_timeout=0.5,
+        )
 
 
 def test_sentinel_url_finds_the_master_through_its_sentinels():

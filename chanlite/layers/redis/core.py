@@ -16,6 +16,7 @@ from typing import Any
 from ..base import BaseChannelLayer, LocalReader
 from .scripts import GROUP_KEY, MEMBERSHIP_KEY, QUEUE_KEY
 from .shards import RedisShards
+from .tls import TLSOptions
 
 logger = logging.getLogger(__package__)  # chanlite.layers.redis, for the whole layer
 
@@ -25,8 +26,9 @@ class RedisLayerCore(BaseChannelLayer):
     :class:`~chanlite.layers.redis.RedisChannelLayer` share; not a layer by itself."""
 
     def __init__(self, url: str, **options: Any) -> None:
+        tls = TLSOptions.take(options)
         super().__init__(**options)
-        self.shards = RedisShards(url)
+        self.shards = RedisShards(url, tls)
         self._prefixes = tuple(
             key.format(prefix=self.prefix, name="")
             for key in (QUEUE_KEY, GROUP_KEY, MEMBERSHIP_KEY)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -64,8 +65,10 @@ class RedisShard:
     never reconnects.
     """
 
-    def __init__(self, address: RedisAddress) -> None:
+    def __init__(self, address: RedisAddress, tls: ssl.SSLContext | None = None) -> None:
         self.address = address
+        #: The SSL context of its connections, for ``rediss://``.
+        self.tls_context = tls
         #: The Sentinel client that finds the master, for ``redis+sentinel://``.
         self.sentinel: Any = None
         if address.service is not None:
@@ -104,7 +107,7 @@ class RedisShard:
     @property
     def tls(self) -> bool:
         """Whether connections use TLS (``rediss://``)."""
-        return self.address.scheme == "rediss"
+        return self.tls_context is not None
 
     def failure(self, error: BaseException) -> LayerError:
         """``error`` of this server (redis-py's) as a LayerError caused by it."""
@@ -292,7 +295,7 @@ class RedisShard:
             db=address.db,
             username=address.username,
             password=address.password,
-            tls=self.tls,
+            tls=self.tls_context,
             connect_timeout=SOCKET_CONNECT_TIMEOUT,
             reply_timeout=reply_timeout,
         )

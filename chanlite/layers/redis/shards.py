@@ -5,20 +5,32 @@ from __future__ import annotations
 
 import hashlib
 
-from .addresses import parse_redis_url
+from ...exceptions import ConfigurationError
+from .addresses import RedisAddress, parse_redis_url
 from .shard import RedisShard
+from .tls import TLSOptions
 
 
 class RedisShards:
     """The servers of a comma-separated Redis URL, and which one holds a name.
 
     Names are placed by jump consistent hash, so adding a server at the end of the URL
-    moves only the share of names the new server takes.
+    moves only the share of names the new server takes. ``tls`` applies to every
+    ``rediss://`` server; given with any other kind of URL, it is a ConfigurationError.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tls: TLSOptions | None = None) -> None:
         self.addresses = parse_redis_url(url)
-        self.shards = [RedisShard(address) for address in self.addresses]
+        tls = tls or TLSOptions()
+        context = None
+        if any(address.scheme == "rediss" for address in self.addresses):
+            context = tls.context()  # one for all: each file is read once
+        elif tls.given:
+            _refuse_tls(self.addresses, tls)
+        self.shards = [
+            RedisShard(address, context if address.scheme == "rediss" else None)
+            for address in self.addresses
+        ]
         self._placed: dict[str, int] = {}
         #: Set by :meth:`aclose`; every shard refuses commands from then on.
         self.closed = False
@@ -52,6 +64,14 @@ class RedisShards:
         self.closed = True
         for shard in self.shards:
             await shard.aclose()
+
+
+def _refuse_tls(addresses: list[RedisAddress], tls: TLSOptions) -> None:
+    if any(address.service is not None for address in addresses):
+        reason = "redis+sentinel:// does not support TLS yet"
+    else:
+        reason = "this URL is redis://"
+    raise ConfigurationError(f"TLS option {tls.given[0]!r} needs a rediss:// URL; {reason}")
 
 
 def jump_hash(key: int, buckets: int) -> int:
