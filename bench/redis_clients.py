@@ -22,8 +22,9 @@ Shapes: a SET+GET round trip; the send script (EVALSHA) one call at a time, 100 
 batch (one write; one pipeline for redis-py), and from 100 concurrent callers in one
 loop turn (what the layer's senders do; redis-py takes a pooled connection per caller);
 and the receive read, ``BLMPOP ... COUNT 1000`` pipelined with ``TIME`` as the reader
-sends it, on 1,000 waiting entries of about 100 bytes and of about 1 KB (filled
-untimed before each read). Ratio = the client's median / today's median.
+sends it, on 1,000 waiting entries of about 100 bytes, 1 KB and 10 KB (filled untimed
+before each read; the last is a 10 MB reply, where today's parser, which starts over
+on every partial reply, turns quadratic). Ratio = the client's median / today's median.
 """
 
 from __future__ import annotations
@@ -301,6 +302,7 @@ def shapes(config: Config, filler: Client) -> list[Shape]:
     sends = config.size(full=6_000, quick=600)
     many = config.size(full=30_000, quick=3_000)
     reads = config.size(full=40, quick=5)
+    large_reads = config.size(full=6, quick=2)  # a 10 MB reply: today's parser is slow
     return [
         Shape("SET+GET round trips", "commands/s", partial(get_set, count=trips)),
         Shape("send script, 1 per call", "calls/s", partial(send_single, count=sends)),
@@ -319,6 +321,11 @@ def shapes(config: Config, filler: Client) -> list[Shape]:
             f"BLMPOP of {READ_COUNT} entries (~1 KB)",
             "entries/s",
             partial(blocking_read, reads=reads, filler=filler, size=1_000),
+        ),
+        Shape(
+            f"BLMPOP of {READ_COUNT} entries (~10 KB)",
+            "entries/s",
+            partial(blocking_read, reads=large_reads, filler=filler, size=10_000),
         ),
     ]
 
