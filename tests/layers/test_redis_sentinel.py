@@ -20,12 +20,10 @@ import pytest
 from chanlite import LayerError
 from chanlite.layers import BaseChannelLayer
 from chanlite.layers.redis import RedisChannelLayer
-from chanlite.stores import SessionStore
 from chanlite.stores.redis import RedisSessionStore
 
 from ..conftest import require_redis_server
-from ..stores.contract import SharedStoreContract
-from ..stores.test_redis import purge
+from ..stores.redis_contract import RedisStoreContract, purge
 from .closing import ClosedLayerContract
 from .contract import LayerContract, until
 from .sentinel_helpers import (
@@ -68,24 +66,10 @@ class TestSentinelLayer(LayerContract, ClosedLayerContract):
         return layer
 
 
-class TestSentinelStore(SharedStoreContract):
+class TestSentinelStore(RedisStoreContract):
     @pytest.fixture(autouse=True)
     def _url(self, deployment: SentinelDeployment) -> None:
         self.url = deployment.url(DB)
-        self.shared_prefix = unique_prefix()
-
-    async def make_store(self) -> SessionStore:
-        store = RedisSessionStore(self.url, prefix=unique_prefix())
-        await purge(store.shards, store.prefix)
-        return store
-
-    async def cleanup_store(self, store: SessionStore) -> None:
-        assert isinstance(store, RedisSessionStore)
-        await purge(store.shards, store.prefix)
-        await store.aclose()
-
-    def store_url(self) -> str:
-        return f"{self.url}?prefix={self.shared_prefix}"
 
 
 # -- failover -------------------------------------------------------------------------

@@ -20,11 +20,11 @@ from chanlite.exceptions import ConfigurationError
 from chanlite.layers import REDIS_OPTIONS, BaseChannelLayer
 from chanlite.layers.redis import RedisChannelLayer
 from chanlite.layers.redis.tls import TLSOptions
-from chanlite.stores import SessionStore, get_session_store
+from chanlite.stores import get_session_store
 from chanlite.stores.redis import RedisSessionStore
 
-from ..conftest import private_redis_servers, require_redis_server
-from ..stores.contract import SharedStoreContract
+from ..conftest import require_redis_server
+from ..stores.redis_contract import RedisStoreContract
 from .contract import PATIENCE, LayerContract
 from .redis_helpers import RedisServer
 from .tls_helpers import ACL_PASSWORD, ACL_USER, Certificates, TLSRedisServer, make_certificates
@@ -101,20 +101,10 @@ class TestRedisLayerOverTLS(LayerContract):
         return layer
 
 
-class TestRedisStoreOverTLS(SharedStoreContract):
+class TestRedisStoreOverTLS(RedisStoreContract):
     @pytest.fixture(autouse=True)
     def _server(self, tls_server: TLSRedisServer) -> None:
         self.url = tls_server.url
-        self.shared_prefix = unique_prefix()
-
-    async def make_store(self) -> SessionStore:
-        return get_session_store(f"{self.url}&prefix={unique_prefix()}")
-
-    async def cleanup_store(self, store: SessionStore) -> None:
-        await store.aclose()
-
-    def store_url(self) -> str:
-        return f"{self.url}&prefix={self.shared_prefix}"
 
 
 # -- verification modes and client certificates ----------------------------------------
@@ -188,8 +178,7 @@ async def test_a_wrong_password_is_one_error_naming_the_server_not_the_password(
 
 @pytest.mark.anyio
 async def test_an_acl_user_connects_without_tls():
-    with private_redis_servers(0):
-        pass  # only for the skip without a redis-server binary
+    require_redis_server()
     server = RedisServer(None, "--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all")
     server.start()
     try:

@@ -8,7 +8,6 @@ outages). Without Redis they skip, or fail with CHANLITE_REQUIRE_REDIS=1.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -18,49 +17,25 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chanlite import LayerError
 from chanlite._codec import decode
-from chanlite.layers.redis import RedisChannelLayer, RedisShards
-from chanlite.stores import SessionStore, get_session_store
+from chanlite.layers.redis import RedisChannelLayer
+from chanlite.stores import get_session_store
 from chanlite.stores.redis import CURSOR_KEY, SESSION_KEY, RedisSessionStore
 
 from ..conftest import private_redis_servers, require_redis
 from ..layers.redis_helpers import RedisServer
-from .contract import TTL, SharedStoreContract
+from .contract import TTL
+from .redis_contract import RedisStoreContract, purge, unique_prefix
 
 #: The shared test server's database for these tests.
 TEST_URL = "redis://127.0.0.1:6379/13"
 
 
-def unique_prefix() -> str:
-    return "st" + secrets.token_hex(6)
-
-
-async def purge(shards: RedisShards, prefix: str) -> None:
-    """Delete every key under ``prefix`` (SCAN + UNLINK)."""
-    for shard in shards.shards:
-        async for keys in shard.scan(f"{prefix}:*"):
-            await shard.call("UNLINK", *keys, retry=True)
-
-
 @pytest.mark.redis
-class TestRedisStore(SharedStoreContract):
+class TestRedisStore(RedisStoreContract):
     @pytest.fixture(autouse=True)
-    def _shared_prefix(self) -> None:
-        self.shared_prefix = unique_prefix()
-
-    async def make_store(self) -> SessionStore:
+    def _url(self) -> None:
         require_redis()
-        store = RedisSessionStore(TEST_URL, prefix=unique_prefix())
-        await purge(store.shards, store.prefix)
-        return store
-
-    async def cleanup_store(self, store: SessionStore) -> None:
-        assert isinstance(store, RedisSessionStore)
-        await purge(store.shards, store.prefix)
-        await store.aclose()
-
-    def store_url(self) -> str:
-        require_redis()
-        return f"{TEST_URL}?prefix={self.shared_prefix}"
+        self.url = TEST_URL
 
 
 # -- fixtures -------------------------------------------------------------------------
