@@ -1,11 +1,13 @@
-"""A lean Redis connection: RESP over an :class:`asyncio.Protocol`, fully pipelined.
+"""A lean Redis connection: RESP over an :class:`asyncio.Protocol`, fully pipelined,
+parsed by hiredis's C reader.
 
 Every command of a process shares one such connection per server (blocking reads
 each get their own). :meth:`RespConnection.execute` writes the packed commands and
 returns a future at once. A command sent while no reply is due goes out at once;
 while replies are due (the connection is busy), commands queue and go out together
 in one ``write`` on the event loop's next turn, Nagle-style. Replies are parsed in
-``data_received`` as they arrive, in the order the commands went out, with no task
+``data_received`` as they arrive, by ``hiredis.Reader`` (which keeps a partial reply
+between pieces), in the order the commands went out, with no task
 and no ``await`` per reply. Many concurrent senders (an interface relaying frames
 from hundreds of sockets) then cost one system call per turn, not one per command,
 and a lone command waits for nothing.
@@ -28,16 +30,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
 
+import hiredis
 from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RespConnection", "open_connection", "pack", "parse"]
+__all__ = ["RespConnection", "open_connection", "pack"]
 
-_CRLF = b"\r\n"
-# RESP type bytes.
-_BULK, _ARRAY, _INTEGER, _SIMPLE, _ERROR = b"$*:+-"
-_NULL, _BOOLEAN, _DOUBLE, _MAP, _SET, _PUSH, _BULK_ERROR, _VERBATIM = b"_#,%~>!="
 
 
 def pack(commands: Sequence[Sequence[Any]]) -> bytes:
@@ -72,63 +71,14 @@ def _coerce(arg: Any) -> bytes:
     raise TypeError(f"a Redis command argument must be str, bytes or a number: {arg!r}")
 
 
-class _Incomplete(Exception):
-    """The buffer ends inside a reply: wait for more data."""
-
-
-_INCOMPLETE = _Incomplete()
+#: What the reader returns while the buffer ends inside a reply (``False`` is a reply).
+_MORE = object()
 
 
 def _error(text: str) -> ResponseError:
     if text.startswith("NOSCRIPT"):
         return NoScriptError(text)
     return ResponseError(text.removeprefix("ERR "))
-
-
-def parse(buffer: bytes, pos: int) -> tuple[Any, int]:
-    """The reply starting at ``buffer[pos]`` and where it ends; raises ``_Incomplete``
-    if the buffer does not hold all of it yet."""
-    end = buffer.find(_CRLF, pos)
-    if end < 0:
-        raise _INCOMPLETE
-    kind = buffer[pos]
-    line = buffer[pos + 1 : end]
-    pos = end + 2
-    if kind in (_BULK, _VERBATIM, _BULK_ERROR):
-        size = int(line)
-        if size < 0:
-            return None, pos
-        stop = pos + size
-        if len(buffer) < stop + 2:
-            raise _INCOMPLETE
-        data = buffer[pos:stop]
-        if kind == _BULK_ERROR:
-            return _error(data.decode(errors="replace")), stop + 2
-        return data, stop + 2
-    if kind == _INTEGER:
-        return int(line), pos
-    if kind in (_ARRAY, _SET, _PUSH, _MAP):
-        count = int(line)
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count * 2 if kind == _MAP else count):
-            item, pos = parse(buffer, pos)
-            items.append(item)
-        if kind == _MAP:
-            return dict(zip(items[::2], items[1::2], strict=True)), pos
-        return items, pos
-    if kind == _SIMPLE:
-        return line, pos
-    if kind == _ERROR:
-        return _error(line.decode(errors="replace")), pos
-    if kind == _NULL:
-        return None, pos
-    if kind == _BOOLEAN:
-        return line == b"t", pos
-    if kind == _DOUBLE:
-        return float(line), pos
-    raise RedisConnectionError(f"unexpected reply from Redis: {buffer[pos - 2 : pos + 40]!r}")
 
 
 class _Call:
@@ -160,7 +110,9 @@ class RespConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: deque[_Call] = deque()
         self._out: list[bytes] = []
-        self._buffer = b""
+        # hiredis's C reader keeps a partial reply between calls, so a large reply
+        # that arrives in many pieces is parsed once, not again with each piece.
+        self._reader = hiredis.Reader(replyError=ResponseError, notEnoughData=_MORE)
         self._replies_read = 0
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -218,18 +170,17 @@ class RespConnection(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        pos = 0
+        reader = self._reader
+        reader.feed(data)
         try:
-            while pos < len(buffer):
-                reply, pos = parse(buffer, pos)
+            while (reply := reader.gets()) is not _MORE:
+                if isinstance(reply, ResponseError):
+                    reply = _error(str(reply))
                 self._deliver(reply)
-        except _Incomplete:
-            pass
-        except Exception as error:  # a reply that cannot be parsed: nothing after it can
+        except hiredis.ProtocolError as error:  # nothing after it can be read
+            self._fail(RedisConnectionError(f"unexpected reply from Redis: {error}"))
+        except Exception as error:
             self._fail(error)
-            return
-        self._buffer = buffer[pos:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(exc or RedisConnectionError("Redis closed the connection"))

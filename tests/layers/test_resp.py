@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chanlite.layers._resp import RespConnection, open_connection, pack, parse
+from chanlite.layers._resp import RespConnection, open_connection, pack
 
 from ..conftest import private_redis_servers, require_redis, require_redis_server
 from .redis_helpers import RedisServer
@@ -83,12 +83,29 @@ def test_packing_refuses_what_is_not_a_string_or_number():
         (b"#t\r\n", True),
         (b",1.5\r\n", 1.5),
         (b"%1\r\n+k\r\n:1\r\n", {b"k": 1}),
+        (b"#f\r\n", False),  # a reply, not "wait for more"
     ],
 )
 @pytest.mark.anyio
 async def test_replies_parse_whole_and_split_anywhere(data, reply):
-    assert parse(data, 0) == (reply, len(data))
+    connection = RespConnection(PATIENCE)
+    whole = connection.execute([("PING",)])
+    connection.data_received(data)
+    assert await whole == [reply]
     assert await parsed(data) == [reply]
+
+
+@pytest.mark.anyio
+async def test_a_large_reply_in_many_pieces_is_read_whole():
+    entries = [b"%05d" % n + b"x" * 10_000 for n in range(200)]
+    data = b"*%d\r\n" % len(entries) + b"".join(
+        b"$%d\r\n%b\r\n" % (len(entry), entry) for entry in entries
+    )
+    connection = RespConnection(PATIENCE)
+    replies = connection.execute([("LRANGE", "k", 0, -1)])
+    for start in range(0, len(data), 1460):  # one TCP segment at a time
+        connection.data_received(data[start : start + 1460])
+    assert await replies == [entries]
 
 
 @pytest.mark.anyio
@@ -101,8 +118,12 @@ async def test_error_replies_become_exceptions_in_place_of_the_reply():
 
 @pytest.mark.anyio
 async def test_a_reply_of_an_unknown_type_breaks_the_connection():
+    connection = RespConnection(PATIENCE)
+    replies = connection.execute([("PING",), ("PING",)])
+    connection.data_received(b"+OK\r\n?what\r\n")
     with pytest.raises(RedisConnectionError, match="unexpected reply"):
-        await parsed(b"?what\r\n")
+        await replies
+    assert connection.broken
 
 
 @pytest.mark.anyio
