@@ -38,6 +38,8 @@ _BACKENDS = {
     "redis": "chanlite.stores.redis:RedisSessionStore",
     "rediss": "chanlite.stores.redis:RedisSessionStore",
     "redis+sentinel": "chanlite.stores.redis:RedisSessionStore",
+    "redis+cluster": "chanlite.stores.redis:RedisSessionStore",
+    "rediss+cluster": "chanlite.stores.redis:RedisSessionStore",
     "sqlite": "chanlite.stores.sqlite:SQLiteSessionStore",
 }
 #: Options a store URL's query string may give.
@@ -45,7 +47,8 @@ STORE_OPTIONS = ("prefix",)
 _ACCEPTED = (
     "a SessionStore, None (the layer's backend), or a URL: memory://, "
     "redis://host:port/db, rediss://host:port/db, "
-    "redis+sentinel://host:26379/service/db or sqlite:///path.db"
+    "redis+sentinel://host:26379/service/db, redis+cluster://host:port[,host:port] "
+    "or sqlite:///path.db"
 )
 
 _per_layer: weakref.WeakKeyDictionary[BaseChannelLayer, SessionStore] = weakref.WeakKeyDictionary()

@@ -1,7 +1,8 @@
 """``redis://``: a session store in Redis, for any number of processes and machines.
 
 It uses the Redis layer's connection handling (:class:`~chanlite.layers.redis.RedisShards`):
-the same URLs (several comma-separated shards, ``rediss://``, ``redis+sentinel://``),
+the same URLs (several comma-separated shards, ``rediss://``, ``redis+sentinel://``,
+``redis+cluster://``),
 reconnecting with backoff, outage logging, at-most-once sending of anything that is
 not safe to repeat, and :class:`~chanlite.LayerError` for every failure of a server.
 :meth:`RedisSessionStore.for_layer` shares a layer's connections and key prefix (and
@@ -18,12 +19,14 @@ the layer's ``:q:``, ``:g:`` and ``:m:`` keys):
   whose value is a flag byte (``1`` slight, ``0`` strict) followed by the payload.
   ``PEXPIRE`` gives the whole hash its expiry, so parked messages expire with it.
 
-Each key lives on the shard its name hashes to, so every operation touches one shard
-in one round trip: load and both ordering steps are Lua scripts (the ``*_SCRIPT``
-constants), save is ``SET ... PX`` and delete is ``DEL``. Expiry is always the
-server's (``PX``/``PEXPIRE``), never a client clock, and no command scans keys.
+Each key lives on the shard its name hashes to (on a cluster, in the bucket it hashes
+to, whose hash tag the key then carries: ``prefix:{tag}:s:key``), so every operation
+touches one shard (one slot) in one round trip: load and both ordering steps are Lua
+scripts (the ``*_SCRIPT`` constants), save is ``SET ... PX`` and delete is ``DEL``.
+Expiry is always the server's (``PX``/``PEXPIRE``), never a client clock, and no
+command scans keys.
 
-Needs Redis 6.0 or later, like the layer; not Redis Cluster. A store is bound to the
+Needs Redis 6.0 or later, like the layer (Redis 7 for a cluster). A store is bound to the
 event loop it is first used on, as its connections are (a ``for_layer`` store to its
 layer's). A store sharing a layer's prefix shares its key space too: the layer's
 ``flush()`` deletes the store's keys as well.
@@ -36,7 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._codec import decode, encode
 from ..exceptions import ConfigurationError
-from ..layers.redis import RedisScript, RedisShard, RedisShards
+from ..layers.redis import RedisScript, RedisShards
+from ..layers.redis.cluster import ClusterShards, SlotShard
+from ..layers.redis.core import Shards, open_shards
+from ..layers.redis.shard import RedisShard
 from ..layers.redis.tls import TLSOptions
 from .base import (
     DEFAULT_PREFIX,
@@ -159,26 +165,27 @@ def _flag(value: bool) -> str:
 
 class RedisSessionStore(SessionStore):
     """Sessions and ordering cursors in Redis (``redis://``, ``rediss://``,
-    ``redis+sentinel://``).
+    ``redis+sentinel://``, ``redis+cluster://``, ``rediss+cluster://``).
 
     ``url`` is a layer-style Redis URL (the store opens and, on :meth:`aclose`,
-    closes its own connections) or a ready :class:`~chanlite.layers.redis.RedisShards`
-    to share (left open by :meth:`aclose`). ``tls`` are the TLS options of a
+    closes its own connections) or the ready shards of a layer (``layer.shards``) to
+    share (left open by :meth:`aclose`). ``tls`` are the TLS options of a
     ``rediss://`` URL (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
     ``ssl_cert_reqs``: see :mod:`chanlite.layers.redis.tls`).
     """
 
-    schemes = ("redis", "rediss", "redis+sentinel")
+    schemes = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
 
-    def __init__(self, url: str | RedisShards, *, prefix: str = DEFAULT_PREFIX, **tls: Any) -> None:
+    def __init__(self, url: str | Shards, *, prefix: str = DEFAULT_PREFIX, **tls: Any) -> None:
         self.prefix = check_prefix(prefix)
-        self._owns_shards = not isinstance(url, RedisShards)
-        if isinstance(url, RedisShards):
+        self.shards: Shards
+        self._owns_shards = not isinstance(url, (RedisShards, ClusterShards))
+        if isinstance(url, (RedisShards, ClusterShards)):
             if tls:
                 raise ConfigurationError("TLS options cannot be given with shared RedisShards")
             self.shards = url
         else:
-            self.shards = RedisShards(url, _tls_options(tls))
+            self.shards = open_shards(url, _tls_options(tls))
 
     @classmethod
     def for_layer(cls, layer: RedisChannelLayer) -> RedisSessionStore:
@@ -189,33 +196,37 @@ class RedisSessionStore(SessionStore):
 
     def session_key(self, key: str) -> str:
         """The Redis key of session ``key``."""
-        return SESSION_KEY.format(prefix=self.prefix, key=key)
+        return self._place(SESSION_KEY, key=key)[0]
 
     def cursor_key(self, socket: str) -> str:
         """The Redis key of the ordering cursor of ``socket``."""
-        return CURSOR_KEY.format(prefix=self.prefix, socket=socket)
+        return self._place(CURSOR_KEY, socket=socket)[0]
 
-    def _shard(self, redis_key: str) -> RedisShard:
-        return self.shards.shard_for(redis_key)
+    def _place(self, key_format: str, **fields: str) -> tuple[str, RedisShard | SlotShard]:
+        """A key of ``key_format``, and its shard. The shard is chosen by the key under
+        the bare prefix; on a cluster, the key then carries that shard's hash tag."""
+        index = self.shards.index_for(key_format.format(prefix=self.prefix, **fields))
+        base = self.shards.key_base(index, self.prefix)
+        return key_format.format(prefix=base, **fields), self.shards.shards[index]
 
     # -- sessions -----------------------------------------------------------------
 
     async def load(self, key: str, ttl: float) -> dict[str, Any] | None:
         """One script call: GET, and PEXPIRE on a hit (safe to retry)."""
-        name = self.session_key(key)
-        data = await self._shard(name).run(LOAD_SCRIPT, [name], [_ms(ttl)], retry=True)
+        name, shard = self._place(SESSION_KEY, key=key)
+        data = await shard.run(LOAD_SCRIPT, [name], [_ms(ttl)], retry=True)
         return None if data is None else decode(data)
 
     async def save(self, key: str, data: dict[str, Any], ttl: float) -> None:
         """``SET key data PX ttl`` (safe to retry)."""
         ttl_ms, encoded = _ms(ttl), encode(data)
-        name = self.session_key(key)
-        await self._shard(name).call("SET", name, encoded, "PX", ttl_ms, retry=True)
+        name, shard = self._place(SESSION_KEY, key=key)
+        await shard.call("SET", name, encoded, "PX", ttl_ms, retry=True)
 
     async def delete(self, key: str) -> None:
         """``DEL key`` (safe to retry)."""
-        name = self.session_key(key)
-        await self._shard(name).call("DEL", name, retry=True)
+        name, shard = self._place(SESSION_KEY, key=key)
+        await shard.call("DEL", name, retry=True)
 
     # -- ordering cursors ---------------------------------------------------------
 
@@ -225,15 +236,15 @@ class RedisSessionStore(SessionStore):
         """One :data:`ORDER_START_SCRIPT` call, never sent twice: had a first attempt
         parked the message and a finish freed it, a repeat would park it again."""
         args = [check_order(order), _flag(slight), payload_bytes(payload), _ms(ttl)]
-        name = self.cursor_key(socket)
-        return bool(await self._shard(name).run(ORDER_START_SCRIPT, [name], args))
+        name, shard = self._place(CURSOR_KEY, socket=socket)
+        return bool(await shard.run(ORDER_START_SCRIPT, [name], args))
 
     async def order_finish(self, socket: str, order: int, last: bool, ttl: float) -> list[bytes]:
         """One :data:`ORDER_FINISH_SCRIPT` call, never sent twice: a repeat would
         lose the payloads the first attempt took."""
         args = [check_order(order, lowest=-1), _flag(last), _ms(ttl)]
-        name = self.cursor_key(socket)
-        released = await self._shard(name).run(ORDER_FINISH_SCRIPT, [name], args)
+        name, shard = self._place(CURSOR_KEY, socket=socket)
+        released = await shard.run(ORDER_FINISH_SCRIPT, [name], args)
         return [bytes(payload) for payload in released]
 
     # -- lifecycle ----------------------------------------------------------------
@@ -244,8 +255,7 @@ class RedisSessionStore(SessionStore):
             await self.shards.aclose()
 
     def __repr__(self) -> str:
-        hosts = [f"{shard.address.label}/{shard.address.db}" for shard in self.shards.shards]
-        return f"<RedisSessionStore prefix={self.prefix!r} hosts={hosts}>"
+        return f"<RedisSessionStore prefix={self.prefix!r} hosts={self.shards.labels}>"
 
 
 def _tls_options(options: dict[str, Any]) -> TLSOptions:

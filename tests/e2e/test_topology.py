@@ -1,4 +1,5 @@
-"""Interface and workers as separate processes, over SQLite and over sharded Redis."""
+"""Interface and workers as separate processes, over SQLite, over sharded Redis and
+over a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import private_redis_servers, require_redis
+from tests.conftest import private_redis_servers, require_redis, require_redis_server
+from tests.layers.cluster_helpers import cluster_deployment
 
 from .server import ROOT, run_cli, serve
 
@@ -68,17 +70,23 @@ def test_stats_and_flush_commands(tmp_path: Path) -> None:
     assert "jobs" not in after.stdout
 
 
-@pytest.fixture
-def two_shards() -> Iterator[str]:
-    """Two redis-server processes of our own, as one sharded layer URL."""
+@pytest.fixture(params=["two redis shards", "redis cluster"])
+def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A layer URL of two redis-server processes of our own as shards, or of a Redis
+    Cluster of our own (three masters, three replicas)."""
     require_redis()
-    with private_redis_servers(2) as servers:
-        yield ",".join(server.url for server in servers)
+    if request.param == "two redis shards":
+        with private_redis_servers(2) as servers:
+            yield ",".join(server.url for server in servers)
+    else:
+        require_redis_server()
+        with cluster_deployment(tmp_path) as cluster:
+            yield cluster.url()
 
 
-async def test_two_interfaces_two_workers_two_redis_shards(two_shards: str) -> None:
-    workers = [start_worker(two_shards), start_worker(two_shards)]
-    args = ("--no-worker", "--layer", two_shards)
+async def test_two_interfaces_two_workers_over_redis(redis_url: str) -> None:
+    workers = [start_worker(redis_url), start_worker(redis_url)]
+    args = ("--no-worker", "--layer", redis_url)
     try:
         with (
             serve("tests.apps.basic:routes", *args, env=SECRET) as left,
@@ -95,7 +103,7 @@ async def test_two_interfaces_two_workers_two_redis_shards(two_shards: str) -> N
                 for member in members:
                     assert await member.recv() == f"shared:m{index}"
             async with connect(f"{right.ws}/watch/") as watcher:
-                sent = run_cli("send", "jobs", '{"text": "over redis"}', "--layer", two_shards)
+                sent = run_cli("send", "jobs", '{"text": "over redis"}', "--layer", redis_url)
                 assert sent.returncode == 0, sent.stderr
                 assert await watcher.recv() == "job:over redis"
             for member in members:
@@ -105,3 +113,19 @@ async def test_two_interfaces_two_workers_two_redis_shards(two_shards: str) -> N
             worker.send_signal(signal.SIGTERM)
         outputs = [worker.communicate(timeout=20)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs
+
+
+def test_stats_and_flush_over_redis(redis_url: str) -> None:
+    for name in ("waiting.one", "waiting.two", "waiting.two"):
+        assert run_cli("send", name, '{"text": "x"}', "--layer", redis_url).returncode == 0
+    stats = run_cli("stats", "--layer", redis_url)
+    assert stats.returncode == 0, stats.stderr
+    depths = {
+        line.split()[0]: line.split()[1]
+        for line in stats.stdout.splitlines()
+        if line.strip().startswith("waiting.")
+    }
+    assert depths == {"waiting.one": "1", "waiting.two": "2"}, stats.stdout
+    assert run_cli("flush", "--layer", redis_url).returncode == 0
+    after = run_cli("stats", "--layer", redis_url)
+    assert after.returncode == 0 and "waiting." not in after.stdout, after.stdout

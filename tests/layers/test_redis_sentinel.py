@@ -17,7 +17,6 @@ from typing import Any
 import anyio
 import pytest
 
-from chanlite import LayerError
 from chanlite.layers import BaseChannelLayer
 from chanlite.layers.redis import RedisChannelLayer
 from chanlite.stores.redis import RedisSessionStore
@@ -32,14 +31,13 @@ from .sentinel_helpers import (
     client,
     sentinel_deployment,
 )
+from .traffic import Traffic
 
 #: The database the contract suites use on the deployment.
 DB = 3
 #: How soon traffic must flow again once the sentinels have promoted the replica
 #: (DESIGN §10 promises 5 s for a cluster).
 RECOVERY = 5.0
-# Messages per second the sender of the failover test sends.
-RATE = 200
 
 
 def unique_prefix() -> str:
@@ -73,41 +71,6 @@ class TestSentinelStore(RedisStoreContract):
 
 
 # -- failover -------------------------------------------------------------------------
-
-
-class Traffic:
-    """Numbered messages sent through a layer at :data:`RATE` while a receiver takes
-    them; a send that fails is never repeated (its message may or may not land)."""
-
-    def __init__(self, layer: BaseChannelLayer, channel: str) -> None:
-        self.layer, self.channel = layer, channel
-        #: The number of the next message to send.
-        self.next = 1
-        #: The numbers whose send returned, and those whose send raised LayerError.
-        self.sent: list[int] = []
-        self.failed: list[int] = []
-        self.received: list[int] = []
-        self.sending = True
-
-    async def send(self) -> None:
-        while self.sending:
-            number, self.next = self.next, self.next + 1
-            try:
-                await self.layer.send(self.channel, {"n": number})
-            except LayerError:
-                self.failed.append(number)
-            else:
-                self.sent.append(number)
-            await anyio.sleep(1 / RATE)  # the sending rate, not a wait for anything
-
-    async def receive(self) -> None:
-        while True:
-            _, message = await self.layer.receive([self.channel])
-            assert message is not None
-            self.received.append(message["n"])
-
-    def has_received_after(self, number: int) -> bool:
-        return bool(self.received) and self.received[-1] > number
 
 
 async def store_round_trip(url: str) -> None:

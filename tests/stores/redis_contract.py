@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from chanlite.layers.redis import RedisShards
+from chanlite.layers.redis.core import Shards
 from chanlite.stores import SessionStore, get_session_store
 from chanlite.stores.redis import RedisSessionStore
 
@@ -23,11 +23,12 @@ def with_prefix(url: str, prefix: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}prefix={prefix}"
 
 
-async def purge(shards: RedisShards, prefix: str) -> None:
-    """Delete every key under ``prefix`` (SCAN + UNLINK)."""
-    for shard in shards.shards:
-        async for keys in shard.scan(f"{prefix}:*"):
-            await shard.call("UNLINK", *keys, retry=True)
+async def purge(shards: Shards, prefix: str) -> None:
+    """Delete every key under ``prefix`` (SCAN + UNLINK, a key at a time: on a cluster
+    one UNLINK cannot name keys of several slots)."""
+    for node in await shards.nodes():
+        async for keys in node.scan(f"{prefix}:*"):
+            await node.call_many([("UNLINK", key) for key in keys], retry=True)
 
 
 class RedisStoreContract(SharedStoreContract):

@@ -1,15 +1,18 @@
-"""``redis://``: the production layer, on one or several Redis servers.
+"""``redis://``: the production layer, on one or several Redis servers, or on a Redis
+Cluster (``redis+cluster://``).
 
-Needs Redis 6.0 or later; not Redis Cluster (scripts touch keys they compute). A layer
-is bound to the event loop it is first used on, as its asyncio connections are.
+Needs Redis 6.0 or later (7 for a cluster). A layer is bound to the event loop it is
+first used on, as its asyncio connections are.
 
 One job per module:
 
-* ``addresses``: layer URLs, one per shard.
+* ``addresses``: layer URLs, one per shard, or one naming a cluster's seed nodes.
+* ``tls``: the TLS options of ``rediss://`` URLs.
 * ``shard``: one server: connections, reconnecting, outages, commands and scripts.
 * ``shards``: which server holds a name.
+* ``cluster``: a cluster's buckets, each on the master that holds its slot.
 * ``scripts``: key formats, the entry format and the Lua scripts.
-* ``core``: the state every part of the layer shares.
+* ``core``: the state every part of the layer shares, and which servers a URL names.
 * ``reader``: the blocking reads that fill the process's buffer.
 * ``receiving``: that buffer, and the receives waiting on it.
 * ``local``: local readers, handed their process's own messages.

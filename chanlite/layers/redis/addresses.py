@@ -1,8 +1,10 @@
 """Layer URLs: one ``redis://``, ``rediss://`` (TLS) or ``redis+sentinel://`` URL per
-shard, comma-separated, parsed into one :class:`RedisAddress` per shard.
+shard, comma-separated, parsed into one :class:`RedisAddress` per shard; or one
+``redis+cluster://`` (``rediss+cluster://``) URL naming a Redis Cluster's seed nodes.
 
 ``redis://a:6379/0,redis://b:6379/0`` names two shards;
-``redis+sentinel://s1:26379,s2:26379/mymaster/0`` finds the master through Sentinel.
+``redis+sentinel://s1:26379,s2:26379/mymaster/0`` finds the master through Sentinel;
+``redis+cluster://a:7000,b:7001`` reads a cluster's slot map from either seed node.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ DEFAULT_URL = "redis://localhost:6379/0"
 # Default ports of a Redis server and of a Sentinel.
 REDIS_PORT, SENTINEL_PORT = 6379, 26379
 
-#: The URL schemes of a Redis server or Sentinel-managed master.
-SCHEMES = ("redis", "rediss", "redis+sentinel")
+#: The URL schemes of a Redis server or Sentinel-managed master, and of a cluster.
+SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
 # A comma starting the next URL (not one between the hosts of a Sentinel URL).
 _NEXT_URL = re.compile(r",(?=[a-zA-Z][a-zA-Z0-9+.-]*://)")
 
 
 @dataclass(frozen=True)
 class RedisAddress:
-    """One server (or Sentinel-managed master) of a layer: one shard."""
+    """One server (or Sentinel-managed master) of a layer, one shard; or the seed
+    nodes of a cluster."""
 
     scheme: str
     hosts: tuple[tuple[str, int], ...]
@@ -43,10 +46,15 @@ class RedisAddress:
             return f"{self.service} via sentinel {hosts}"
         return hosts
 
+    @property
+    def cluster(self) -> bool:
+        """Whether this names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+        return self.scheme.endswith("+cluster")
+
 
 def parse_redis_url(url: str) -> list[RedisAddress]:
     """Parse a layer URL: one or more comma-separated ``redis://``, ``rediss://`` or
-    ``redis+sentinel://`` URLs, one per shard.
+    ``redis+sentinel://`` URLs, one per shard; or one cluster URL.
 
     Raises :class:`~chanlite.exceptions.ConfigurationError` naming what is wrong.
     """
@@ -58,6 +66,11 @@ def parse_redis_url(url: str) -> list[RedisAddress]:
             "arguments, or put them in the URL given to get_layer()"
         )
     addresses = [_parse_address(part, url) for part in _NEXT_URL.split(url)]
+    if len(addresses) > 1 and any(address.cluster for address in addresses):
+        raise ConfigurationError(
+            f"Redis URL {_redact(url)!r} combines a cluster URL with other URLs; a cluster "
+            "is one URL naming its seed nodes: redis+cluster://a:7000,b:7001"
+        )
     seen = set()
     for address in addresses:
         where = (address.hosts, address.db, address.service)
@@ -71,22 +84,26 @@ def _parse_address(part: str, url: str) -> RedisAddress:
     scheme = part.split("://", 1)[0].lower() if "://" in part else ""
     if scheme not in SCHEMES:
         raise ConfigurationError(
-            f"{_redact(part)!r} in Redis URL {_redact(url)!r} is not a "
-            "redis://, rediss:// or redis+sentinel:// URL"
+            f"{_redact(part)!r} in Redis URL {_redact(url)!r} is not a redis://, "
+            "rediss://, redis+sentinel://, redis+cluster:// or rediss+cluster:// URL"
         )
     parts = urlsplit(part)
     if parts.fragment:
         raise ConfigurationError(f"Redis URL {_redact(part)!r} must not have a #fragment")
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
-    sentinel = scheme == "redis+sentinel"
+    sentinel, cluster = scheme == "redis+sentinel", scheme.endswith("+cluster")
     hosts = _parse_hosts(hostlist, SENTINEL_PORT if sentinel else REDIS_PORT, part)
-    if not sentinel and len(hosts) > 1:
+    if not (sentinel or cluster) and len(hosts) > 1:
         raise ConfigurationError(
             f"Redis URL {_redact(part)!r} names several hosts; give each shard its own URL: "
             "redis://a:6379/0,redis://b:6379/0"
         )
     service, db = _parse_path(parts.path, sentinel, part)
+    if cluster and db != 0:
+        raise ConfigurationError(
+            f"Redis URL {_redact(part)!r} names database {db}; a Redis Cluster has only database 0"
+        )
     return RedisAddress(
         scheme, hosts, db, service, unquote(username) or None, unquote(password) or None
     )

@@ -14,9 +14,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..base import BaseChannelLayer, LocalReader
+from .addresses import parse_redis_url
+from .cluster import ClusterShards
 from .scripts import GROUP_KEY, MEMBERSHIP_KEY, QUEUE_KEY
 from .shards import RedisShards
 from .tls import TLSOptions
+
+#: The servers of a layer or store: a list of shards, or a cluster's buckets.
+Shards = RedisShards | ClusterShards
 
 logger = logging.getLogger(__package__)  # chanlite.layers.redis, for the whole layer
 
@@ -28,11 +33,16 @@ class RedisLayerCore(BaseChannelLayer):
     def __init__(self, url: str, **options: Any) -> None:
         tls = TLSOptions.take(options)
         super().__init__(**options)
-        self.shards = RedisShards(url, tls)
-        self._prefixes = tuple(
-            key.format(prefix=self.prefix, name="")
-            for key in (QUEUE_KEY, GROUP_KEY, MEMBERSHIP_KEY)
-        )
+        self.shards = open_shards(url, tls)
+        #: The key prefixes of queues, groups and memberships, by shard index (the
+        #: same for every shard of a plain URL; a cluster bucket's carry its tag).
+        self.prefixes = [
+            tuple(
+                key.format(prefix=self.shards.key_base(index, self.prefix), name="")
+                for key in (QUEUE_KEY, GROUP_KEY, MEMBERSHIP_KEY)
+            )
+            for index in range(len(self.shards.shards))
+        ]
         self._expiry_ms = max(1, round(self.expiry * 1000))
         self._group_expiry_ms = max(1, round(self.group_expiry * 1000))
         #: Attached local readers, by process prefix (see ``attach_reader``).
@@ -41,9 +51,10 @@ class RedisLayerCore(BaseChannelLayer):
 
     # -- keys -------------------------------------------------------------------
 
-    def queue_keys(self, names: Iterable[str]) -> list[str]:
-        """The Redis keys of the queues of stored channel names."""
-        return [self._prefixes[0] + name for name in names]
+    def queue_keys(self, index: int, names: Iterable[str]) -> list[str]:
+        """The Redis keys of the queues of stored channel names, all on shard ``index``."""
+        prefix = self.prefixes[index][0]
+        return [prefix + name for name in names]
 
     def _queue_ttl(self, name: str) -> int:
         # A process-specific queue outlives its messages by group_expiry, so a group
@@ -75,3 +86,12 @@ class RedisLayerCore(BaseChannelLayer):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.debug("background Redis call failed: %s", task.exception())
+
+
+def open_shards(url: str, tls: TLSOptions | None = None) -> Shards:
+    """The servers of a Redis URL: :class:`ClusterShards` for a ``redis+cluster://``
+    or ``rediss+cluster://`` URL, else :class:`RedisShards`."""
+    addresses = parse_redis_url(url)
+    if addresses[0].cluster:
+        return ClusterShards(addresses[0], tls or TLSOptions())
+    return RedisShards(url, tls)

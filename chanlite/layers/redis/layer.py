@@ -15,7 +15,8 @@ from .scripts import (
     GROUP_KEY,
     GROUP_MEMBERS_SCRIPT,
     GROUP_SEND_SCRIPT,
-    MEMBERSHIP_KEY,
+    QUEUE_KEY,
+    RedisScript,
     lua_pattern,
 )
 from .sending import SendingLayer
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 class RedisChannelLayer(SendingLayer, LocalReaders):
     """A channel layer on Redis (``redis://``, ``rediss://``, ``redis+sentinel://``)."""
 
-    schemes = ("redis", "rediss", "redis+sentinel")
+    schemes = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
 
     def __init__(self, url: str = DEFAULT_URL, **options: Any) -> None:
         super().__init__(url, **options)
@@ -39,26 +40,23 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
         ]
 
     def __repr__(self) -> str:
-        hosts = [f"{shard.address.label}/{shard.address.db}" for shard in self.shards.shards]
-        return f"<RedisChannelLayer prefix={self.prefix!r} hosts={hosts}>"
+        return f"<RedisChannelLayer prefix={self.prefix!r} hosts={self.shards.labels}>"
 
     # -- groups ---------------------------------------------------------------
 
-    def _group_keys(self, group: str, channel: str) -> list[str]:
-        return [
-            GROUP_KEY.format(prefix=self.prefix, name=group),
-            MEMBERSHIP_KEY.format(prefix=self.prefix, name=channel),
-        ]
-
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
-        """Deliver ``payload`` to every member: one script call per shard, in parallel."""
-        key = GROUP_KEY.format(prefix=self.prefix, name=group)
+        """Deliver ``payload`` to every member: one script call per shard, in parallel
+        (on a cluster, one write per master)."""
         process_ttl = self._expiry_ms + self._group_expiry_ms
         ttls = [self._expiry_ms, self._expiry_ms, process_ttl]  # expiry, then the two ttls
-        args = [*self._prefixes, payload, *ttls, self.capacity]
-        args.extend(self._capacity_args)
+        tail = [payload, *ttls, self.capacity, *self._capacity_args]
         skipped = await asyncio.gather(
-            *(shard.run(GROUP_SEND_SCRIPT, [key], args) for shard in self.shards.shards)
+            *(
+                self.shards.shards[index].run(
+                    GROUP_SEND_SCRIPT, [prefixes[1] + group], [*prefixes, *tail]
+                )
+                for index, prefixes in enumerate(self.prefixes)
+            )
         )
         self.group_full_skips += sum(int(count) for count in skipped)
 
@@ -66,26 +64,34 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
         """Add ``channel`` to ``group`` (on its queue's shard); refreshes its expiry."""
         validate_group_name(group)
         validate_channel_name(channel)
-        args = [*self._prefixes, group, channel, self._group_expiry_ms]
-        shard = self.shards.shard_for(queue_name(channel))
-        await shard.run(GROUP_ADD_SCRIPT, self._group_keys(group, channel), args, retry=True)
+        await self._change_group(GROUP_ADD_SCRIPT, group, channel, self._group_expiry_ms)
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; a non-member is a no-op."""
         validate_group_name(group)
         validate_channel_name(channel)
-        args = [*self._prefixes, group, channel]
-        shard = self.shards.shard_for(queue_name(channel))
-        await shard.run(GROUP_DISCARD_SCRIPT, self._group_keys(group, channel), args, retry=True)
+        await self._change_group(GROUP_DISCARD_SCRIPT, group, channel)
+
+    async def _change_group(
+        self, script: RedisScript, group: str, channel: str, *more: Any
+    ) -> None:
+        """Run a membership script on the shard of ``channel``'s queue, where the
+        member is kept, with the group part and the channel's memberships as keys."""
+        index = self.shards.index_for(queue_name(channel))
+        prefixes = self.prefixes[index]
+        keys = [prefixes[1] + group, prefixes[2] + channel]
+        args = [*prefixes, group, channel, *more]
+        await self.shards.shards[index].run(script, keys, args, retry=True)
 
     async def group_channels(self, group: str) -> set[str]:
         """The live members of ``group``, from every shard."""
         validate_group_name(group)
-        key = GROUP_KEY.format(prefix=self.prefix, name=group)
         replies = await asyncio.gather(
             *(
-                shard.run(GROUP_MEMBERS_SCRIPT, [key], self._prefixes, retry=True)
-                for shard in self.shards.shards
+                self.shards.shards[index].run(
+                    GROUP_MEMBERS_SCRIPT, [prefixes[1] + group], prefixes, retry=True
+                )
+                for index, prefixes in enumerate(self.prefixes)
             )
         )
         return {member.decode("ascii") for members in replies for member in members}
@@ -93,11 +99,13 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
     # -- housekeeping ---------------------------------------------------------
 
     async def flush(self) -> None:
-        """Delete every key under this layer's prefix, on every shard (SCAN + UNLINK)."""
+        """Delete every key under this layer's prefix, on every server (SCAN + UNLINK;
+        on a cluster, on every master)."""
         pattern = f"{self.prefix}:*"
-        for shard in self.shards.shards:
-            async for keys in shard.scan(pattern):
-                await shard.call("UNLINK", *keys, retry=True)
+        for node in await self.shards.nodes():
+            async for keys in node.scan(pattern):
+                # One UNLINK per key: on a cluster, keys of several slots cannot share one.
+                await node.call_many([("UNLINK", key) for key in keys], retry=True)
 
     def make_session_store(self) -> SessionStore:
         """A :class:`~chanlite.stores.redis.RedisSessionStore` on this layer's
@@ -107,22 +115,29 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
         return RedisSessionStore.for_layer(self)
 
     async def stats(self) -> dict[str, Any]:
-        """Channel depths and group sizes, found with SCAN on every shard."""
+        """Channel depths and group sizes, found with SCAN on every server (on a
+        cluster, on every master)."""
         channels: dict[str, int] = {}
         groups: dict[str, int] = {}
-        for shard in self.shards.shards:
-            await self._count(shard, self._prefixes[0], "LLEN", channels)
-            await self._count(shard, self._prefixes[1], "ZCARD", groups)
+        base = self.shards.key_pattern(self.prefix)
+        for node in await self.shards.nodes():
+            await self._count(node, QUEUE_KEY.format(prefix=base, name=""), "LLEN", channels)
+            await self._count(node, GROUP_KEY.format(prefix=base, name=""), "ZCARD", groups)
         return {"channels": channels, "groups": groups}
 
     async def _count(
-        self, shard: RedisShard, prefix: str, command: str, into: dict[str, int]
+        self, node: RedisShard, pattern: str, command: str, into: dict[str, int]
     ) -> None:
-        async for keys in shard.scan(prefix + "*"):
-            counts = await shard.call_many([(command, key) for key in keys], retry=True)
+        """Add up ``command`` (LLEN, ZCARD) of the keys matching ``pattern`` + ``*``,
+        by the name after the pattern's last ``:``."""
+        kind = pattern[pattern.rindex(":", 0, -1) :]  # ":q:" or ":g:"
+        start = len(self.prefix)
+        async for keys in node.scan(pattern + "*"):
+            counts = await node.call_many([(command, key) for key in keys], retry=True)
             for key, count in zip(keys, counts, strict=True):
                 if isinstance(count, int) and count:
-                    name = key.decode("ascii")[len(prefix) :]
+                    text = key.decode("ascii")
+                    name = text[text.index(kind, start) + len(kind) :]
                     into[name] = into.get(name, 0) + count
 
     async def aclose(self) -> None:

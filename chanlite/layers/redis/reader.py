@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from .._resp import RespConnection
-from .shard import BLOCK_SECONDS, NETWORK_ERRORS, backoff
+from .shard import BLOCK_SECONDS, backoff
 
 if TYPE_CHECKING:
     from .receiving import ReceivingLayer
@@ -176,8 +176,8 @@ class Reader:
         return False
 
     def _failed(self, error: Exception) -> None:
-        if isinstance(error, NETWORK_ERRORS):
-            self.shard.mark_down(error)  # an outage: keep waiting, and retry
+        if self.shard.transient(error):
+            self.shard.mark_down(error)  # an outage or a moved slot: wait, and retry
         else:  # say, a key of the wrong type: the receivers would wait forever
             logger.error("reading %s failed: %s", ", ".join(self.names), error)
             self.layer.fail_waiters(self.names, self.shard.failure(error))
@@ -185,7 +185,7 @@ class Reader:
     async def _pop(self, connection: RespConnection) -> tuple[list[bytes], int] | None:
         """One blocking read, pipelined with TIME (to judge expiry by the server's
         clock); returns (entries, server time in ms)."""
-        keys = self.layer.queue_keys(self._rotated())
+        keys = self.layer.queue_keys(self.index, self._rotated())
         if not self.ahead:
             self.fit_batch()
         if self.shard.blmpop:

@@ -21,7 +21,6 @@ from ..base import ReceiveResult
 from .core import RedisLayerCore
 from .reader import Reader
 from .scripts import EVICT_SCRIPT, POP_SCRIPT, REQUEUE_SCRIPT, parse_entry
-from .shard import RedisShard
 
 logger = logging.getLogger(__package__)  # chanlite.layers.redis, for the whole layer
 
@@ -121,9 +120,9 @@ class ReceivingLayer(RedisLayerCore):
 
     async def _pop_now(self, names: list[str]) -> None:
         for index, group in self._rotated(self._by_shard(names)):
-            keys = self.queue_keys(self._rotated(list(group)))
+            keys = self.queue_keys(index, self._rotated(list(group)))
             shard = self.shards.shards[index]
-            popped = await shard.run(POP_SCRIPT, keys, self._prefixes, patience=0.0)
+            popped = await shard.run(POP_SCRIPT, keys, self.prefixes[index], patience=0.0)
             if popped:
                 self.accept([bytes(popped[0])], int(popped[1]))
                 return
@@ -262,7 +261,10 @@ class ReceivingLayer(RedisLayerCore):
                 by_shard.setdefault(self.shards.index_for(queue_name(channel)), []).append(channel)
         for index, evicted in by_shard.items():
             shard = self.shards.shards[index]
-            self.spawn(shard.run(EVICT_SCRIPT, [], [*self._prefixes, *evicted], retry=True))
+            prefixes = self.prefixes[index]
+            # The memberships are its keys: on a cluster they name the script's slot.
+            keys = [prefixes[2] + channel for channel in evicted]
+            self.spawn(shard.run(EVICT_SCRIPT, keys, [*prefixes, *evicted], retry=True))
 
     async def hand_back(self, names: Iterable[str]) -> None:
         """Put the buffered messages of ``names`` that nobody here waits for back at
@@ -270,10 +272,9 @@ class ReceivingLayer(RedisLayerCore):
         for name in names:
             if name in self._waiters or name not in self._buffers:
                 continue
-            shard = self.shards.shard_for(name)
             taken = self._buffers.pop(name)
             try:
-                await self._requeue(shard, name, taken)
+                await self._requeue(name, taken)
             except LayerError as error:
                 logger.warning(
                     "lost %d message(s) for %s: could not put them back (%s)",
@@ -282,7 +283,9 @@ class ReceivingLayer(RedisLayerCore):
                     error,
                 )
 
-    async def _requeue(self, shard: RedisShard, name: str, taken: deque[_Taken]) -> None:
+    async def _requeue(self, name: str, taken: deque[_Taken]) -> None:
+        index = self.shards.index_for(name)
+        shard = self.shards.shards[index]
         now_ms = 0
         if any(item.expires is None for item in taken):  # never went through Redis
             seconds, micros = await shard.call("TIME", retry=True)
@@ -290,8 +293,8 @@ class ReceivingLayer(RedisLayerCore):
         clock = time.monotonic()
         entries = [item.entry(now_ms, clock) for item in taken if item.deadline > clock]
         if entries:
-            args = [*self._prefixes, self._queue_ttl(name), *entries]
-            await shard.run(REQUEUE_SCRIPT, self.queue_keys([name]), args)
+            args = [*self.prefixes[index], self._queue_ttl(name), *entries]
+            await shard.run(REQUEUE_SCRIPT, self.queue_keys(index, [name]), args)
 
     def _first_waiter(self, name: str) -> _Waiter | None:
         for waiter in self._waiters.get(name, ()):

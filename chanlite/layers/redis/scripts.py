@@ -1,7 +1,9 @@
 """The layer's data in Redis: key formats, the entry format, and the Lua scripts.
 
 Key formats are the ``*_KEY`` constants; every key starts with the layer's ``prefix``
-so layers sharing a database stay apart:
+so layers sharing a database stay apart (on a cluster the prefix is followed by its
+bucket's hash tag, ``prefix:{tag}``, so a script's keys share one slot; see
+``cluster``):
 
 * A channel is a list under ``QUEUE_KEY`` of its stored name (``prefix!`` for
   ``prefix!local``). Each entry is ``b"<expires_ms> <channels> <payload>"``: the full
@@ -222,7 +224,8 @@ end
 return false
 """
 
-# ARGV[4..]: process-specific channels whose messages expired unread (found by a read).
+# ARGV[4..]: process-specific channels whose messages expired unread (found by a read);
+# KEYS: their membership keys (which name the slot on a cluster).
 _EVICT = """
 for i = 4, #ARGV do evict(ARGV[i]) end
 return 1

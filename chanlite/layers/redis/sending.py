@@ -12,7 +12,6 @@ from ...exceptions import ChannelFull
 from ...names import queue_name
 from .core import RedisLayerCore
 from .scripts import SEND_SCRIPT
-from .shard import RedisShard
 
 #: Most messages one send script stores (sends to one queue in one turn of the event
 #: loop are stored together).
@@ -50,11 +49,14 @@ class SendingLayer(RedisLayerCore):
         if not await self._join_batch(name, channel, payload):
             raise ChannelFull(channel, self.capacity_for(name))
 
-    async def _store(self, shard: RedisShard, name: str, pairs: list[Any]) -> int:
+    async def _store(self, name: str, pairs: list[Any]) -> int:
         """Store (channel, payload) ``pairs`` (flattened) on queue ``name``, in order,
         in one script call; returns how many fitted."""
-        args = [*self._prefixes, self._expiry_ms, self._queue_ttl(name), self.capacity_for(name)]
-        return int(await shard.run(SEND_SCRIPT, self.queue_keys([name]), [*args, *pairs]))
+        index = self.shards.index_for(name)
+        prefixes = self.prefixes[index]
+        args = [*prefixes, self._expiry_ms, self._queue_ttl(name), self.capacity_for(name)]
+        shard = self.shards.shards[index]
+        return int(await shard.run(SEND_SCRIPT, [prefixes[0] + name], [*args, *pairs]))
 
     def _join_batch(self, name: str, channel: str, payload: bytes) -> asyncio.Future[bool]:
         """Queue a send to go out with the others to ``name`` on the next turn; the
@@ -88,7 +90,7 @@ class SendingLayer(RedisLayerCore):
     async def _send_batch(self, name: str, sends: list[_Send]) -> None:
         pairs = [item for send in sends for item in (send.channel, send.payload)]
         try:
-            stored = await self._store(self.shards.shard_for(name), name, pairs)
+            stored = await self._store(name, pairs)
         except Exception as error:
             for send in sends:
                 if not send.future.done():

@@ -51,6 +51,19 @@ IDLE_BLOCKING = 8
 SCAN_COUNT = 1000
 # Errors meaning "the server could not be reached or the connection broke".
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Error replies of a cluster node saying that a command did not run there (its slot
+#: is elsewhere, moving, or not served at all), and so may run again elsewhere.
+REDIRECTS = frozenset({"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"})
+
+
+def redirected(reply: object) -> bool:
+    """Whether ``reply`` is an error reply of :data:`REDIRECTS`."""
+    return isinstance(reply, ResponseError) and str(reply).split(" ", 1)[0] in REDIRECTS
+
+
+def _cluster_only(error: BaseException) -> bool:
+    """Whether ``error`` is a reply only a cluster node gives."""
+    return redirected(error) or str(error).startswith("CROSSSLOT")
 
 
 class RedisShard:
@@ -111,7 +124,17 @@ class RedisShard:
 
     def failure(self, error: BaseException) -> LayerError:
         """``error`` of this server (redis-py's) as a LayerError caused by it."""
+        if _cluster_only(error):
+            problem = f"is a Redis Cluster node ({error}); use a redis+cluster:// URL"
+            failure = LayerError(self.backend, problem)
+            failure.__cause__ = error
+            return failure
         return backend_failure(self.backend, error)
+
+    def transient(self, error: BaseException) -> bool:
+        """Whether a blocking read that failed with ``error`` should be tried again
+        (the server went away) rather than fail its receives."""
+        return isinstance(error, NETWORK_ERRORS)
 
     def closed_error(self) -> LayerError:
         """The error of a command on this shard after :meth:`aclose`."""

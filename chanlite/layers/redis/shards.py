@@ -38,12 +38,28 @@ class RedisShards:
     def __repr__(self) -> str:
         return f"<RedisShards {[shard.address.label for shard in self.shards]}>"
 
+    @property
+    def labels(self) -> list[str]:
+        """How logs and reprs name the servers."""
+        return [f"{shard.address.label}/{shard.address.db}" for shard in self.shards]
+
+    def key_base(self, index: int, prefix: str) -> str:
+        """The start of the keys of shard ``index`` under ``prefix``: the prefix itself."""
+        return prefix
+
+    def key_pattern(self, prefix: str) -> str:
+        """A SCAN pattern of the :meth:`key_base` of every shard."""
+        return prefix
+
+    async def nodes(self) -> list[RedisShard]:
+        """Every server, each once (for SCAN)."""
+        return self.shards
+
     def index_for(self, name: str) -> int:
         """The index of the shard that holds ``name``."""
         index = self._placed.get(name)
         if index is None:
-            digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-            index = jump_hash(int.from_bytes(digest, "big"), len(self.shards))
+            index = place(name, len(self.shards))
             if len(self._placed) > 10_000:
                 self._placed.clear()
             self._placed[name] = index
@@ -72,6 +88,12 @@ def _refuse_tls(addresses: list[RedisAddress], tls: TLSOptions) -> None:
     else:
         reason = "this URL is redis://"
     raise ConfigurationError(f"TLS option {tls.given[0]!r} needs a rediss:// URL; {reason}")
+
+
+def place(name: str, buckets: int) -> int:
+    """Which of ``buckets`` holds ``name``: jump hash of its BLAKE2b digest."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return jump_hash(int.from_bytes(digest, "big"), buckets)
 
 
 def jump_hash(key: int, buckets: int) -> int:

@@ -49,6 +49,15 @@ class TLSOptions:
         """The names of the options that were set."""
         return [name for name, value in vars(self).items() if value is not None]
 
+    def redis_kwargs(self) -> dict[str, Any]:
+        """These options as redis-py's client keyword arguments (``ssl=True`` too),
+        for the client that reads a cluster's slot map. Call :meth:`context` first:
+        it checks them."""
+        kwargs: dict[str, Any] = {"ssl": True, "ssl_cert_reqs": self.ssl_cert_reqs or "required"}
+        kwargs.update({name: getattr(self, name) for name in self.given})
+        kwargs["ssl_check_hostname"] = kwargs["ssl_cert_reqs"].lower() == "required"
+        return kwargs
+
     def context(self) -> ssl.SSLContext:
         """A client SSL context for these options.
 
