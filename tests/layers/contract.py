@@ -494,6 +494,18 @@ class LayerContract:
         await layer.send("expire", {"n": 2})
         assert await layer.receive(["expire"], timeout=0) == ("expire", {"n": 2})
 
+    async def test_expired_messages_free_capacity_for_a_group_send(self, layer_factory):
+        layer = await layer_factory(expiry=0.2, capacity=2)
+        await layer.group_add("gexpire", "gexpire.member")
+        await layer.send("gexpire.member", {"n": 1})
+        await layer.send("gexpire.member", {"n": 2})
+        await anyio.sleep(0.3)  # expiry is the behaviour under test: past it
+        await layer.send("gexpire.member", {"n": 3})
+        await layer.group_send("gexpire", {"n": 4})  # 1 and 2 expired: room for 4
+        assert layer.group_full_skips == 0
+        got = [await layer.receive(["gexpire.member"], timeout=0) for _ in range(3)]
+        assert got == [("gexpire.member", {"n": 3}), ("gexpire.member", {"n": 4}), (None, None)]
+
     # -- groups -----------------------------------------------------------------
 
     async def test_group_send_reaches_every_member(self, layer):

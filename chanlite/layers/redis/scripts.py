@@ -75,15 +75,16 @@ end
 -- expired unread leaves every group it is in. Its queue was kept group_expiry past
 -- its messages only so that this could happen: from now on it lives as long as the
 -- messages left in it, so a dead process's queue does not linger for a day.
--- Returns whether it evicted a channel.
+-- Returns whether it evicted a channel, and how many entries it dropped.
 local function trim(key, now)
-    local evicted = false
+    local evicted, dropped = false, 0
     while true do
         local head = redis.call('LINDEX', key, 0)
-        if not head then return evicted end
+        if not head then return evicted, dropped end
         local expires, channels = string.match(head, '^(%d+) (%S+) ')
         if tonumber(expires) > now then break end
         redis.call('LPOP', key)
+        dropped = dropped + 1
         for channel in string.gmatch(channels, '[^,]+') do
             if string.find(channel, '!', 1, true) then
                 evict(channel)
@@ -95,7 +96,7 @@ local function trim(key, now)
         local last = redis.call('LINDEX', key, -1)
         redis.call('PEXPIREAT', key, string.match(last, '^(%d+) '))
     end
-    return evicted
+    return evicted, dropped
 end
 
 local function extend(key, ttl)
@@ -153,19 +154,32 @@ redis.call('ZREMRANGEBYSCORE', group, '-inf', now)
 for _, member in ipairs(redis.call('ZRANGE', group, 0, -1)) do
     local stored = stored_name(member)
     local key = QUEUE .. stored
-    if not trimmed[stored] then
-        evicted = trim(key, now) or evicted
-        trimmed[stored] = true
-    end
-    -- A trim may have evicted this member (from this very group): ask only then.
-    if not evicted or redis.call('ZSCORE', group, member) then
-        if stored ~= member then
-            if not processes[stored] then processes[stored] = {}; table.insert(order, stored) end
-            table.insert(processes[stored], member)
-        elseif redis.call('LLEN', key) >= capacity_of(stored) then
+    if stored == member then
+        -- A queue of its own. Most are empty (their reader keeps up): those need no
+        -- trim, and one made by this push has no expiry to compare with.
+        local length = redis.call('LLEN', key)
+        if length > 0 then
+            local _, dropped = trim(key, now)
+            length = length - dropped
+        end
+        if length >= capacity_of(stored) then
             full = full + 1
+        elseif length == 0 then
+            local entry = string.format('%d', expires_at) .. ' ' .. member .. ' ' .. ARGV[4]
+            redis.call('RPUSH', key, entry)
+            redis.call('PEXPIRE', key, ARGV[6])
         else
             push(key, member, ARGV[4], expires_at, tonumber(ARGV[6]))
+        end
+    else
+        if not trimmed[stored] then
+            evicted = trim(key, now) or evicted
+            trimmed[stored] = true
+        end
+        -- A trim may have evicted this member (from this very group): ask only then.
+        if not evicted or redis.call('ZSCORE', group, member) then
+            if not processes[stored] then processes[stored] = {}; table.insert(order, stored) end
+            table.insert(processes[stored], member)
         end
     end
 end
