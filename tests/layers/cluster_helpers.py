@@ -8,6 +8,12 @@ election and takes its slots over: about 2.5 s in all. The replica validity fact
 is 0, so a replica always may take over, however long it was cut off. Every wait
 here polls what the nodes report (``CLUSTER INFO``, ``CLUSTER NODES``, ``INFO replication``), with a
 deadline; a killed node is never asked.
+
+Given ``tls`` (a CA and a server certificate from :func:`~.tls_helpers.make_certificates`),
+every node listens only for TLS (``--port 0 --tls-port``), talks TLS to its peers on
+the cluster bus and to its master (``--tls-cluster``, ``--tls-replication``), and
+takes clients without a certificate; the helpers here then talk TLS to it too, and
+:meth:`ClusterDeployment.url` is a ``rediss+cluster://`` URL.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import redis.crc
 
 from .redis_helpers import RedisServer, free_port
 from .sentinel_helpers import client, wait_for
+from .tls_helpers import Certificates, TLSOnlyRedisServer
 
 #: How many hash slots a cluster has.
 SLOTS = 16384
@@ -110,19 +117,29 @@ def serves(slots: SlotMap, slot: int) -> int | None:
 
 class ClusterDeployment:
     """``masters`` masters (at least 3, as ``redis-cli`` requires) with ``replicas``
-    replicas each, their files in ``directory``."""
+    replicas each, their files in ``directory``; with ``tls``, speaking only TLS with
+    those certificates (see the module)."""
 
-    def __init__(self, directory: Path, *, masters: int = 3, replicas: int = 1) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        masters: int = 3,
+        replicas: int = 1,
+        tls: Certificates | None = None,
+    ) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.directory = directory
         self.masters = masters
         self.replicas = replicas
+        #: The certificates of a TLS-only cluster, or None for a plain one.
+        self.tls = tls
         count = masters * (1 + replicas)
         # Each node's bus port is named too: port + 10000 may be taken, or above 65535.
         ports = free_ports(2 * count)
         self.servers = {
-            port: RedisServer(port, *self._options(port, bus))
+            port: self._server(port, self._options(port, bus))
             for port, bus in zip(ports[:count], ports[count:], strict=True)
         }
         #: When :meth:`wait_for_promotion` first saw the replica turn master
@@ -130,6 +147,12 @@ class ClusterDeployment:
         self.promoted_at: float | None = None
         # How each node killed by kill() saw the cluster just before.
         self._killed: dict[int, list[NodeView]] = {}
+
+    def _server(self, port: int, options: list[str]) -> RedisServer:
+        if self.tls is None:
+            return RedisServer(port, *options)
+        tls_links = ["--tls-cluster", "yes", "--tls-replication", "yes"]
+        return TLSOnlyRedisServer(self.tls, port, *options, *tls_links)
 
     def _options(self, port: int, bus_port: int) -> list[str]:
         # A replica saves the snapshot it syncs from before loading it: one file each.
@@ -169,7 +192,10 @@ class ClusterDeployment:
         binary = shutil.which("redis-cli")
         if binary is None:
             raise RuntimeError("redis-cli is not installed")
-        command = [binary, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.servers)]
+        command = [binary]
+        if self.tls is not None:
+            command += ["--tls", "--cacert", str(self.tls.ca)]
+        command += ["--cluster", "create", *(f"127.0.0.1:{p}" for p in self.servers)]
         command += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
         plain = {**os.environ, "TERM": "dumb"}  # an xterm gets its errors in colour
         done = subprocess.run(
@@ -183,24 +209,43 @@ class ClusterDeployment:
         for server in self.servers.values():
             server.kill()
 
-    def url(self, scheme: str = "redis+cluster", count: int = 2) -> str:
-        """A URL naming the first ``count`` of :meth:`master_ports` as seed nodes."""
+    def url(self, scheme: str | None = None, count: int = 2) -> str:
+        """A URL naming the first ``count`` of :meth:`master_ports` as seed nodes;
+        ``scheme`` is ``redis+cluster``, or ``rediss+cluster`` for a TLS cluster,
+        unless given (a TLS cluster's URL names no CA: give ``ssl_ca_certs``)."""
+        if scheme is None:
+            scheme = "redis+cluster" if self.tls is None else "rediss+cluster"
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.master_ports()[:count])
         return f"{scheme}://{hosts}"
 
+    def client(self, port: int) -> redis.Redis:
+        """A redis-py client of the node at ``port`` (use it in ``with``), over TLS
+        trusting the cluster's CA for a TLS cluster."""
+        if self.tls is None:
+            return client(port)
+        return redis.Redis(
+            "127.0.0.1",
+            port,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            decode_responses=True,
+            ssl=True,
+            ssl_ca_certs=str(self.tls.ca),
+        )
+
     def views(self, port: int) -> list[NodeView]:
         """The cluster as the node at ``port`` sees it (``CLUSTER NODES``)."""
-        with client(port) as node:
+        with self.client(port) as node:
             return parse_nodes(str(node.execute_command("CLUSTER", "NODES")))
 
     def state_ok(self, port: int) -> bool:
         """Whether the node's ``CLUSTER INFO`` says ``cluster_state:ok``."""
-        with client(port) as node:
+        with self.client(port) as node:
             return "cluster_state:ok" in str(node.execute_command("CLUSTER", "INFO")).split()
 
     def node_id(self, port: int) -> str:
         """The node's id in the cluster."""
-        with client(port) as node:
+        with self.client(port) as node:
             return str(node.execute_command("CLUSTER", "MYID"))
 
     def master_ports(self) -> list[int]:
@@ -232,7 +277,7 @@ class ClusterDeployment:
             views = self.views(port)
             if len(views) != len(self.servers) or any(v.flags & UNSETTLED for v in views):
                 return False
-            with client(port) as node:
+            with self.client(port) as node:
                 replication: dict[str, Any] = node.info("replication")
             if replication.get("master_link_status", "up") != "up":  # only replicas have one
                 return False
@@ -280,7 +325,7 @@ class ClusterDeployment:
         """Those of ``ports`` whose live nodes say (``ROLE``) they are masters."""
         masters = []
         for port in sorted(ports & set(self.live_ports())):
-            with client(port) as node:
+            with self.client(port) as node:
                 if node.role()[0] == "master":
                     masters.append(port)
         return masters
@@ -305,9 +350,9 @@ class ClusterDeployment:
         if to_port not in self.master_ports():
             raise ValueError(f"127.0.0.1:{to_port} is no master")
         source_id, target_id = self.node_id(from_port), self.node_id(to_port)
-        with client(to_port) as target:
+        with self.client(to_port) as target:
             target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        with client(from_port) as source:
+        with self.client(from_port) as source:
             source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
             while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
                 source.execute_command(
@@ -318,7 +363,7 @@ class ClusterDeployment:
         # The target first: it must not send clients back to the source meanwhile.
         others = [p for p in self.master_ports() if p not in (to_port, from_port)]
         for port in (to_port, from_port, *others):
-            with client(port) as node:
+            with self.client(port) as node:
                 node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
         def moved() -> bool:
@@ -329,10 +374,16 @@ class ClusterDeployment:
 
 
 @contextlib.contextmanager
-def cluster_deployment(directory: Path, **options: int) -> Iterator[ClusterDeployment]:
-    """A started :class:`ClusterDeployment` (``masters=``, ``replicas=``), stopped by
-    PID afterwards."""
-    deployment = ClusterDeployment(directory, **options)
+def cluster_deployment(
+    directory: Path,
+    *,
+    masters: int = 3,
+    replicas: int = 1,
+    tls: Certificates | None = None,
+) -> Iterator[ClusterDeployment]:
+    """A started :class:`ClusterDeployment` (``masters=``, ``replicas=``, ``tls=``),
+    stopped by PID afterwards."""
+    deployment = ClusterDeployment(directory, masters=masters, replicas=replicas, tls=tls)
     try:
         deployment.start()
         yield deployment

@@ -12,6 +12,7 @@ fail with CHANLITE_REQUIRE_REDIS=1.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import sys
 import time
@@ -284,6 +285,21 @@ async def test_an_unreachable_seed_node_says_so() -> None:
             await layer.send("anything", {"n": 1})
     finally:
         await layer.aclose()
+
+
+async def test_a_receive_waits_out_an_unreachable_cluster_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="chanlite.layers.redis")
+    port = free_port()
+    layer = get_layer(f"redis+cluster://127.0.0.1:{port}")
+    try:
+        assert await layer.receive(["anything"], timeout=0.5) == (None, None)
+    finally:
+        await layer.aclose()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"Redis Cluster at 127.0.0.1:{port} unreachable; retrying")
 
 
 async def test_a_plain_url_naming_a_cluster_node_says_to_use_the_cluster_url(

@@ -41,27 +41,30 @@ def make_certificates(directory: Path) -> Certificates:
     return files
 
 
-class TLSRedisServer(RedisServer):
-    """A redis-server listening only for TLS on :attr:`port`, with the ACL user
-    :data:`ACL_USER`; with ``client_certs`` it refuses clients without a certificate
-    from the CA."""
+class TLSOnlyRedisServer(RedisServer):
+    """A redis-server listening only for TLS on :attr:`port` (``--port 0``), with the
+    server certificate and CA of ``certificates`` and the extra redis-server
+    ``options``; with ``client_certs`` it refuses clients without a certificate from
+    the CA. It counts as started once it answers PING over TLS."""
 
-    def __init__(self, certificates: Certificates, *, client_certs: bool = False) -> None:
+    def __init__(
+        self,
+        certificates: Certificates,
+        port: int | None = None,
+        *options: str,
+        client_certs: bool = False,
+    ) -> None:
         self.certificates = certificates
         self.client_certs = client_certs
-        super().__init__()
+        super().__init__(port)
         self.options = (
             *("--port", "0", "--tls-port", str(self.port)),
             *("--tls-cert-file", str(certificates.server_cert)),
             *("--tls-key-file", str(certificates.server_key)),
             *("--tls-ca-cert-file", str(certificates.ca)),
             *("--tls-auth-clients", "yes" if client_certs else "no"),
-            *("--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all"),
+            *options,
         )
-
-    @property
-    def url(self) -> str:
-        return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.certificates.ca}"
 
     def answers(self) -> bool:
         context = ssl.create_default_context(cafile=str(self.certificates.ca))
@@ -77,3 +80,17 @@ class TLSRedisServer(RedisServer):
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+
+class TLSRedisServer(TLSOnlyRedisServer):
+    """A redis-server listening only for TLS on :attr:`port`, with the ACL user
+    :data:`ACL_USER`; with ``client_certs`` it refuses clients without a certificate
+    from the CA."""
+
+    def __init__(self, certificates: Certificates, *, client_certs: bool = False) -> None:
+        acl_user = ("--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all")
+        super().__init__(certificates, None, *acl_user, client_certs=client_certs)
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.certificates.ca}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -98,6 +99,7 @@ class ClusterTopology:
         self.generation = 0
         self._masters: dict[tuple[str, int], RedisShard] = {}
         self._ready = False
+        self._unreachable = False
         self._starting = asyncio.Lock()
         self._refreshed_at = 0.0
         self._refreshing: asyncio.Task[None] | None = None
@@ -121,6 +123,16 @@ class ClusterTopology:
                 failure = _startup_failure(self.backend, error)
                 raise failure from failure.__cause__
             self._ready = True
+            if self._unreachable:
+                self._unreachable = False
+                logger.info("%s is reachable again", self.backend)
+
+    def mark_down(self, error: BaseException) -> None:
+        """Note that no seed node answered; the first time is logged as a WARNING
+        (after that, each master's outages are logged by its own connection)."""
+        if not self._unreachable:
+            self._unreachable = True
+            logger.warning("%s unreachable; retrying (%s)", self.backend, error)
 
     def master_for(self, key: str) -> RedisShard:
         """The connection to the master that holds ``key``'s slot now (after :meth:`ready`)."""
@@ -254,9 +266,12 @@ class SlotShard:
         return isinstance(error, NETWORK_ERRORS) or redirected(error)
 
     def mark_down(self, error: BaseException) -> None:
-        """Note a failure of this bucket's master; the slot map is read again."""
+        """Note a failure of this bucket's master (or, before the slot map was read,
+        of every seed node); the slot map is read again."""
         if self._master is not None and isinstance(error, NETWORK_ERRORS):
             self._master.mark_down(error)
+        elif self._master is None:
+            self.topology.mark_down(error)
         self.topology.suspect(self.slot_key)
 
     # -- commands ------------------------------------------------------------------
@@ -406,12 +421,16 @@ class ClusterShards:
 
 def _startup_failure(backend: str, error: Exception) -> LayerError:
     """A failed first read of the slot map as one LayerError that says why. When no
-    seed node could be reached, its cause is a ConnectionError, as for any outage
-    (receives wait it out); otherwise it is ``error``."""
+    seed node could be reached (or completed a TLS handshake), its cause is a
+    ConnectionError, as for any outage (receives wait it out); otherwise ``error``."""
     text = str(error)
     cause: BaseException = error
+    refused = _tls_refusal(error)
     if any(sign in text.lower() for sign in _NOT_A_CLUSTER):
         problem = "the seed node is not a cluster node (cluster mode is off); use redis://"
+    elif refused is not None:
+        problem = f"the TLS handshake with the seed nodes failed ({refused})"
+        cause = RedisConnectionError(problem)
     elif isinstance(error, RedisClusterException) and "connect" in text.lower():
         problem = f"no seed node could be reached ({text})"
         cause = RedisConnectionError(text)
@@ -420,6 +439,19 @@ def _startup_failure(backend: str, error: Exception) -> LayerError:
     failure = LayerError(backend, problem)
     failure.__cause__ = cause
     return failure
+
+
+def _tls_refusal(error: BaseException) -> str | None:
+    """The reason of the SSL error behind ``error`` (redis-py keeps it in the chain of
+    its connection error, whose own text some versions garble), if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return str(current.reason or current)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 # How redis-py's versions say that a seed node runs without cluster mode.
