@@ -7,8 +7,8 @@ returns a future at once. A command sent while no reply is due goes out at once;
 while replies are due (the connection is busy), commands queue and go out together
 in one ``write`` on the event loop's next turn, Nagle-style. Replies are parsed in
 ``data_received`` as they arrive, by ``hiredis.Reader`` (which keeps a partial reply
-between pieces), in the order the commands went out, with no task
-and no ``await`` per reply. Many concurrent senders (an interface relaying frames
+between pieces), in the order the commands went out, with no task and no ``await``
+per reply. Many concurrent senders (an interface relaying frames
 from hundreds of sockets) then cost one system call per turn, not one per command,
 and a lone command waits for nothing.
 
@@ -36,7 +36,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["RespConnection", "open_connection", "pack"]
-
 
 
 def pack(commands: Sequence[Sequence[Any]]) -> bytes:

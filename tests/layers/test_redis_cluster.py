@@ -35,7 +35,7 @@ from ..conftest import require_redis, require_redis_server
 from ..stores.redis_contract import RedisStoreContract, purge
 from .closing import ClosedLayerContract
 from .cluster_helpers import ClusterDeployment, cluster_deployment, key_slot
-from .contract import LayerContract, until
+from .contract import PATIENCE, LayerContract, until
 from .redis_helpers import STOP, free_port
 from .traffic import Traffic
 
@@ -97,7 +97,8 @@ async def test_every_key_carries_a_bucket_tag(cluster: ClusterDeployment) -> Non
         await layer.group_add("room", await layer.new_channel("proc!"))
         await store.save("session", {"n": 1}, 60)
         keys = [key for node in await layer.shards.nodes() async for key in _keys(node, layer)]
-        assert len(keys) == 4, keys  # queue, group part, membership, session
+        # queue, group part, membership, the group's bucket index, session
+        assert len(keys) == 5, keys
         for key in keys:
             tag = key.split("{", 1)[1].split("}", 1)[0]
             assert key.startswith(f"{layer.prefix}:{{{tag}}}:") and tag in TAGS
@@ -110,6 +111,56 @@ async def _keys(node: Any, layer: RedisChannelLayer) -> Any:
     async for keys in node.scan(f"{layer.prefix}:*"):
         for key in keys:
             yield key.decode()
+
+
+async def test_a_group_send_runs_only_on_the_buckets_that_hold_members(
+    cluster: ClusterDeployment,
+) -> None:
+    layer = RedisChannelLayer(cluster.url(), prefix=unique_prefix())
+    try:
+        members = [await layer.new_channel("one.process!") for _ in range(20)]
+        for member in members:  # all in the bucket of the queue "one.process!"
+            await layer.group_add("room", member)
+        before = await script_calls(layer)
+        await layer.group_send("room", {"n": 1})
+        assert await script_calls(layer) - before == 1
+        got = await layer.receive(["one.process!"], timeout=PATIENCE)
+        assert got[0] in members and got[1] == {"n": 1}
+    finally:
+        await layer.flush()
+        await layer.aclose()
+
+
+async def test_a_group_send_reaches_a_bucket_another_process_added_since_the_last(
+    cluster: ClusterDeployment,
+) -> None:
+    sender = RedisChannelLayer(cluster.url(), prefix=unique_prefix())
+    other = RedisChannelLayer(cluster.url(), prefix=sender.prefix)  # another process
+    try:
+        first = next(f"a{n}.x" for n in range(100) if sender.shards.index_for(f"a{n}.x") == 0)
+        later = next(f"b{n}.x" for n in range(100) if sender.shards.index_for(f"b{n}.x") == 1)
+        await sender.group_add("room", first)
+        await sender.group_send("room", {"n": 1})  # the sender now knows bucket 0 only
+        await other.group_add("room", later)
+        await sender.group_send("room", {"n": 2})
+        assert await sender.receive([later], timeout=PATIENCE) == (later, {"n": 2})
+        got = [await sender.receive([first], timeout=PATIENCE) for _ in range(2)]
+        assert got == [(first, {"n": 1}), (first, {"n": 2})]
+    finally:
+        await sender.flush()
+        await sender.aclose()
+        await other.aclose()
+
+
+async def script_calls(layer: RedisChannelLayer) -> int:
+    """EVALSHA calls so far, summed over the cluster's masters."""
+    total = 0
+    for node in await layer.shards.nodes():
+        stats = (await node.call("INFO", "commandstats")).decode()
+        for line in stats.splitlines():
+            if line.startswith("cmdstat_evalsha:"):
+                total += int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return total
 
 
 # -- scale -----------------------------------------------------------------------------

@@ -367,6 +367,10 @@ class SlotShard:
 class ClusterShards:
     """A Redis Cluster, seen by the layer as :data:`BUCKETS` shards (see the module)."""
 
+    #: Whether groups keep an index of the buckets that hold their members: yes, so
+    #: a group send runs where members are, not on all 16 buckets.
+    indexes_groups = True
+
     def __init__(self, seed: RedisAddress, tls: TLSOptions) -> None:
         self.addresses = [seed]
         self.topology = ClusterTopology(seed, tls)

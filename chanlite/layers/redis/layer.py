@@ -4,12 +4,14 @@ touches every shard: groups, flush, stats and closing."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...names import queue_name, validate_channel_name, validate_group_name
 from .addresses import DEFAULT_URL
 from .local import LocalReaders
 from .scripts import (
+    BUCKETS_KEY,
     GROUP_ADD_SCRIPT,
     GROUP_DISCARD_SCRIPT,
     GROUP_KEY,
@@ -25,6 +27,9 @@ from .shard import READ_GRACE, RedisShard
 if TYPE_CHECKING:
     from ...stores.base import SessionStore
 
+#: Groups whose member buckets a cluster layer remembers (then it starts over).
+MEMBER_BUCKETS_CACHE = 10_000
+
 
 class RedisChannelLayer(SendingLayer, LocalReaders):
     """A channel layer on Redis (``redis://``, ``rediss://``, ``redis+sentinel://``)."""
@@ -33,6 +38,8 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
 
     def __init__(self, url: str = DEFAULT_URL, **options: Any) -> None:
         super().__init__(url, **options)
+        #: On a cluster, the buckets each group's index named at its last group send.
+        self._member_buckets: dict[str, tuple[int, ...]] = {}
         self._capacity_args = [
             arg
             for glob, capacity in self.capacity_patterns
@@ -45,26 +52,74 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
     # -- groups ---------------------------------------------------------------
 
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
-        """Deliver ``payload`` to every member: one script call per shard, in parallel
-        (on a cluster, one write per master)."""
+        """Deliver ``payload`` to every member: one script call per shard that holds
+        members, in parallel (on a cluster, one write per master)."""
         process_ttl = self._expiry_ms + self._group_expiry_ms
         ttls = [self._expiry_ms, self._expiry_ms, process_ttl]  # expiry, then the two ttls
-        tail = [payload, *ttls, self.capacity, *self._capacity_args]
-        skipped = await asyncio.gather(
-            *(
-                self.shards.shards[index].run(
-                    GROUP_SEND_SCRIPT, [prefixes[1] + group], [*prefixes, *tail]
-                )
-                for index, prefixes in enumerate(self.prefixes)
-            )
-        )
+        args = [payload, *ttls, self.capacity, *self._capacity_args]
+
+        def send_on(index: int) -> Awaitable[Any]:
+            keys, prefixes = [self.prefixes[index][1] + group], self.prefixes[index]
+            return self.shards.shards[index].run(GROUP_SEND_SCRIPT, keys, [*prefixes, *args])
+
+        if not self.shards.indexes_groups:
+            skipped = await asyncio.gather(*map(send_on, range(len(self.prefixes))))
+        else:
+            skipped = await self._send_where_members_are(group, send_on)
         self.group_full_skips += sum(int(count) for count in skipped)
 
+    async def _send_where_members_are(
+        self, group: str, send_on: Callable[[int], Awaitable[Any]]
+    ) -> list[Any]:
+        """On a cluster: run ``send_on`` for each bucket that the group's bucket index
+        names. The index is read in the same write as the sends to the buckets it named
+        last time; only buckets it names now that were not among those take a second
+        round trip. A member added before the send began is in the index by then, so
+        it is reached; a bucket sent to that no longer holds members finds nobody."""
+        known = self._member_buckets.get(group, ())
+        found, *skipped = await asyncio.gather(self._member_shards(group), *map(send_on, known))
+        if len(self._member_buckets) >= MEMBER_BUCKETS_CACHE:
+            self._member_buckets.clear()
+        self._member_buckets[group] = tuple(found)
+        missed = [index for index in found if index not in known]
+        if missed:
+            skipped += await asyncio.gather(*map(send_on, missed))
+        return skipped
+
+    async def _member_shards(self, group: str) -> Sequence[int]:
+        """The shards that may hold members of ``group``: every shard; on a cluster,
+        the buckets that the group's bucket index names (one read)."""
+        if not self.shards.indexes_groups:
+            return range(len(self.prefixes))
+        index = self.shards.index_for(group)
+        key = self._buckets_key(index, group)
+        found = await self.shards.shards[index].call("SMEMBERS", key, retry=True)
+        return sorted(int(bucket) for bucket in found)
+
+    def _buckets_key(self, index: int, group: str) -> str:
+        return BUCKETS_KEY.format(prefix=self.shards.key_base(index, self.prefix), name=group)
+
+    async def _index_member_shard(self, group: str, member_index: int) -> None:
+        """Note in ``group``'s bucket index that bucket ``member_index`` holds a member.
+        The index lives at least as long as any membership (NX then GT: only ever
+        pushed later), so it never misses a bucket that holds a live member."""
+        index = self.shards.index_for(group)
+        key, ttl = self._buckets_key(index, group), self._group_expiry_ms
+        commands = [("SADD", key, member_index), ("PEXPIRE", key, ttl, "NX")]
+        commands.append(("PEXPIRE", key, ttl, "GT"))
+        await self.shards.shards[index].call_many(commands, retry=True)
+
     async def group_add(self, group: str, channel: str) -> None:
-        """Add ``channel`` to ``group`` (on its queue's shard); refreshes its expiry."""
+        """Add ``channel`` to ``group`` (on its queue's shard); refreshes its expiry.
+        On a cluster, the group's bucket index notes the member's bucket, at once."""
         validate_group_name(group)
         validate_channel_name(channel)
-        await self._change_group(GROUP_ADD_SCRIPT, group, channel, self._group_expiry_ms)
+        adding = self._change_group(GROUP_ADD_SCRIPT, group, channel, self._group_expiry_ms)
+        if not self.shards.indexes_groups:
+            await adding
+            return
+        member_index = self.shards.index_for(queue_name(channel))
+        await asyncio.gather(adding, self._index_member_shard(group, member_index))
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; a non-member is a no-op."""
@@ -89,9 +144,12 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
         replies = await asyncio.gather(
             *(
                 self.shards.shards[index].run(
-                    GROUP_MEMBERS_SCRIPT, [prefixes[1] + group], prefixes, retry=True
+                    GROUP_MEMBERS_SCRIPT,
+                    [self.prefixes[index][1] + group],
+                    self.prefixes[index],
+                    retry=True,
                 )
-                for index, prefixes in enumerate(self.prefixes)
+                for index in await self._member_shards(group)
             )
         )
         return {member.decode("ascii") for members in replies for member in members}

@@ -35,6 +35,9 @@ QUEUE_KEY = "{prefix}:q:{name}"
 GROUP_KEY = "{prefix}:g:{name}"
 #: The groups a process-specific channel is in, for eviction when it stops reading.
 MEMBERSHIP_KEY = "{prefix}:m:{name}"
+#: On a cluster only, in the group's own bucket: the indexes of the buckets that hold
+#: members of the group (a set), so a group send runs only where members are.
+BUCKETS_KEY = "{prefix}:b:{name}"
 # Characters a channel name can hold: capacity globs are resolved against them.
 _NAME_ALPHABET = string.ascii_letters + string.digits + "-_.!?"
 

@@ -19,6 +19,10 @@ class RedisShards:
     ``rediss://`` server; given with any other kind of URL, it is a ConfigurationError.
     """
 
+    #: Whether groups keep an index of the shards that hold their members (no: a
+    #: group send asks every shard, and a URL names only a few).
+    indexes_groups = False
+
     def __init__(self, url: str, tls: TLSOptions | None = None) -> None:
         self.addresses = parse_redis_url(url)
         tls = tls or TLSOptions()
