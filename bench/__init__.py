@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "ws-starlette": "bench.ws_starlette",
     "redis-layers": "bench.redis_layers",
     "ws-redis": "bench.ws_redis",
+    "redis-cluster": "bench.redis_cluster",
     "redis-clients": "bench.redis_clients",
     "ws-decorators": "bench.ws_decorators",
     "ws-observability": "bench.ws_observability",
