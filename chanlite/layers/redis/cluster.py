@@ -63,6 +63,9 @@ TAGS = (
 BUCKETS = len(TAGS)
 # What redis-py's cluster client raises (RedisClusterException is no RedisError).
 CLIENT_ERRORS = (RedisError, RedisClusterException)
+#: How long a command that is safe to repeat tries one master before the slot map is
+#: read again and it tries the master found then (seconds).
+MASTER_PATIENCE = 0.5
 #: Least time between two reads of the slot map after failures (seconds).
 REFRESH_INTERVAL = 0.25
 
@@ -309,6 +312,8 @@ class SlotShard:
             master = await self.master()
             try:
                 left = max(0.0, deadline - time.monotonic())
+                if retry:  # leave time to try the master that the slot map names next
+                    left = min(left, MASTER_PATIENCE)
                 replies = await master.call_many(commands, retry=retry, patience=left)
             except LayerError as error:
                 if not isinstance(error.__cause__, NETWORK_ERRORS):
