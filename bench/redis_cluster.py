@@ -240,7 +240,8 @@ async def layer_rows(config: Config, single: RedisProcess, cluster: ClusterProce
 
     core = partial(ChannelsRedisLayer, hosts=[urls["single"]], capacity=GROUP_SIZE)
     channels = emptied(empties["single"], partial(channels_group, core, sends))
-    apart = emptied(empties["single"], partial(channels_members_apart, core, sends))
+    apart_layers = [core() for _ in range(GROUP_SIZE)]
+    apart = emptied(empties["single"], partial(channels_members_apart, apart_layers, sends))
     apart_label = (
         f"channels_redis, one RedisChannelLayer per member on one Redis (as {GROUP_SIZE} processes)"
     )
@@ -263,10 +264,14 @@ async def layer_rows(config: Config, single: RedisProcess, cluster: ClusterProce
          f"chanlite {ON_SINGLE} vs {theirs}, which share one layer (not like for like)", None),
     ]  # fmt: skip
     rows = []
-    for what, unit, ours, baseline, label, target in plan:
-        say(f"{NAME}: {what}, {label}")
-        ours_stats, baseline_stats = await compare(ours, baseline, config)
-        rows.append(Row(f"{what}, {label}", unit, ours_stats, baseline_stats, target))
+    try:
+        for what, unit, ours, baseline, label, target in plan:
+            say(f"{NAME}: {what}, {label}")
+            ours_stats, baseline_stats = await compare(ours, baseline, config)
+            rows.append(Row(f"{what}, {label}", unit, ours_stats, baseline_stats, target))
+    finally:
+        for layer in apart_layers:
+            await close_channels_layer(layer)
     return rows
 
 
@@ -292,26 +297,23 @@ async def chanlite_members(url: str, sends: int) -> Sample:
     return sample
 
 
-async def channels_members_apart(factory: Callable[[], Any], sends: int) -> Sample:
+async def channels_members_apart(layers: Sequence[Any], sends: int) -> Sample:
     """``group_send`` to 100 members, each the ``new_channel()`` of a channels_redis
     layer of its own (as if in 100 processes), each received on its layer, ``sends``
-    times."""
-    layers = [factory() for _ in range(GROUP_SIZE)]
-    try:
-        members = [await layer.new_channel() for layer in layers]
-        for member in members:
-            await layers[0].group_add(GROUP, member)
-        send = partial(layers[0].group_send, GROUP, MESSAGE)
-        pairs = zip(layers, members, strict=True)
-        receives = [partial(layer.receive, member) for layer, member in pairs]
-        await group_sends(send, receives, 1)  # untimed: connects every layer
-        sample, last = await group_sends(send, receives, sends)
-        check(last == MESSAGE, f"channels_redis returned {last!r}")
-        buffered = sum(q.qsize() for layer in layers for q in layer.receive_buffer.values())
-        check(buffered == 0, "channels_redis kept a message")
-    finally:
-        for layer in layers:
-            await close_channels_layer(layer)
+    times. The layers are made once for every round: channels_redis wraps the event
+    loop's ``close`` once per layer it makes, each wrapper calling the last, so
+    hundreds made in one loop overflow the stack when it closes."""
+    members = [await layer.new_channel() for layer in layers]
+    for member in members:
+        await layers[0].group_add(GROUP, member)
+    send = partial(layers[0].group_send, GROUP, MESSAGE)
+    pairs = zip(layers, members, strict=True)
+    receives = [partial(layer.receive, member) for layer, member in pairs]
+    await group_sends(send, receives, 1)  # untimed: connects every layer
+    sample, last = await group_sends(send, receives, sends)
+    check(last == MESSAGE, f"channels_redis returned {last!r}")
+    buffered = sum(q.qsize() for layer in layers for q in layer.receive_buffer.values())
+    check(buffered == 0, "channels_redis kept a message")
     return sample
 
 
