@@ -10,6 +10,7 @@ One job per module:
 * ``tls``: the TLS options of ``rediss://`` URLs.
 * ``shard``: one server: connections, reconnecting, outages, commands and scripts.
 * ``shards``: which server holds a name.
+* ``topology``: a cluster's slot map (redis-py's) and a connection to each master.
 * ``cluster``: a cluster's buckets, each on the master that holds its slot.
 * ``scripts``: key formats, the entry format and the Lua scripts.
 * ``core``: the state every part of the layer shares, and which servers a URL names.
