@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ResponseError
+
 from ...names import queue_name, validate_channel_name, validate_group_name
 from .addresses import DEFAULT_URL
 from .local import LocalReaders
@@ -34,7 +36,9 @@ MEMBER_BUCKETS_CACHE = 10_000
 class RedisChannelLayer(SendingLayer, LocalReaders):
     """A channel layer on Redis (``redis://``, ``rediss://``, ``redis+sentinel://``)."""
 
-    schemes = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
+    schemes = (
+        "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"
+    )  # fmt: skip
 
     def __init__(self, url: str = DEFAULT_URL, **options: Any) -> None:
         super().__init__(url, **options)
@@ -106,8 +110,11 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
         index = self.shards.index_for(group)
         key, ttl = self._buckets_key(index, group), self._group_expiry_ms
         commands = [("SADD", key, member_index), ("PEXPIRE", key, ttl, "NX")]
-        commands.append(("PEXPIRE", key, ttl, "GT"))
-        await self.shards.shards[index].call_many(commands, retry=True)
+        commands.append(("PEXPIRE", key, ttl, "GT"))  # NX and GT: Redis 7
+        shard = self.shards.shards[index]
+        for reply in await shard.call_many(commands, retry=True):
+            if isinstance(reply, ResponseError):
+                raise shard.failure(reply) from reply
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group`` (on its queue's shard); refreshes its expiry.
