@@ -38,6 +38,7 @@ _BACKENDS = {
     "redis": "chanlite.layers.redis:RedisChannelLayer",
     "rediss": "chanlite.layers.redis:RedisChannelLayer",
     "redis+sentinel": "chanlite.layers.redis:RedisChannelLayer",
+    "rediss+sentinel": "chanlite.layers.redis:RedisChannelLayer",
     "redis+cluster": "chanlite.layers.redis:RedisChannelLayer",
     "rediss+cluster": "chanlite.layers.redis:RedisChannelLayer",
     "sqlite": "chanlite.layers.sqlite:SQLiteChannelLayer",

@@ -38,6 +38,7 @@ _BACKENDS = {
     "redis": "chanlite.stores.redis:RedisSessionStore",
     "rediss": "chanlite.stores.redis:RedisSessionStore",
     "redis+sentinel": "chanlite.stores.redis:RedisSessionStore",
+    "rediss+sentinel": "chanlite.stores.redis:RedisSessionStore",
     "redis+cluster": "chanlite.stores.redis:RedisSessionStore",
     "rediss+cluster": "chanlite.stores.redis:RedisSessionStore",
     "sqlite": "chanlite.stores.sqlite:SQLiteSessionStore",

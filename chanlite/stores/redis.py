@@ -174,7 +174,9 @@ class RedisSessionStore(SessionStore):
     ``ssl_cert_reqs``: see :mod:`chanlite.layers.redis.tls`).
     """
 
-    schemes = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
+    schemes = (
+        "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"
+    )  # fmt: skip
 
     def __init__(self, url: str | Shards, *, prefix: str = DEFAULT_PREFIX, **tls: Any) -> None:
         self.prefix = check_prefix(prefix)

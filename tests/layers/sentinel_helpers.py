@@ -4,6 +4,13 @@ stopped by its PID afterwards.
 
 The sentinels notice a dead master within :data:`DOWN_AFTER_MS` and promote the
 replica; every wait here polls what the servers report, with a deadline.
+
+Given ``tls`` (a CA and a server certificate from :func:`~.tls_helpers.make_certificates`),
+every process listens only for TLS (``port 0``, ``tls-port``): the master and the
+replica replicate over TLS (``tls-replication``), the sentinels talk TLS to them and
+to each other and take clients without a certificate, the helpers here talk TLS to
+them all (trusting the CA), and :meth:`SentinelDeployment.url` is a
+``rediss+sentinel://`` URL.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from .redis_helpers import RedisServer, free_port
+from .tls_helpers import Certificates, TLSOnlyRedisServer
 
 #: The name the sentinels monitor the master under.
 SERVICE = "mymaster"
@@ -49,32 +58,62 @@ def wait_for(condition: Callable[[], bool], what: str, within: float) -> None:
         time.sleep(POLL)  # polling another process's state, with a deadline
 
 
-def client(port: int) -> redis.Redis:
-    """A redis-py client of the server or sentinel at ``port`` (use it in ``with``)."""
+def client(port: int, tls: Certificates | None = None) -> redis.Redis:
+    """A redis-py client of the server or sentinel at ``port`` (use it in ``with``);
+    with ``tls``, over TLS trusting its CA."""
+    secure: dict[str, Any] = {} if tls is None else {"ssl": True, "ssl_ca_certs": str(tls.ca)}
     return redis.Redis(
-        "127.0.0.1", port, socket_timeout=1, socket_connect_timeout=1, decode_responses=True
+        "127.0.0.1",
+        port,
+        socket_timeout=1,
+        socket_connect_timeout=1,
+        decode_responses=True,
+        **secure,
     )
 
 
 class SentinelDeployment:
     """A master, one replica of it, and ``count`` sentinels that monitor it as
-    :data:`SERVICE` with a quorum of ``count // 2 + 1``."""
+    :data:`SERVICE` with a quorum of ``count // 2 + 1``; with ``tls``, all speaking
+    only TLS with those certificates (see the module)."""
 
-    def __init__(self, directory: Path, *, count: int = 3) -> None:
+    def __init__(self, directory: Path, *, count: int = 3, tls: Certificates | None = None) -> None:
         self.directory = directory
+        #: The certificates of a TLS-only deployment, or None for a plain one.
+        self.tls = tls
         # Replication streams the snapshot; any file goes in ``directory``, not the cwd.
         diskless = ["--dir", str(directory), "--repl-diskless-sync", "yes"]
         diskless += ["--repl-diskless-sync-delay", "0"]
-        self.master = RedisServer(None, *diskless)
+        self.master = self._server(None, *diskless)
         replica_of = ("--replicaof", "127.0.0.1", str(self.master.port))
-        self.replica = RedisServer(None, *diskless, *replica_of)
-        self.sentinels = [RedisServer(free_port()) for _ in range(count)]
+        self.replica = self._server(None, *diskless, *replica_of)
+        self.sentinels = [self._sentinel(free_port()) for _ in range(count)]
         self.quorum = count // 2 + 1
 
+    def _server(self, port: int | None, *options: str) -> RedisServer:
+        if self.tls is None:
+            return RedisServer(port, *options)
+        return TLSOnlyRedisServer(self.tls, port, *options, "--tls-replication", "yes")
+
+    def _sentinel(self, port: int) -> RedisServer:
+        if self.tls is None:
+            return RedisServer(port)
+        sentinel = TLSOnlyRedisServer(self.tls, port)
+        sentinel.options = ()  # its TLS settings are in its config file
+        return sentinel
+
     def url(self, db: int = 0, *, count: int = 2) -> str:
-        """A ``redis+sentinel://`` URL naming the first ``count`` sentinels."""
+        """A ``redis+sentinel://`` URL naming the first ``count`` sentinels;
+        ``rediss+sentinel://`` for a TLS deployment (it names no CA: give
+        ``ssl_ca_certs``)."""
+        scheme = "redis+sentinel" if self.tls is None else "rediss+sentinel"
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels[:count])
-        return f"redis+sentinel://{hosts}/{SERVICE}/{db}"
+        return f"{scheme}://{hosts}/{SERVICE}/{db}"
+
+    def client(self, port: int) -> redis.Redis:
+        """A redis-py client of the server or sentinel at ``port`` (use it in
+        ``with``), over TLS trusting the deployment's CA for a TLS deployment."""
+        return client(port, self.tls)
 
     def start(self) -> None:
         """Start every process, and return once the replica has synced and every
@@ -100,7 +139,7 @@ class SentinelDeployment:
         # Sentinels rewrite their config file, so each has one of its own.
         return "\n".join(
             [
-                f"port {port}",
+                *self._sentinel_listening(port),
                 "bind 127.0.0.1",
                 f"dir {self.directory}",
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.master.port} {self.quorum}",
@@ -111,15 +150,30 @@ class SentinelDeployment:
             ]
         )
 
+    def _sentinel_listening(self, port: int) -> list[str]:
+        if self.tls is None:
+            return [f"port {port}"]
+        # tls-replication: TLS to the master, the replica and the other sentinels
+        # (and announce the TLS port to them).
+        return [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {self.tls.server_cert}",
+            f"tls-key-file {self.tls.server_key}",
+            f"tls-ca-cert-file {self.tls.ca}",
+            "tls-replication yes",
+            "tls-auth-clients no",
+        ]
+
     def _replica_synced(self) -> bool:
-        with client(self.replica.port) as replica:
+        with self.client(self.replica.port) as replica:
             info = replica.info("replication")
         return info.get("master_link_status") == "up" and not info["master_sync_in_progress"]
 
     def _sentinels_ready(self) -> bool:
         others = len(self.sentinels) - 1
         for port in (sentinel.port for sentinel in self.sentinels):
-            with client(port) as sentinel:
+            with self.client(port) as sentinel:
                 master = sentinel.sentinel_master(SERVICE)
                 replicas = sentinel.sentinel_slaves(SERVICE)
             if master["num-other-sentinels"] < others:
@@ -132,7 +186,7 @@ class SentinelDeployment:
         """The master's port as each sentinel reports it."""
         ports = set()
         for port in (sentinel.port for sentinel in self.sentinels):
-            with client(port) as sentinel:
+            with self.client(port) as sentinel:
                 ports.add(int(sentinel.sentinel_get_master_addr_by_name(SERVICE)[1]))
         return ports
 
@@ -141,7 +195,7 @@ class SentinelDeployment:
         that server says it is one."""
 
         def agreed() -> bool:
-            with client(port) as server:
+            with self.client(port) as server:
                 role = server.role()[0]
             return role == "master" and self.master_port_seen() == {port}
 
@@ -155,16 +209,19 @@ class SentinelDeployment:
             return
 
         def demoted() -> bool:
-            with client(self.master.port) as old:
+            with self.client(self.master.port) as old:
                 return bool(old.role()[0] == "slave")
 
         wait_for(demoted, "the old master to become a replica", within)
 
 
 @contextlib.contextmanager
-def sentinel_deployment(directory: Path, *, count: int = 3) -> Iterator[SentinelDeployment]:
-    """A started :class:`SentinelDeployment`, stopped by PID afterwards."""
-    deployment = SentinelDeployment(directory, count=count)
+def sentinel_deployment(
+    directory: Path, *, count: int = 3, tls: Certificates | None = None
+) -> Iterator[SentinelDeployment]:
+    """A started :class:`SentinelDeployment` (``count=``, ``tls=``), stopped by PID
+    afterwards."""
+    deployment = SentinelDeployment(directory, count=count, tls=tls)
     try:
         deployment.start()
         yield deployment

@@ -237,7 +237,7 @@ def test_a_file_that_holds_no_certificate_is_named(tmp_path: Path):
         ("redis://127.0.0.1:6380/0", "this URL is redis://"),
         (
             "redis+sentinel://127.0.0.1:26379/mymaster/0",
-            "redis+sentinel:// does not support TLS yet",
+            "this URL is redis+sentinel:// (rediss+sentinel:// speaks TLS)",
         ),
     ],
 )

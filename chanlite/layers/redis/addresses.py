@@ -3,7 +3,8 @@ shard, comma-separated, parsed into one :class:`RedisAddress` per shard; or one
 ``redis+cluster://`` (``rediss+cluster://``) URL naming a Redis Cluster's seed nodes.
 
 ``redis://a:6379/0,redis://b:6379/0`` names two shards;
-``redis+sentinel://s1:26379,s2:26379/mymaster/0`` finds the master through Sentinel;
+``redis+sentinel://s1:26379,s2:26379/mymaster/0`` finds the master through Sentinel
+(``rediss+sentinel://``: sentinels and master over TLS);
 ``redis+cluster://a:7000,b:7001`` reads a cluster's slot map from either seed node.
 """
 
@@ -21,7 +22,9 @@ DEFAULT_URL = "redis://localhost:6379/0"
 REDIS_PORT, SENTINEL_PORT = 6379, 26379
 
 #: The URL schemes of a Redis server or Sentinel-managed master, and of a cluster.
-SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "rediss+cluster")
+SCHEMES = (
+    "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"
+)  # fmt: skip
 # A comma starting the next URL (not one between the hosts of a Sentinel URL).
 _NEXT_URL = re.compile(r",(?=[a-zA-Z][a-zA-Z0-9+.-]*://)")
 
@@ -45,6 +48,12 @@ class RedisAddress:
         if self.service is not None:
             return f"{self.service} via sentinel {hosts}"
         return hosts
+
+    @property
+    def tls(self) -> bool:
+        """Whether its connections use TLS (``rediss://``, ``rediss+sentinel://``,
+        ``rediss+cluster://``)."""
+        return self.scheme.startswith("rediss")
 
     @property
     def cluster(self) -> bool:
@@ -85,14 +94,15 @@ def _parse_address(part: str, url: str) -> RedisAddress:
     if scheme not in SCHEMES:
         raise ConfigurationError(
             f"{_redact(part)!r} in Redis URL {_redact(url)!r} is not a redis://, "
-            "rediss://, redis+sentinel://, redis+cluster:// or rediss+cluster:// URL"
+            "rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or "
+            "rediss+cluster:// URL"
         )
     parts = urlsplit(part)
     if parts.fragment:
         raise ConfigurationError(f"Redis URL {_redact(part)!r} must not have a #fragment")
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
-    sentinel, cluster = scheme == "redis+sentinel", scheme.endswith("+cluster")
+    sentinel, cluster = scheme.endswith("+sentinel"), scheme.endswith("+cluster")
     hosts = _parse_hosts(hostlist, SENTINEL_PORT if sentinel else REDIS_PORT, part)
     if not (sentinel or cluster) and len(hosts) > 1:
         raise ConfigurationError(

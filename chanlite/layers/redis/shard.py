@@ -78,11 +78,17 @@ class RedisShard:
     never reconnects.
     """
 
-    def __init__(self, address: RedisAddress, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        address: RedisAddress,
+        tls: ssl.SSLContext | None = None,
+        sentinel_tls: dict[str, Any] | None = None,
+    ) -> None:
         self.address = address
         #: The SSL context of its connections, for ``rediss://``.
         self.tls_context = tls
-        #: The Sentinel client that finds the master, for ``redis+sentinel://``.
+        #: The Sentinel client that finds the master, for ``redis+sentinel://`` (with
+        #: redis-py's TLS options ``sentinel_tls`` for ``rediss+sentinel://``).
         self.sentinel: Any = None
         if address.service is not None:
             sentinel_class: Any = Sentinel  # redis-py is untyped: through Any for mypy
@@ -91,6 +97,7 @@ class RedisShard:
                 sentinel_kwargs={
                     "socket_timeout": SOCKET_TIMEOUT,
                     "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT,
+                    **(sentinel_tls or {}),
                 },
                 socket_timeout=SOCKET_TIMEOUT,
                 socket_connect_timeout=SOCKET_CONNECT_TIMEOUT,
@@ -309,7 +316,12 @@ class RedisShard:
             try:
                 host, port = await self.sentinel.discover_master(address.service)
             except Exception as error:  # no sentinel answered, or none knows the master
-                raise RedisConnectionError(f"no master for {address.label}: {error}") from error
+                refused = await self._sentinel_tls_refusal()
+                if refused is not None:
+                    problem = f"the TLS handshake with the sentinels failed ({refused})"
+                    raise RedisConnectionError(problem) from error
+                problem = f"no master for {address.label}: {_brief(str(error))}"
+                raise RedisConnectionError(problem) from error
         else:
             host, port = address.hosts[0]
         return await open_connection(
@@ -322,6 +334,28 @@ class RedisShard:
             connect_timeout=SOCKET_CONNECT_TIMEOUT,
             reply_timeout=reply_timeout,
         )
+
+    async def _sentinel_tls_refusal(self) -> str | None:
+        """Why the sentinels refuse TLS with this shard's options, if they do.
+
+        redis-py keeps only the text of each sentinel's failure, which some of its
+        versions garble (redis/redis-py#3209), so a handshake of our own, with the
+        same SSL context, finds the reason.
+        """
+        if self.tls_context is None:
+            return None
+        for host, port in self.address.hosts:
+            try:
+                async with asyncio.timeout(SOCKET_CONNECT_TIMEOUT):
+                    _, writer = await asyncio.open_connection(
+                        host, port, ssl=self.tls_context, server_hostname=host
+                    )
+            except ssl.SSLError as error:
+                return str(error.reason or error)
+            except (OSError, TimeoutError):
+                continue
+            writer.transport.abort()
+        return None
 
     # -- blocking reads -----------------------------------------------------------
 
@@ -365,6 +399,12 @@ class RedisShard:
         if self.sentinel is not None:
             for client in self.sentinel.sentinels:
                 await client.aclose()
+
+
+def _brief(text: str, limit: int = 300) -> str:
+    """``text``, cut to ``limit`` characters (redis-py's errors can name every setting
+    of every connection they tried)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def backoff() -> Iterable[float]:

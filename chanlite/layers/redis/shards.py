@@ -16,7 +16,8 @@ class RedisShards:
 
     Names are placed by jump consistent hash, so adding a server at the end of the URL
     moves only the share of names the new server takes. ``tls`` applies to every
-    ``rediss://`` server; given with any other kind of URL, it is a ConfigurationError.
+    ``rediss://`` (and ``rediss+sentinel://``) server; given with any other kind of
+    URL, it is a ConfigurationError.
     """
 
     #: Whether groups keep an index of the shards that hold their members (no: a
@@ -27,12 +28,12 @@ class RedisShards:
         self.addresses = parse_redis_url(url)
         tls = tls or TLSOptions()
         context = None
-        if any(address.scheme == "rediss" for address in self.addresses):
+        if any(address.tls for address in self.addresses):
             context = tls.context()  # one for all: each file is read once
         elif tls.given:
             _refuse_tls(self.addresses, tls)
         self.shards = [
-            RedisShard(address, context if address.scheme == "rediss" else None)
+            RedisShard(address, context, tls.redis_kwargs()) if address.tls else RedisShard(address)
             for address in self.addresses
         ]
         self._placed: dict[str, int] = {}
@@ -88,7 +89,7 @@ class RedisShards:
 
 def _refuse_tls(addresses: list[RedisAddress], tls: TLSOptions) -> None:
     if any(address.service is not None for address in addresses):
-        reason = "redis+sentinel:// does not support TLS yet"
+        reason = "this URL is redis+sentinel:// (rediss+sentinel:// speaks TLS)"
     else:
         reason = "this URL is redis://"
     raise ConfigurationError(f"TLS option {tls.given[0]!r} needs a rediss:// URL; {reason}")

@@ -53,9 +53,11 @@ class TLSOptions:
         """These options as redis-py's client keyword arguments (``ssl=True`` too),
         for the client that reads a cluster's slot map. Call :meth:`context` first:
         it checks them."""
-        kwargs: dict[str, Any] = {"ssl": True, "ssl_cert_reqs": self.ssl_cert_reqs or "required"}
-        kwargs.update({name: getattr(self, name) for name in self.given})
-        kwargs["ssl_check_hostname"] = kwargs["ssl_cert_reqs"].lower() == "required"
+        kwargs: dict[str, Any] = {name: getattr(self, name) for name in self.given}
+        # redis-py knows the lower-case names only; chanlite takes any case.
+        kwargs["ssl_cert_reqs"] = (self.ssl_cert_reqs or "required").lower()
+        kwargs["ssl_check_hostname"] = kwargs["ssl_cert_reqs"] == "required"
+        kwargs["ssl"] = True
         return kwargs
 
     def context(self) -> ssl.SSLContext:
