@@ -24,6 +24,7 @@ from typing import Any
 
 from ._codec import decode
 from .exceptions import ConfigurationError
+from .protocol import TRACE_KEY
 
 __all__ = ["DEFAULT_HISTORY_TTL", "GroupHistory", "KeptHistory", "parse_position"]
 
@@ -137,5 +138,13 @@ def select(kept: KeptHistory, since: str | None, limit: int | None) -> GroupHist
             entries = [entry for entry in entries if entry[0] > offset]
     if limit is not None:
         entries = entries[-limit:]
-    messages = [(format_position(kept.epoch, offset), decode(data)) for offset, data in entries]
+    messages = [(format_position(kept.epoch, offset), _content(data)) for offset, data in entries]
     return GroupHistory(messages, latest, complete)
+
+
+def _content(data: bytes) -> dict[str, Any]:
+    """A kept message as it was sent: without the trace context a traced consumer's
+    send carries for its receivers."""
+    content: dict[str, Any] = decode(data)
+    content.pop(TRACE_KEY, None)
+    return content
