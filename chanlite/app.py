@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse
@@ -90,6 +90,10 @@ class Chanlite:
         tracing: Trace requests, sockets and consumers with OpenTelemetry (needs the
             ``chanlite[otel]`` extra, else ConfigurationError): ``True`` uses the
             global tracer provider; a ``TracerProvider`` instance, only that one.
+        group_history: ``{glob: N}``: groups whose name matches keep their last N
+            messages (``Group.history()``); given to the layer built from a URL.
+        history_ttl: Seconds a message of such a group is kept (the layer's default
+            is 300); given to the layer built from a URL.
     """
 
     def __init__(
@@ -113,12 +117,20 @@ class Chanlite:
         health: bool = False,
         debug: bool = False,
         tracing: bool | TracerProvider = False,
+        group_history: Mapping[str, int] | None = None,
+        history_ttl: float | None = None,
     ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(routes or [])
         self.host_app = app
         self.layer_setting: str | BaseChannelLayer = (
             layer or os.environ.get(LAYER_ENV) or "memory://"
         )
+        #: Options for the layer built from a URL (a layer instance has its own).
+        self.layer_options: dict[str, Any] = {
+            name: value
+            for name, value in (("group_history", group_history), ("history_ttl", history_ttl))
+            if value is not None
+        }
         self.secret_key_setting = secret_key
         self.session_store = session_store
         self._store_setting = session_store
@@ -184,7 +196,7 @@ class Chanlite:
 
         Raises ConfigurationError naming the problem.
         """
-        layer = get_layer(self.layer_setting)
+        layer = get_layer(self.layer_setting, **self.layer_options)
         key, generated = resolve_secret_key(
             self.secret_key_setting, spans_processes=self.spans_processes(layer), debug=self.debug
         )

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._codec import encode
+from .history import GroupHistory
 from .names import validate_channel_name, validate_group_name
 from .protocol import TRACE_KEY, accepts
 from .runtime import count_sent, current_scope, resolve_layer
@@ -132,6 +133,16 @@ class Group:
     async def achannels(self) -> set[str]:
         """Async twin of :meth:`channels`."""
         return await self.layer.group_channels(self.name)
+
+    def history(self, since: str | None = None, limit: int | None = None) -> GroupHistory:
+        """The group's kept messages after position ``since``, at most ``limit`` (the
+        newest): see :class:`~chanlite.history.GroupHistory`. Empty for a group that
+        keeps no history (the layer's ``group_history`` option)."""
+        return run_sync(self.layer.group_history, self.name, since, limit)
+
+    async def ahistory(self, since: str | None = None, limit: int | None = None) -> GroupHistory:
+        """Async twin of :meth:`history`."""
+        return await self.layer.group_history(self.name, since, limit)
 
     def _prepare(
         self, content: dict[str, Any], immediately: bool

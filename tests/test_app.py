@@ -321,3 +321,22 @@ def test_an_app_stopped_and_started_again_serves_on_a_fresh_layer(
             ws.send_text(attempt)
             assert ws.receive_text() == attempt
     assert app.layer is None  # the closed one is not kept for a third start
+
+
+def test_the_apps_history_options_reach_the_layer_it_builds() -> None:
+    app = Chanlite(Routes([]), layer="memory://", group_history={"chat-*": 10}, history_ttl=30)
+    app.check()
+    assert app.layer is not None
+    assert app.layer.history_size("chat-lobby") == 10 and app.layer.history_size("news") == 0
+    assert app.layer.history_ttl == 30
+    app.configure(layer="memory://?capacity=5")  # as `chanlite serve --layer URL` does
+    app.check()
+    assert app.layer.history_size("chat-lobby") == 10
+
+
+def test_history_options_with_a_layer_instance_are_refused() -> None:
+    from chanlite.layers import get_layer
+
+    app = Chanlite(Routes([]), layer=get_layer("memory://"), group_history={"chat-*": 10})
+    with pytest.raises(ConfigurationError, match="layer options cannot be given"):
+        app.check()

@@ -248,6 +248,41 @@ async def test_group_async_twins(layer: BaseChannelLayer) -> None:
 
 
 @pytest.mark.anyio
+async def test_group_ahistory_reads_the_layers_group_history() -> None:
+    layer = get_layer("memory://", group_history={"room-*": 2})
+    group = Group("room-1", layer)
+    await group.aadd("one")
+    for n in range(1, 4):
+        await group.asend({"n": n})
+    history = await group.ahistory()
+    epoch = history.position.partition(":")[0]
+    assert history.position == f"{epoch}:3"
+    assert history.messages == [(f"{epoch}:2", {"n": 2}), (f"{epoch}:3", {"n": 3})]
+    assert history.complete
+    assert (await group.ahistory(since=f"{epoch}:2")).messages == [(f"{epoch}:3", {"n": 3})]
+    assert (await group.ahistory(limit=1)).messages == [(f"{epoch}:3", {"n": 3})]
+    assert (await group.ahistory(since=f"{epoch}:0")).complete is False
+    assert await layer.receive(["one"], timeout=0) == ("one", {"n": 1})
+
+
+def test_group_history_from_sync_code() -> None:
+    layer = get_layer("memory://", group_history={"room-*": 5})
+    group = Group("room-2", layer)
+    group.send({"n": 1})
+    history = group.history()
+    assert [content for _, content in history.messages] == [{"n": 1}]
+    assert history.position is not None and history.position.endswith(":1")
+
+
+@pytest.mark.anyio
+async def test_group_without_history_has_an_empty_one(layer: BaseChannelLayer) -> None:
+    group = Group("room", layer)
+    await group.asend({"n": 1})
+    history = await group.ahistory()
+    assert (history.messages, history.position, history.complete) == ([], None, True)
+
+
+@pytest.mark.anyio
 async def test_blocking_channel_send_in_a_running_loop_raises(layer: BaseChannelLayer) -> None:
     with pytest.raises(ChanliteError, match="asend"):
         Channel("out", layer).send({"x": 1})
@@ -255,12 +290,18 @@ async def test_blocking_channel_send_in_a_running_loop_raises(layer: BaseChannel
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("call", ["add", "discard", "send", "channels"])
+@pytest.mark.parametrize("call", ["add", "discard", "send", "channels", "history"])
 async def test_blocking_group_calls_in_a_running_loop_raise(
     layer: BaseChannelLayer, call: str
 ) -> None:
     group = Group("room", layer)
-    args: tuple[Any, ...] = {"add": ("c",), "discard": ("c",), "send": ({},), "channels": ()}[call]
+    args: tuple[Any, ...] = {
+        "add": ("c",),
+        "discard": ("c",),
+        "send": ({},),
+        "channels": (),
+        "history": (),
+    }[call]
     with pytest.raises(ChanliteError, match="async twin"):
         getattr(group, call)(*args)
 

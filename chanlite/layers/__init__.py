@@ -22,6 +22,8 @@ LAYER_OPTIONS: dict[str, type] = {
     "capacity": int,
     "channel_capacity": dict,
     "prefix": str,
+    "group_history": dict,
+    "history_ttl": float,
 }
 #: The TLS options of ``rediss://`` URLs (``chanlite.layers.redis.tls``), which the
 #: Redis schemes take as well; any other scheme refuses them as unknown.
@@ -49,8 +51,9 @@ def get_layer(url_or_instance: str | BaseChannelLayer, **options: Any) -> BaseCh
     """Build a layer from a URL, or return ``url_or_instance`` if it already is one.
 
     Options (``expiry``, ``group_expiry``, ``capacity``, ``channel_capacity``,
-    ``prefix``) come from keyword arguments and, all but ``channel_capacity``, from the
-    URL's query string; keyword arguments win. Several Redis hosts are given as one
+    ``prefix``, ``group_history``, ``history_ttl``) come from keyword arguments and,
+    all but the two dicts (``channel_capacity``, ``group_history``), from the URL's
+    query string; keyword arguments win. Several Redis hosts are given as one
     comma-separated URL. Raises :class:`~chanlite.exceptions.ConfigurationError` (a
     ``ValueError``) naming an unknown scheme or option, or a bad option value.
     """
@@ -102,7 +105,7 @@ def _convert_option(name: str, value: str, url: str, known: dict[str, type]) -> 
     if kind is None or kind is dict:
         raise ConfigurationError(
             f"unknown layer option {name!r} in URL {url!r}; "
-            f"known: {', '.join(n for n in known if n != 'channel_capacity')}"
+            f"known: {', '.join(n for n, kind in known.items() if kind is not dict)}"
         )
     try:
         return kind(value)

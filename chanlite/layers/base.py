@@ -27,6 +27,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from .._codec import encode
+from ..history import (
+    DEFAULT_HISTORY_TTL,
+    EMPTY,
+    GroupHistory,
+    KeptHistory,
+    check_limit,
+    history_patterns,
+    history_size,
+    parse_position,
+    select,
+)
 from ._options import capacity_patterns, layer_prefix, positive_int, positive_number
 
 if TYPE_CHECKING:
@@ -116,6 +127,8 @@ class BaseChannelLayer(ABC):
         capacity: int = DEFAULT_CAPACITY,
         channel_capacity: Mapping[str, int] | None = None,
         prefix: str = DEFAULT_PREFIX,
+        group_history: Mapping[str, int] | None = None,
+        history_ttl: float = DEFAULT_HISTORY_TTL,
     ) -> None:
         self.expiry = positive_number("expiry", expiry)
         self.group_expiry = positive_number("group_expiry", group_expiry)
@@ -125,6 +138,10 @@ class BaseChannelLayer(ABC):
         #: then :data:`BUILTIN_CHANNEL_CAPACITY`.
         self.capacity_patterns = [*self.channel_capacity, *BUILTIN_CHANNEL_CAPACITY]
         self.prefix = layer_prefix(prefix)
+        #: ``(glob, messages kept)``: the groups that keep a history (DESIGN §11).
+        self.history_globs = history_patterns(group_history)
+        self.history_ttl = positive_number("history_ttl", history_ttl)
+        self._history_sizes: dict[str, int] = {}
         self._capacity_cache: dict[str, int] = {}
         self._receive_cache: dict[tuple[str, ...], list[str]] = {}
         #: Group deliveries skipped because the member's channel was full.
@@ -231,6 +248,43 @@ class BaseChannelLayer(ABC):
         Raises :class:`~chanlite.LayerError` if the backend fails or the layer is
         closed.
         """
+
+    # -- history --------------------------------------------------------------
+
+    def history_size(self, group: str) -> int:
+        """How many messages ``group`` keeps in its history (0: none)."""
+        size = self._history_sizes.get(group)
+        if size is None:
+            if len(self._history_sizes) > _RECEIVE_CACHE_LIMIT:
+                self._history_sizes.clear()
+            size = self._history_sizes[group] = history_size(self.history_globs, group)
+        return size
+
+    async def group_history(
+        self, group: str, since: str | None = None, limit: int | None = None
+    ) -> GroupHistory:
+        """The messages of ``group`` kept in its history after position ``since``,
+        at most ``limit`` (see :class:`~chanlite.history.GroupHistory`).
+
+        Raises :class:`~chanlite.InvalidChannelName` for a bad group name,
+        ``ValueError`` for a malformed ``since`` or ``limit``, and
+        :class:`~chanlite.LayerError` if the backend fails or the layer is closed.
+        """
+        validate_group_name(group)
+        if since is not None:
+            parse_position(since)
+        checked = check_limit(limit)
+        kept = await self.read_history(group) if self.history_size(group) else EMPTY
+        return select(kept, since, checked)
+
+    async def read_history(self, group: str) -> KeptHistory:
+        """What this layer keeps of ``group``'s history (a group that keeps one).
+
+        Layers that keep history override this, and append to it in
+        :meth:`group_send_encoded`, once per send: the next offset, and the entry
+        kept for :attr:`history_ttl` seconds. This default keeps nothing.
+        """
+        return EMPTY
 
     # -- housekeeping ---------------------------------------------------------
 

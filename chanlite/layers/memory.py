@@ -43,8 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._codec import decode, encode
 from ..exceptions import ChannelFull
+from ..history import KeptHistory, meta_ttl
 from ..names import queue_name, validate_channel_name, validate_group_name
 from ._memory_handoff import LocalHandoff
+from ._memory_history import MemoryHistories
 from ._memory_state import BACKEND, Sender, closed_error, wake
 from .base import ReceiveResult
 
@@ -66,6 +68,9 @@ class InMemoryChannelLayer(LocalHandoff):
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
         super().__init__(clock=clock, **options)
+        self._histories = MemoryHistories(
+            self.history_ttl, meta_ttl(self.history_ttl, self.group_expiry)
+        )
 
     # -- sending --------------------------------------------------------------
 
@@ -131,12 +136,19 @@ class InMemoryChannelLayer(LocalHandoff):
             return len(self._senders.get(queue_name(channel), ()))
 
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
-        """Append ``payload`` to every live member; full members are skipped."""
+        """Append ``payload`` to every live member; full members are skipped.
+
+        A group with history records the message first, under the same lock, so
+        its positions follow the order of the sends.
+        """
         now = self._clock()
         local: dict[str, list[str]] = {}
+        size = self.history_size(group) if self.history_globs else 0
         with self._lock:
             if self._closed:
                 raise closed_error()
+            if size:
+                self._histories.append(group, size, payload, now)
             readers = self._readers
             for channel in self._live_members(group, now):
                 key = queue_name(channel)
@@ -147,6 +159,13 @@ class InMemoryChannelLayer(LocalHandoff):
             targets = [(readers[key], channels) for key, channels in local.items()]
         for reader, channels in targets:
             reader.hand(channels, payload)
+
+    async def read_history(self, group: str) -> KeptHistory:
+        """``group``'s epoch, latest offset and unexpired messages."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return self._histories.read(group, self._clock())
 
     # -- receiving ------------------------------------------------------------
 
@@ -201,10 +220,12 @@ class InMemoryChannelLayer(LocalHandoff):
     # -- housekeeping ---------------------------------------------------------
 
     async def flush(self) -> None:
-        """Drop every message and group (senders waiting for room get it)."""
+        """Drop every message, group and group history (senders waiting for room get
+        it); each group's next message starts a new epoch."""
         with self._lock:
             if self._closed:
                 raise closed_error()
+            self._histories.clear()
             self._queues.clear()
             self._groups.clear()
             self._memberships.clear()
@@ -254,6 +275,7 @@ class InMemoryChannelLayer(LocalHandoff):
             self._takers.clear()
             self._groups.clear()
             self._memberships.clear()
+            self._histories.clear()
 
 
 def _past(deadline: float | None) -> bool:

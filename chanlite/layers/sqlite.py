@@ -10,6 +10,9 @@ writer. Each layer keeps its connection on one dedicated thread
 * ``receive`` takes the oldest message of its channels with one ``DELETE ... RETURNING``
   inside ``BEGIN IMMEDIATE``: a message leaves the table exactly once, so no two
   receivers in any processes get it.
+* ``group_send`` to a group with history (DESIGN §11) appends the message to the
+  group's history, trims it to its size and drops expired entries in the same
+  transaction as the deliveries, so positions follow the order of the commits.
 * SQLite cannot notify other processes, so a waiting receiver polls, backing off from
   :data:`POLL_MIN` to :data:`POLL_MAX`. A send in the same process wakes a waiting
   receiver at once through an in-process notifier shared by every layer on the same
@@ -25,7 +28,8 @@ dropped from under the layer), and any use of a closed layer or store, raises
 
 This module is the layer; its parts live beside it: the connection and its thread in
 :mod:`~chanlite.layers._sqlite_connection`, the tables and SQL statements in
-:mod:`~chanlite.layers._sqlite_schema`, the in-process notifier in
+:mod:`~chanlite.layers._sqlite_schema`, group histories in
+:mod:`~chanlite.layers._sqlite_history`, the in-process notifier in
 :mod:`~chanlite.layers._sqlite_wakeups`.
 """
 
@@ -43,7 +47,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._codec import decode
 from ..exceptions import ChannelFull
+from ..history import KeptHistory, meta_ttl
 from ..names import is_process_specific, queue_name, validate_channel_name, validate_group_name
+from . import _sqlite_history as sql_history
 from . import _sqlite_schema as sql
 from ._sqlite_connection import SQLiteConnection, database_path, immediate
 from ._sqlite_schema import GROUPS as GROUPS  # re-exported: the table names
@@ -133,13 +139,28 @@ class SQLiteChannelLayer(BaseChannelLayer):
 
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
         """Append ``payload`` to every live member; full members are skipped."""
-        self.group_full_skips += await self._db.run(self._group_send_job, group, payload)
+        size = self.history_size(group) if self.history_globs else 0
+        self.group_full_skips += await self._db.run(self._group_send_job, group, payload, size)
 
-    def _group_send_job(self, conn: sqlite3.Connection, group: str, payload: bytes) -> int:
-        """Deliver to every member in one transaction; return how many were full."""
+    def _group_send_job(
+        self, conn: sqlite3.Connection, group: str, payload: bytes, history_size: int
+    ) -> int:
+        """Deliver to every member in one transaction, after appending to the group's
+        history if it keeps ``history_size`` messages; return how many were full."""
         now = time.time()
         with immediate(conn):
             self._sweep(conn, now)
+            if history_size:
+                sql_history.append(
+                    conn,
+                    self.prefix,
+                    group,
+                    payload,
+                    size=history_size,
+                    now=now,
+                    ttl=self.history_ttl,
+                    meta_ttl=meta_ttl(self.history_ttl, self.group_expiry),
+                )
             members = self._live_members(conn, group, now)
             delivered = self._deliver(conn, members, payload, now)
         for queue in delivered:
@@ -284,10 +305,17 @@ class SQLiteChannelLayer(BaseChannelLayer):
         conn.execute(sql.GROUP_EXPIRE, (self.prefix, group, now))
         return self._members(conn, group, now)
 
+    # -- history --------------------------------------------------------------
+
+    async def read_history(self, group: str) -> KeptHistory:
+        """``group``'s epoch, latest offset and unexpired messages, oldest first."""
+        return await self._db.run(sql_history.read, self.prefix, group, time.time())
+
     # -- housekeeping ---------------------------------------------------------
 
     async def flush(self) -> None:
-        """Delete this layer's messages and groups (other prefixes are untouched)."""
+        """Delete this layer's messages, groups and group histories (other prefixes
+        are untouched); each group's next message starts a new epoch."""
         await self._db.run(self._flush_job)
 
     def _flush_job(self, conn: sqlite3.Connection) -> None:

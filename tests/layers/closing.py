@@ -88,3 +88,11 @@ class ClosedLayerContract:
                 await layer.aclose()
         assert len(failures) == 1
         assert "closed by aclose" in str(failures[0])
+
+    async def test_group_history_of_a_closed_layer_raises_layer_error(self) -> None:
+        layer = await self.make_layer(group_history={"closed*": 5})
+        await layer.group_send("closed", {"n": 0})
+        assert len((await layer.group_history("closed")).messages) == 1
+        await layer.aclose()
+        with anyio.fail_after(PATIENCE), pytest.raises(LayerError, match="closed by aclose"):
+            await layer.group_history("closed")

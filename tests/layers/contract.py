@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +32,7 @@ import anyio.lowlevel
 import pytest
 
 from chanlite import ChanliteError, ChannelFull, InvalidChannelName, MessageTooLarge
+from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
 from chanlite.names import queue_name, validate_channel_name
 
@@ -58,6 +60,21 @@ BAD_CHANNEL_NAMES = [
     42,
     None,
 ]
+#: The ``group_history`` option of the history tests: groups named ``hist-*`` keep 10.
+HISTORY = {"hist-*": 10}
+BAD_POSITIONS = ["nope", "", "abc", "abc:", ":3", "abc:-1", "abc:1.5", "abc:\u0663", 5, b"a:1"]
+BAD_LIMITS = [0, -1, "3", 1.5, True]
+
+
+def offsets(history: Any) -> list[int]:
+    """The offsets of a history's messages, oldest first."""
+    return [int(position.rpartition(":")[2]) for position, _ in history.messages]
+
+
+def epoch_of(position: str) -> str:
+    return position.partition(":")[0]
+
+
 BAD_GROUP_NAMES = ["", "has space", "a" * 100, "proc!local", "single?", "caf\u00e9", 42]
 NOT_DICTS = [[], ["list"], "text", b"bytes", ("tuple",), None, 3]
 
@@ -849,3 +866,240 @@ class LayerContract:
             await layer.send("errs two", {"n": 1})
         with pytest.raises(ChanliteError):
             await layer.send("errs.big", {"text": "x" * MIB})
+
+    # -- history ----------------------------------------------------------------
+
+    async def test_group_without_history_option_keeps_nothing(self, layer):
+        await layer.group_send("hist-none", {"n": 1})
+        history = await layer.group_history("hist-none")
+        assert (history.messages, history.position, history.complete) == ([], None, True)
+        assert layer.history_size("hist-none") == 0
+
+    async def test_history_positions_count_up_in_one_epoch(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        assert layer.history_size("hist-count") == 10
+        for n in range(1, 4):
+            await layer.group_send("hist-count", {"n": n})
+        history = await layer.group_history("hist-count")
+        positions = [position for position, _ in history.messages]
+        epoch = epoch_of(positions[0])
+        assert re.fullmatch(r"[0-9a-f]{8}", epoch)
+        assert positions == [f"{epoch}:1", f"{epoch}:2", f"{epoch}:3"]
+        assert [content for _, content in history.messages] == [{"n": 1}, {"n": 2}, {"n": 3}]
+        assert history.position == f"{epoch}:3"
+        assert history.complete
+
+    async def test_history_before_the_first_message_is_empty(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        history = await layer.group_history("hist-quiet")
+        assert (history.messages, history.position, history.complete) == ([], None, True)
+        since = await layer.group_history("hist-quiet", since="abcd1234:3")
+        assert (since.messages, since.position, since.complete) == ([], None, False)
+
+    async def test_history_content_round_trips(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        content = {
+            "text": "caf\u00e9 \U0001f600",
+            "bytes": b"\x00\xff\xfe",
+            "nested": {"list": [1, 2.5, None, True], "empty": b""},
+        }
+        await layer.group_send("hist-content", content)
+        history = await layer.group_history("hist-content")
+        assert [message for _, message in history.messages] == [content]
+
+    async def test_history_groups_count_their_own_offsets(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        await layer.group_send("hist-left", {"n": 1})
+        await layer.group_send("hist-left", {"n": 2})
+        await layer.group_send("hist-right", {"n": 3})
+        right = await layer.group_history("hist-right")
+        assert offsets(right) == [1]
+        assert [message for _, message in right.messages] == [{"n": 3}]
+        assert offsets(await layer.group_history("hist-left")) == [1, 2]
+
+    async def test_history_since_returns_only_later_messages(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        for n in range(1, 6):
+            await layer.group_send("hist-since", {"n": n})
+        first = await layer.group_history("hist-since")
+        since = first.messages[1][0]  # offset 2
+        history = await layer.group_history("hist-since", since=since)
+        assert offsets(history) == [3, 4, 5]
+        assert [message["n"] for _, message in history.messages] == [3, 4, 5]
+        assert history.complete
+        assert history.position == first.position
+        latest = await layer.group_history("hist-since", since=first.position)
+        assert (latest.messages, latest.complete) == ([], True)
+
+    async def test_history_limit_keeps_the_newest(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        for n in range(1, 6):
+            await layer.group_send("hist-limit", {"n": n})
+        history = await layer.group_history("hist-limit", limit=2)
+        assert offsets(history) == [4, 5]
+        assert history.complete
+        since = f"{epoch_of(history.position)}:1"
+        limited = await layer.group_history("hist-limit", since=since, limit=3)
+        assert offsets(limited) == [3, 4, 5]
+        assert limited.complete
+        assert offsets(await layer.group_history("hist-limit", limit=50)) == [1, 2, 3, 4, 5]
+
+    async def test_history_keeps_only_the_last_n(self, layer_factory):
+        layer = await layer_factory(group_history={"hist-*": 3})
+        for n in range(1, 6):
+            await layer.group_send("hist-bound", {"n": n})
+        history = await layer.group_history("hist-bound")
+        assert offsets(history) == [3, 4, 5]
+        assert [message["n"] for _, message in history.messages] == [3, 4, 5]
+        epoch = epoch_of(history.position)
+        assert history.position == f"{epoch}:5"
+        # A client that saw 2 missed nothing that is not kept.
+        just = await layer.group_history("hist-bound", since=f"{epoch}:2")
+        assert (offsets(just), just.complete) == ([3, 4, 5], True)
+        # One that saw 1 missed 2, which is gone: it gets what is kept, incomplete.
+        old = await layer.group_history("hist-bound", since=f"{epoch}:1")
+        assert (offsets(old), old.complete) == ([3, 4, 5], False)
+
+    async def test_history_since_from_another_epoch_is_incomplete(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        await layer.group_send("hist-epoch", {"n": 1})
+        await layer.group_send("hist-epoch", {"n": 2})
+        epoch = epoch_of((await layer.group_history("hist-epoch")).position)
+        other = "0" * 8 if epoch != "0" * 8 else "1" * 8
+        history = await layer.group_history("hist-epoch", since=f"{other}:1")
+        assert history.complete is False
+        assert offsets(history) == [1, 2]
+        assert history.position == f"{epoch}:2"
+
+    async def test_history_since_newer_than_the_latest_is_incomplete(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        await layer.group_send("hist-ahead", {"n": 1})
+        epoch = epoch_of((await layer.group_history("hist-ahead")).position)
+        history = await layer.group_history("hist-ahead", since=f"{epoch}:2")
+        assert history.complete is False
+        assert history.position == f"{epoch}:1"
+
+    async def test_flush_starts_a_new_history_epoch(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        await layer.group_send("hist-flush", {"n": 1})
+        await layer.group_send("hist-flush", {"n": 2})
+        before = (await layer.group_history("hist-flush")).position
+        await layer.flush()
+        emptied = await layer.group_history("hist-flush")
+        assert (emptied.messages, emptied.position) == ([], None)
+        await layer.group_send("hist-flush", {"n": 3})
+        after = await layer.group_history("hist-flush")
+        assert epoch_of(after.position) != epoch_of(before)
+        assert after.position.endswith(":1")
+        assert [message for _, message in after.messages] == [{"n": 3}]
+        stale = await layer.group_history("hist-flush", since=before)
+        assert stale.complete is False
+
+    async def test_history_entries_expire_after_history_ttl(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY, history_ttl=0.2)
+        await layer.group_send("hist-ttl", {"n": 1})
+        await layer.group_send("hist-ttl", {"n": 2})
+        position = (await layer.group_history("hist-ttl")).position
+        await anyio.sleep(0.3)  # expiry is the behaviour under test: past it
+        history = await layer.group_history("hist-ttl")
+        # The messages are gone; the epoch and offset outlive them (group_expiry).
+        assert (history.messages, history.position, history.complete) == ([], position, True)
+        caught_up = await layer.group_history("hist-ttl", since=position)
+        assert (caught_up.messages, caught_up.complete) == ([], True)
+        behind = await layer.group_history("hist-ttl", since=f"{epoch_of(position)}:1")
+        assert (behind.messages, behind.complete) == ([], False)
+        await layer.group_send("hist-ttl", {"n": 3})
+        later = await layer.group_history("hist-ttl")
+        assert later.messages == [(f"{epoch_of(position)}:3", {"n": 3})]
+
+    async def test_history_expiry_drops_only_the_older_entries(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY, history_ttl=0.4)
+        await layer.group_send("hist-ttl", {"n": 1})
+        await anyio.sleep(0.25)  # aging n=1 (the behaviour under test)
+        await layer.group_send("hist-ttl", {"n": 2})
+        await anyio.sleep(0.25)  # n=1 is now past its history_ttl, n=2 is not
+        history = await layer.group_history("hist-ttl")
+        assert [message for _, message in history.messages] == [{"n": 2}]
+        assert offsets(history) == [2]
+
+    async def test_forgotten_history_starts_a_new_epoch(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY, history_ttl=0.2, group_expiry=0.2)
+        await layer.group_send("hist-gone", {"n": 1})
+        before = (await layer.group_history("hist-gone")).position
+        await anyio.sleep(0.3)  # the history's expiry is the behaviour under test
+        gone = await layer.group_history("hist-gone")
+        assert (gone.messages, gone.position) == ([], None)
+        await layer.group_send("hist-gone", {"n": 2})
+        after = await layer.group_history("hist-gone")
+        assert epoch_of(after.position) != epoch_of(before)
+        assert after.position.endswith(":1")
+
+    async def test_group_not_matching_the_history_globs_keeps_nothing(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        assert layer.history_size("other-room") == 0
+        await layer.group_send("other-room", {"n": 1})
+        history = await layer.group_history("other-room")
+        assert (history.messages, history.position, history.complete) == ([], None, True)
+
+    @pytest.mark.parametrize("since", BAD_POSITIONS)
+    async def test_history_refuses_a_malformed_since(self, layer_factory, since):
+        layer = await layer_factory(group_history=HISTORY)
+        await layer.group_send("hist-bad", {"n": 1})
+        with pytest.raises(ValueError):
+            await layer.group_history("hist-bad", since=since)
+        with pytest.raises(ValueError):
+            await layer.group_history("no-history", since=since)
+
+    @pytest.mark.parametrize("limit", BAD_LIMITS)
+    async def test_history_refuses_a_bad_limit(self, layer_factory, limit):
+        layer = await layer_factory(group_history=HISTORY)
+        with pytest.raises(ValueError):
+            await layer.group_history("hist-bad", limit=limit)
+
+    @pytest.mark.parametrize("name", BAD_GROUP_NAMES)
+    async def test_history_refuses_invalid_group_name(self, layer_factory, name):
+        layer = await layer_factory(group_history={"*": 5})
+        with pytest.raises(InvalidChannelName):
+            await layer.group_history(name)
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"group_history": {"a*": 0}},
+            {"group_history": {"a*": -1}},
+            {"group_history": {"a*": "5"}},
+            {"group_history": {"a*": True}},
+            {"group_history": [1]},
+            {"history_ttl": 0},
+            {"history_ttl": -1},
+        ],
+        ids=repr,
+    )
+    async def test_bad_history_options_are_refused(self, layer_factory, options):
+        with pytest.raises(ConfigurationError):
+            await layer_factory(**options)
+
+    async def test_group_send_with_history_still_delivers(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        for name in ("hd.a", "hd!b"):
+            await layer.group_add("hist-deliver", name)
+        await layer.group_send("hist-deliver", {"value": "orange"})
+        assert await layer.receive(["hd.a"], timeout=PATIENCE) == ("hd.a", {"value": "orange"})
+        assert await layer.receive(["hd!"], timeout=PATIENCE) == ("hd!b", {"value": "orange"})
+        assert await layer.receive(["hd.a", "hd!"], timeout=0) == (None, None)
+        history = await layer.group_history("hist-deliver")
+        assert [message for _, message in history.messages] == [{"value": "orange"}]
+
+    async def test_history_records_sends_to_a_group_with_no_members(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        await layer.group_send("hist-empty", {"n": 1})
+        assert offsets(await layer.group_history("hist-empty")) == [1]
+
+    async def test_history_order_is_the_delivery_order(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY, capacity=100)
+        await layer.group_add("hist-order", "ho.member")
+        await asyncio.gather(*(layer.group_send("hist-order", {"n": n}) for n in range(10)))
+        history = await layer.group_history("hist-order")
+        assert offsets(history) == list(range(1, 11))
+        received = [await layer.receive(["ho.member"], timeout=PATIENCE) for _ in range(10)]
+        assert [message for _, message in received] == [m for _, m in history.messages]

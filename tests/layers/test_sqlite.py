@@ -32,6 +32,7 @@ import pytest
 from chanlite import LayerError, get_layer
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
+from chanlite.layers._sqlite_schema import HISTORY, HISTORY_META
 from chanlite.layers.sqlite import GROUPS, MESSAGES, SQLiteChannelLayer
 
 from ..conftest import assert_each_fails_on_a_missing_table
@@ -343,6 +344,86 @@ async def test_a_sqlite_call_does_not_run_on_the_event_loop_thread(open_layer, m
     await layer.send("threaded", {"n": 1})
     assert threads and threads[0] != threading.current_thread().name
     assert threads[0].startswith("chanlite-sqlite")
+
+
+# -- group history ------------------------------------------------------------------------
+
+ROOMS = {"room-*": 10}
+
+
+def contents(history: Any) -> list[dict[str, Any]]:
+    return [content for _, content in history.messages]
+
+
+@pytest.mark.anyio
+async def test_layers_on_one_file_and_prefix_share_one_history(open_layer):
+    first, second = open_layer(group_history=ROOMS), open_layer(group_history=ROOMS)
+    await first.group_send("room-1", {"n": 1})
+    await second.group_send("room-1", {"n": 2})
+    for layer in (first, second):
+        history = await layer.group_history("room-1")
+        assert contents(history) == [{"n": 1}, {"n": 2}]
+        assert history.position is not None and history.position.endswith(":2")
+
+
+@pytest.mark.anyio
+async def test_histories_of_different_prefixes_are_separate(open_layer):
+    one = open_layer(prefix="one", group_history=ROOMS)
+    two = open_layer(prefix="two", group_history=ROOMS)
+    await one.group_send("room-1", {"n": "one"})
+    await two.group_send("room-1", {"n": "two"})
+    await two.group_send("room-1", {"n": "two again"})
+    assert contents(await one.group_history("room-1")) == [{"n": "one"}]
+    assert (await one.group_history("room-1")).position.endswith(":1")
+    await one.flush()
+    assert (await one.group_history("room-1")).position is None
+    assert contents(await two.group_history("room-1")) == [{"n": "two"}, {"n": "two again"}]
+
+
+@pytest.mark.anyio
+async def test_history_is_trimmed_and_swept_in_the_file(open_layer):
+    layer = open_layer(group_history={"room-*": 2}, history_ttl=0.2)
+    for n in range(5):
+        await layer.group_send("room-1", {"n": n})
+    await layer.group_send("room-2", {"n": 0})
+    with closing(sqlite3.connect(layer.path)) as conn:
+        rows = conn.execute(f"SELECT grp, seq FROM {HISTORY} ORDER BY grp, seq").fetchall()
+    assert rows == [("room-1", 4), ("room-1", 5), ("room-2", 1)]
+    await anyio.sleep(0.3)  # expiry is the behaviour under test: past history_ttl
+    await layer.group_send("room-3", {"n": 0})  # a send sweeps the whole layer's history
+    with closing(sqlite3.connect(layer.path)) as conn:
+        rows = conn.execute(f"SELECT grp, seq FROM {HISTORY}").fetchall()
+        metas = conn.execute(f"SELECT grp, seq FROM {HISTORY_META} ORDER BY grp").fetchall()
+    assert rows == [("room-3", 1)]
+    assert metas == [("room-1", 5), ("room-2", 1), ("room-3", 1)]  # kept group_expiry
+
+
+@pytest.mark.anyio
+async def test_a_file_made_before_history_gets_its_tables(open_layer, tmp_path):
+    await open_layer().send("old", {"n": 1})
+    with closing(sqlite3.connect(tmp_path / "layer.db")) as conn:  # as an older chanlite left it
+        conn.execute(f"DROP TABLE {HISTORY}")
+        conn.execute(f"DROP TABLE {HISTORY_META}")
+    layer = open_layer(group_history=ROOMS)
+    await layer.group_send("room-1", {"n": 2})
+    assert contents(await layer.group_history("room-1")) == [{"n": 2}]
+    assert await layer.receive(["old"], timeout=0) == ("old", {"n": 1})
+
+
+@pytest.mark.anyio
+async def test_a_missing_history_table_raises_layer_error(open_layer):
+    layer = open_layer(group_history=ROOMS)
+    await layer.group_send("room-1", {"n": 1})
+    with closing(sqlite3.connect(layer.path)) as conn:  # behind the layer's back
+        conn.execute(f"DROP TABLE {HISTORY}")
+        conn.execute(f"DROP TABLE {HISTORY_META}")
+    operations: dict[str, Callable[[], Awaitable[Any]]] = {
+        "group_send": lambda: layer.group_send("room-1", {"n": 2}),
+        "group_history": lambda: layer.group_history("room-1"),
+        "flush": lambda: layer.flush(),
+    }
+    await assert_each_fails_on_a_missing_table(operations, layer.path)
+    await layer.group_send("other", {"n": 3})  # a group without history needs no table
 
 
 # -- waking ------------------------------------------------------------------------------

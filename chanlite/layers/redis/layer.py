@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
+from ...history import EMPTY, KeptHistory, meta_ttl, new_epoch
 from ...names import queue_name, validate_channel_name, validate_group_name
 from .addresses import DEFAULT_URL
 from .local import LocalReaders
@@ -19,6 +20,10 @@ from .scripts import (
     GROUP_KEY,
     GROUP_MEMBERS_SCRIPT,
     GROUP_SEND_SCRIPT,
+    HISTORY_APPEND_SCRIPT,
+    HISTORY_KEY,
+    HISTORY_META_KEY,
+    HISTORY_READ_SCRIPT,
     QUEUE_KEY,
     RedisScript,
     lua_pattern,
@@ -66,11 +71,49 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
             keys, prefixes = [self.prefixes[index][1] + group], self.prefixes[index]
             return self.shards.shards[index].run(GROUP_SEND_SCRIPT, keys, [*prefixes, *args])
 
-        if not self.shards.indexes_groups:
-            skipped = await asyncio.gather(*map(send_on, range(len(self.prefixes))))
+        delivering = (
+            asyncio.gather(*map(send_on, range(len(self.prefixes))))
+            if not self.shards.indexes_groups
+            else self._send_where_members_are(group, send_on)
+        )
+        if self.history_size(group):  # in the same write as the deliveries
+            skipped, _ = await asyncio.gather(delivering, self._append_history(group, payload))
         else:
-            skipped = await self._send_where_members_are(group, send_on)
+            skipped = await delivering
         self.group_full_skips += sum(int(count) for count in skipped)
+
+    # -- history --------------------------------------------------------------
+
+    def _history_keys(self, group: str) -> tuple[int, list[str]]:
+        """The shard of ``group``'s history, and its history and meta keys there."""
+        index = self.shards.index_for(group)
+        base = self.shards.key_base(index, self.prefix)
+        keys = [key.format(prefix=base, name=group) for key in (HISTORY_KEY, HISTORY_META_KEY)]
+        return index, keys
+
+    async def _append_history(self, group: str, payload: bytes) -> int:
+        """Append ``payload`` to ``group``'s history (one script); its offset."""
+        index, keys = self._history_keys(group)
+        ttl_ms = max(1, round(self.history_ttl * 1000))
+        meta_ms = max(1, round(meta_ttl(self.history_ttl, self.group_expiry) * 1000))
+        args = [*self.prefixes[index], self.history_size(group), ttl_ms, meta_ms]
+        args += [new_epoch(), payload]
+        shard = self.shards.shards[index]
+        return int(await shard.run(HISTORY_APPEND_SCRIPT, keys, args))
+
+    async def read_history(self, group: str) -> KeptHistory:
+        """The live entries of ``group``'s history, with its epoch and offset."""
+        index, keys = self._history_keys(group)
+        shard = self.shards.shards[index]
+        reply = await shard.run(HISTORY_READ_SCRIPT, keys, self.prefixes[index], retry=True)
+        if not reply:
+            return EMPTY
+        epoch, offset, *entries = reply
+        kept = []
+        for entry in entries:
+            number, _, payload = bytes(entry).split(b" ", 2)
+            kept.append((int(number), payload))
+        return KeptHistory(bytes(epoch).decode("ascii"), int(offset), kept)
 
     async def _send_where_members_are(
         self, group: str, send_on: Callable[[int], Awaitable[Any]]

@@ -35,6 +35,11 @@ QUEUE_KEY = "{prefix}:q:{name}"
 GROUP_KEY = "{prefix}:g:{name}"
 #: The groups a process-specific channel is in, for eviction when it stops reading.
 MEMBERSHIP_KEY = "{prefix}:m:{name}"
+#: A group's history (DESIGN §11), in the group's own shard: a list of
+#: ``b"<offset> <expires_ms> <payload>"`` entries, oldest first, and a hash of its
+#: ``epoch`` and latest ``offset``.
+HISTORY_KEY = "{prefix}:h:{name}"
+HISTORY_META_KEY = "{prefix}:hm:{name}"
 #: On a cluster only, in the group's own bucket: the indexes of the buckets that hold
 #: members of the group (a set), so a group send runs only where members are.
 BUCKETS_KEY = "{prefix}:b:{name}"
@@ -258,6 +263,37 @@ return 1
 """
 
 
+# KEYS: the history, its meta. ARGV[4..8]: messages kept, entry ttl ms, meta ttl ms, the
+# epoch to start if the history has none, payload. Returns the message's offset.
+# Atomic, so offsets follow the order of the group sends.
+_HISTORY_APPEND = """
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[2], 'epoch', ARGV[7], 'offset', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
+local expires = now_ms() + tonumber(ARGV[5])
+redis.call('RPUSH', KEYS[1], string.format('%d %d ', offset, expires) .. ARGV[8])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return offset
+"""
+
+# KEYS: the history, its meta. Returns {} for a group with no history, else {epoch,
+# offset, the live entries...}, oldest first.
+_HISTORY_READ = """
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'offset')
+if not meta[1] then return {} end
+local now, kept = now_ms(), {meta[1], meta[2]}
+for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+    if tonumber(string.match(entry, '^%d+ (%d+) ')) > now then table.insert(kept, entry) end
+end
+return kept
+"""
+
+
 class RedisScript:
     """A Lua script run with EVALSHA, falling back to EVAL when the server lacks it."""
 
@@ -278,6 +314,8 @@ GROUP_DISCARD_SCRIPT = RedisScript("group_discard", _GROUP_DISCARD)
 POP_SCRIPT = RedisScript("pop", _POP)
 EVICT_SCRIPT = RedisScript("evict", _EVICT)
 REQUEUE_SCRIPT = RedisScript("requeue", _REQUEUE)
+HISTORY_APPEND_SCRIPT = RedisScript("history_append", _HISTORY_APPEND)
+HISTORY_READ_SCRIPT = RedisScript("history_read", _HISTORY_READ)
 
 
 def lua_pattern(glob: str) -> str:
