@@ -27,17 +27,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from .._codec import encode
-from ..history import (
-    DEFAULT_HISTORY_TTL,
-    EMPTY,
-    GroupHistory,
-    KeptHistory,
-    check_limit,
-    history_patterns,
-    history_size,
-    parse_position,
-    select,
-)
+from ..history import DEFAULT_HISTORY_TTL, history_patterns
+from ._history import HistoryKeeping
 from ._options import capacity_patterns, layer_prefix, positive_int, positive_number
 
 if TYPE_CHECKING:
@@ -83,7 +74,7 @@ LocalReader = Callable[[list[str], bytes], None]
 LocalTaker = Callable[[str, dict[str, Any]], bool]
 
 
-class BaseChannelLayer(ABC):
+class BaseChannelLayer(HistoryKeeping, ABC):
     """A channel layer: named FIFO channels, groups, expiry and capacity.
 
     Promises every layer keeps:
@@ -249,43 +240,6 @@ class BaseChannelLayer(ABC):
         closed.
         """
 
-    # -- history --------------------------------------------------------------
-
-    def history_size(self, group: str) -> int:
-        """How many messages ``group`` keeps in its history (0: none)."""
-        size = self._history_sizes.get(group)
-        if size is None:
-            if len(self._history_sizes) > _RECEIVE_CACHE_LIMIT:
-                self._history_sizes.clear()
-            size = self._history_sizes[group] = history_size(self.history_globs, group)
-        return size
-
-    async def group_history(
-        self, group: str, since: str | None = None, limit: int | None = None
-    ) -> GroupHistory:
-        """The messages of ``group`` kept in its history after position ``since``,
-        at most ``limit`` (see :class:`~chanlite.history.GroupHistory`).
-
-        Raises :class:`~chanlite.InvalidChannelName` for a bad group name,
-        ``ValueError`` for a malformed ``since`` or ``limit``, and
-        :class:`~chanlite.LayerError` if the backend fails or the layer is closed.
-        """
-        validate_group_name(group)
-        if since is not None:
-            parse_position(since)
-        checked = check_limit(limit)
-        kept = await self.read_history(group) if self.history_size(group) else EMPTY
-        return select(kept, since, checked)
-
-    async def read_history(self, group: str) -> KeptHistory:
-        """What this layer keeps of ``group``'s history (a group that keeps one).
-
-        Layers that keep history override this, and append to it in
-        :meth:`group_send_encoded`, once per send: the next offset, and the entry
-        kept for :attr:`history_ttl` seconds. This default keeps nothing.
-        """
-        return EMPTY
-
     # -- housekeeping ---------------------------------------------------------
 
     @abstractmethod
@@ -305,7 +259,7 @@ class BaseChannelLayer(ABC):
         """
         await self.group_channels(PING_GROUP)
 
-    async def aclose(self) -> None:  # noqa: B027 - optional for layers with no resources
+    async def aclose(self) -> None:
         """Release connections and background tasks; closing twice is harmless.
 
         The layer is unusable after: the built-in layers raise
@@ -414,7 +368,7 @@ class BaseChannelLayer(ABC):
         """
         return False
 
-    def detach_reader(self, prefix: str) -> None:  # noqa: B027 - a no-op unless attached
+    def detach_reader(self, prefix: str) -> None:
         """Stop handing ``prefix``'s messages to its local reader; they queue again."""
 
     def attach_taker(self, channels: Iterable[str], take: LocalTaker) -> bool:
@@ -432,7 +386,7 @@ class BaseChannelLayer(ABC):
         """
         return False
 
-    def detach_taker(self, take: LocalTaker) -> None:  # noqa: B027 - a no-op unless attached
+    def detach_taker(self, take: LocalTaker) -> None:
         """Stop offering messages to ``take``."""
 
     # -- helpers for backends ---------------------------------------------------

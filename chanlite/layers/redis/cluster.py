@@ -20,13 +20,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from ...exceptions import LayerError
 from .._resp import RespConnection
 from ..base import backend_failure
 from .addresses import RedisAddress
-from .scripts import RedisScript
+from .scripts import RedisScript, run_script
 from .shard import CONNECT_PATIENCE, NETWORK_ERRORS, RedisShard, redirected
 from .shards import place
 from .tls import TLSOptions
@@ -177,14 +177,7 @@ class SlotShard:
         patience: float = CONNECT_PATIENCE,
     ) -> Any:
         """As :meth:`RedisShard.run`, on this bucket's master."""
-        tail = (len(keys), *keys, *args)
-        [reply] = await self.call_many(
-            [("EVALSHA", script.sha, *tail)], retry=retry, patience=patience
-        )
-        if isinstance(reply, NoScriptError):
-            [reply] = await self.call_many(
-                [("EVAL", script.source, *tail)], retry=retry, patience=patience
-            )
+        reply = await run_script(self.call_many, script, keys, args, retry, patience)
         if isinstance(reply, ResponseError):
             raise self.failure(reply) from reply
         return reply

@@ -28,6 +28,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import string
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
 
 #: The list of entries of one stored channel name (``name`` or ``prefix!``).
 QUEUE_KEY = "{prefix}:q:{name}"
@@ -316,6 +320,24 @@ EVICT_SCRIPT = RedisScript("evict", _EVICT)
 REQUEUE_SCRIPT = RedisScript("requeue", _REQUEUE)
 HISTORY_APPEND_SCRIPT = RedisScript("history_append", _HISTORY_APPEND)
 HISTORY_READ_SCRIPT = RedisScript("history_read", _HISTORY_READ)
+
+
+async def run_script(
+    call_many: Callable[..., Awaitable[list[Any]]],
+    script: RedisScript,
+    keys: Sequence[str],
+    args: Sequence[Any],
+    retry: bool,
+    patience: float,
+) -> Any:
+    """Run ``script`` with EVALSHA through ``call_many`` (a shard's), and with EVAL if
+    the server lacks it (NOSCRIPT: it did not run, so running it again cannot repeat
+    it). Returns the raw reply: an error reply comes back as a ResponseError."""
+    tail = (len(keys), *keys, *args)
+    [reply] = await call_many([("EVALSHA", script.sha, *tail)], retry=retry, patience=patience)
+    if isinstance(reply, NoScriptError):
+        [reply] = await call_many([("EVAL", script.source, *tail)], retry=retry, patience=patience)
+    return reply
 
 
 def lua_pattern(glob: str) -> str:

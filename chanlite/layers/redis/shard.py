@@ -23,14 +23,15 @@ from typing import Any
 
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...exceptions import LayerError
 from .._resp import RespConnection, open_connection
 from ..base import backend_failure
 from .addresses import RedisAddress
-from .scripts import RedisScript
+from .scripts import RedisScript, run_script
+from .tls import handshake_refusal
 
 logger = logging.getLogger(__package__)  # chanlite.layers.redis, for the whole layer
 
@@ -272,12 +273,7 @@ class RedisShard:
         """Run a Lua script; loads it on the server when missing (NOSCRIPT means the
         script did not run, so running it again cannot repeat it). Raises LayerError
         as :meth:`call` does."""
-        tail = (len(keys), *keys, *args)
-        evalsha = ("EVALSHA", script.sha, *tail)
-        [reply] = await self.call_many([evalsha], retry=retry, patience=patience)
-        if isinstance(reply, NoScriptError):
-            evaluate = ("EVAL", script.source, *tail)
-            [reply] = await self.call_many([evaluate], retry=retry, patience=patience)
+        reply = await run_script(self.call_many, script, keys, args, retry, patience)
         return self._reply(reply)
 
     async def scan(self, pattern: str) -> AsyncIterator[list[bytes]]:
@@ -316,7 +312,7 @@ class RedisShard:
             try:
                 host, port = await self.sentinel.discover_master(address.service)
             except Exception as error:  # no sentinel answered, or none knows the master
-                refused = await self._sentinel_tls_refusal()
+                refused = await handshake_refusal(self.address.hosts, self.tls_context)
                 if refused is not None:
                     problem = f"the TLS handshake with the sentinels failed ({refused})"
                     raise RedisConnectionError(problem) from error
@@ -334,28 +330,6 @@ class RedisShard:
             connect_timeout=SOCKET_CONNECT_TIMEOUT,
             reply_timeout=reply_timeout,
         )
-
-    async def _sentinel_tls_refusal(self) -> str | None:
-        """Why the sentinels refuse TLS with this shard's options, if they do.
-
-        redis-py keeps only the text of each sentinel's failure, which some of its
-        versions garble (redis/redis-py#3209), so a handshake of our own, with the
-        same SSL context, finds the reason.
-        """
-        if self.tls_context is None:
-            return None
-        for host, port in self.address.hosts:
-            try:
-                async with asyncio.timeout(SOCKET_CONNECT_TIMEOUT):
-                    _, writer = await asyncio.open_connection(
-                        host, port, ssl=self.tls_context, server_hostname=host
-                    )
-            except ssl.SSLError as error:
-                return str(error.reason or error)
-            except (OSError, TimeoutError):
-                continue
-            writer.transport.abort()
-        return None
 
     # -- blocking reads -----------------------------------------------------------
 

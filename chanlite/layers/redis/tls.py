@@ -9,18 +9,24 @@ valid and name the host), ``optional`` (it is checked if sent, the host name is 
 or ``none`` (no checks at all). They are given as URL query parameters or as
 keyword options; every file is read when the layer or store is made, so a missing or
 unreadable one is a ConfigurationError naming it, not a failure at first use.
+
+It also says why a TLS handshake failed, when redis-py's error hides it
+(:func:`handshake_refusal`, :func:`chained_tls_refusal`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ...exceptions import ConfigurationError
 
+# How long a handshake made only to learn why TLS fails may take (seconds).
+HANDSHAKE_PATIENCE = 2.0
 #: ``ssl_cert_reqs`` values, and the verification mode each means.
 CERT_REQS = {
     "required": ssl.CERT_REQUIRED,
@@ -87,6 +93,45 @@ class TLSOptions:
         context.check_hostname = verify == ssl.CERT_REQUIRED
         context.verify_mode = verify
         return context
+
+
+async def handshake_refusal(
+    hosts: Iterable[tuple[str, int]], context: ssl.SSLContext | None
+) -> str | None:
+    """Why the first of ``hosts`` that answers refuses a TLS handshake with
+    ``context``, if it does (None: no refusal, or no host answered).
+
+    redis-py keeps only the text of the failures of some clients (the Sentinel one),
+    which some of its versions garble (redis/redis-py#3209): a handshake of our own,
+    with the same SSL context, finds the reason.
+    """
+    if context is None:
+        return None
+    for host, port in hosts:
+        try:
+            async with asyncio.timeout(HANDSHAKE_PATIENCE):
+                _, writer = await asyncio.open_connection(
+                    host, port, ssl=context, server_hostname=host
+                )
+        except ssl.SSLError as error:
+            return str(error.reason or error)
+        except (OSError, TimeoutError):
+            continue
+        writer.transport.abort()
+    return None
+
+
+def chained_tls_refusal(error: BaseException) -> str | None:
+    """The reason of the SSL error behind ``error`` (redis-py keeps it in the chain of
+    its connection error, whose own text some versions garble), if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return str(current.reason or current)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _verify_mode(value: object) -> ssl.VerifyMode:

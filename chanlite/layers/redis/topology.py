@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +23,7 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from ...exceptions import ConfigurationError, LayerError
 from .addresses import RedisAddress
 from .shard import SOCKET_CONNECT_TIMEOUT, SOCKET_TIMEOUT, RedisShard
-from .tls import TLSOptions
+from .tls import TLSOptions, chained_tls_refusal
 
 logger = logging.getLogger(__package__)  # chanlite.layers.redis, for the whole layer
 
@@ -178,7 +177,7 @@ def _startup_failure(backend: str, error: Exception) -> LayerError:
     ConnectionError, as for any outage (receives wait it out); otherwise ``error``."""
     text = str(error)
     cause: BaseException = error
-    refused = _tls_refusal(error)
+    refused = chained_tls_refusal(error)
     if any(sign in text.lower() for sign in _NOT_A_CLUSTER):
         problem = "the seed node is not a cluster node (cluster mode is off); use redis://"
     elif refused is not None:
@@ -192,19 +191,6 @@ def _startup_failure(backend: str, error: Exception) -> LayerError:
     failure = LayerError(backend, problem)
     failure.__cause__ = cause
     return failure
-
-
-def _tls_refusal(error: BaseException) -> str | None:
-    """The reason of the SSL error behind ``error`` (redis-py keeps it in the chain of
-    its connection error, whose own text some versions garble), if there is one."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return str(current.reason or current)
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 # How redis-py's versions say that a seed node runs without cluster mode.
