@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -19,6 +20,10 @@ import orjson
 START_PATIENCE = 10.0
 #: The message that tells a subprocess receiver to stop.
 STOP = {"stop": True}
+
+
+#: The checkout's root, where ``python -m tests.layers.redis_helpers`` runs.
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def free_port() -> int:
@@ -95,6 +100,39 @@ async def receive_until_stopped(url: str, prefix: str, channel: str) -> list[int
             received.append(message["n"])
     finally:
         await layer.aclose()
+
+
+async def shared_by_three_processes(url: str, prefix: str, count: int) -> list[int]:
+    """Send ``count`` numbered messages on ``url`` while three receiving processes
+    (this module's ``receive``) take them; every number they got, in no order."""
+    from chanlite.layers.redis import RedisChannelLayer
+
+    layer = RedisChannelLayer(url, prefix=prefix, capacity=count + 10)
+    command = [sys.executable, "-m", "tests.layers.redis_helpers", "receive", url]
+    receivers = [
+        await asyncio.create_subprocess_exec(
+            *command, prefix, "xproc", cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    try:
+        for receiver in receivers:
+            assert receiver.stdout is not None
+            assert await receiver.stdout.readline() == b"ready\n"
+        for n in range(count):
+            await layer.send("xproc", {"n": n})
+        for _ in receivers:
+            await layer.send("xproc", STOP)
+        async with asyncio.timeout(60):
+            outputs = [(await receiver.communicate())[0] for receiver in receivers]
+    finally:
+        for receiver in receivers:
+            if receiver.returncode is None:
+                receiver.kill()
+                await receiver.wait()
+        await layer.flush()
+        await layer.aclose()
+    return [n for output in outputs for n in orjson.loads(output)]
 
 
 def main(argv: list[str]) -> int:

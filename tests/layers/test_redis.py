@@ -15,14 +15,12 @@ import logging
 import re
 import secrets
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 import pytest
 import redis.asyncio
 from redis.asyncio.sentinel import Sentinel
@@ -54,7 +52,7 @@ from chanlite.worker import Worker
 from ..conftest import private_redis_servers, require_redis, require_redis_server
 from .closing import ClosedLayerContract
 from .contract import PATIENCE, WAKE_WITHIN, LayerContract, until
-from .redis_helpers import STOP, RedisServer, free_port
+from .redis_helpers import RedisServer, free_port, shared_by_three_processes
 
 #: The shared test server's database for these tests.
 TEST_URL = "redis://127.0.0.1:6379/14"
@@ -1035,33 +1033,8 @@ async def delivered_numbers(
 @pytest.mark.redis
 async def test_three_receiver_processes_get_each_of_5000_messages_exactly_once():
     require_redis()
-    prefix, count = unique_prefix(), 5000
-    layer = RedisChannelLayer(TEST_URL, prefix=prefix, capacity=count + 10)
-    command = [sys.executable, "-m", "tests.layers.redis_helpers", "receive", TEST_URL]
-    receivers = [
-        await asyncio.create_subprocess_exec(
-            *command, prefix, "xproc", cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE
-        )
-        for _ in range(3)
-    ]
-    try:
-        for receiver in receivers:
-            assert receiver.stdout is not None
-            assert await receiver.stdout.readline() == b"ready\n"
-        for n in range(count):
-            await layer.send("xproc", {"n": n})
-        for _ in receivers:
-            await layer.send("xproc", STOP)
-        with anyio.fail_after(30):
-            outputs = [(await receiver.communicate())[0] for receiver in receivers]
-    finally:
-        for receiver in receivers:
-            if receiver.returncode is None:
-                receiver.kill()
-                await receiver.wait()
-        await layer.flush()
-        await layer.aclose()
-    received = [n for output in outputs for n in orjson.loads(output)]
+    count = 5000
+    received = await shared_by_three_processes(TEST_URL, unique_prefix(), count)
     assert len(received) == count
     assert sorted(received) == list(range(count))
 

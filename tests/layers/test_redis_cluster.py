@@ -11,17 +11,14 @@ fail with CHANLITE_REQUIRE_REDIS=1.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 import pytest
 
 from chanlite import LayerError
@@ -36,7 +33,7 @@ from ..stores.redis_contract import RedisStoreContract, purge
 from .closing import ClosedLayerContract
 from .cluster_helpers import ClusterDeployment, cluster_deployment, key_slot
 from .contract import PATIENCE, LayerContract, until
-from .redis_helpers import STOP, free_port
+from .redis_helpers import free_port, shared_by_three_processes
 from .traffic import Traffic
 
 pytestmark = pytest.mark.anyio
@@ -169,33 +166,8 @@ async def script_calls(layer: RedisChannelLayer) -> int:
 async def test_three_receiver_processes_get_each_of_5000_messages_exactly_once(
     cluster: ClusterDeployment,
 ) -> None:
-    url, prefix, count = cluster.url(), unique_prefix(), 5000
-    layer = RedisChannelLayer(url, prefix=prefix, capacity=count + 10)
-    command = [sys.executable, "-m", "tests.layers.redis_helpers", "receive", url]
-    receivers = [
-        await asyncio.create_subprocess_exec(
-            *command, prefix, "xproc", cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE
-        )
-        for _ in range(3)
-    ]
-    try:
-        for receiver in receivers:
-            assert receiver.stdout is not None
-            assert await receiver.stdout.readline() == b"ready\n"
-        for n in range(count):
-            await layer.send("xproc", {"n": n})
-        for _ in receivers:
-            await layer.send("xproc", STOP)
-        with anyio.fail_after(60):
-            outputs = [(await receiver.communicate())[0] for receiver in receivers]
-    finally:
-        for receiver in receivers:
-            if receiver.returncode is None:
-                receiver.kill()
-                await receiver.wait()
-        await layer.flush()
-        await layer.aclose()
-    received = [n for output in outputs for n in orjson.loads(output)]
+    count = 5000
+    received = await shared_by_three_processes(cluster.url(), unique_prefix(), count)
     assert len(received) == count
     assert sorted(received) == list(range(count))
 
