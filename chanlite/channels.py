@@ -17,6 +17,7 @@ from ._codec import encode
 from .history import GroupHistory
 from .names import validate_channel_name, validate_group_name
 from .protocol import TRACE_KEY, accepts
+from .recovery import Rejoin, rejoin_group
 from .runtime import count_sent, current_scope, resolve_layer
 from .sync_bridge import run_sync
 
@@ -99,12 +100,22 @@ class Group:
         return resolve_layer(self._layer)
 
     def add(self, channel: Channel | str) -> None:
-        """Add ``channel`` to the group, at once (idempotent)."""
-        run_sync(self.layer.group_add, self.name, _channel_name(channel))
+        """Add ``channel`` to the group, at once (idempotent).
+
+        In the connect consumer of a ``chanlite.v1`` socket that presented a
+        position in this group, adding the socket also replays what it missed
+        (:mod:`chanlite.recovery`).
+        """
+        run_sync(self.aadd, channel)
 
     async def aadd(self, channel: Channel | str) -> None:
         """Async twin of :meth:`add`."""
-        await self.layer.group_add(self.name, _channel_name(channel))
+        name = _channel_name(channel)
+        layer = self.layer
+        await layer.group_add(self.name, name)
+        rejoin = _rejoin_of(name, layer)
+        if rejoin is not None:
+            await rejoin_group(layer, self.name, rejoin)
 
     def discard(self, channel: Channel | str) -> None:
         """Remove ``channel`` from the group, at once (no-op for non-members)."""
@@ -159,6 +170,14 @@ class Group:
 
     def __repr__(self) -> str:
         return f"<Group {self.name!r}>"
+
+
+def _rejoin_of(channel: str, layer: BaseChannelLayer) -> Rejoin | None:
+    """The re-join in progress, if the running consumer is the connect consumer of
+    ``channel``, a ``chanlite.v1`` socket, on ``layer``."""
+    scope = current_scope()
+    rejoin = scope.rejoin if scope is not None and scope.layer is layer else None
+    return rejoin if rejoin is not None and rejoin.reply_channel == channel else None
 
 
 def _channel_name(channel: Channel | str) -> str:

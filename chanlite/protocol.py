@@ -23,6 +23,19 @@ ACCEPTING_KEYS = ("text", "bytes")
 #: client sees a reply, whether or not tracing is on in their process.
 TRACE_KEY = "__chanlite_trace__"
 
+#: Reserved content keys of a message sent to a group that keeps a history (DESIGN
+#: §11): the group, and the message's position in it. The interface removes them
+#: before a client sees the message (``chanlite.v1`` clients get them in the frame).
+GROUP_KEY = "__chanlite_group__"
+POSITION_KEY = "__chanlite_position__"
+#: Reserved key of a message to a reply channel that replays missed messages of a
+#: group: ``{REPLAY_KEY: group, "messages": [[position, content], ...]}``.
+REPLAY_KEY = "__chanlite_replay__"
+#: Reserved key of the message that ends a re-join (:mod:`chanlite.recovery`).
+RECOVERY_KEY = "__chanlite_recovery__"
+#: The WebSocket subprotocol in which a client takes part in recovery.
+SUBPROTOCOL = "chanlite.v1"
+
 
 def accepts(reply: dict[str, object]) -> bool:
     """True if sending ``reply`` to a socket's reply channel opens the socket."""

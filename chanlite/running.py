@@ -37,6 +37,7 @@ from .layers.base import BaseChannelLayer
 from .messages import Message
 from .metrics import Metrics, clock
 from .protocol import TRACE_KEY, WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT
+from .recovery import REPLAY_TIMEOUT, Rejoin
 from .routing import Route
 from .runtime import ConsumerScope, app_services, enter_scope
 from .sessions.decorators import CHANNEL_SESSION_MARK, channel_session_key
@@ -118,6 +119,8 @@ class ConsumerRunner:
         scope = ConsumerScope(
             self.layer, reply_channel, loop=asyncio.get_running_loop(), metrics=metrics
         )
+        if channel == WEBSOCKET_CONNECT:
+            scope.rejoin = Rejoin.from_connect(content)
         enter_scope(scope)
         span = self.tracing and self.tracing.consumer_span(channel, item.name, carrier, scope)
         failed = requeued = False
@@ -139,6 +142,8 @@ class ConsumerRunner:
                 metrics.consumer_done(item.name, clock() - started)
         if failed and channel == WEBSOCKET_CONNECT and not scope.accepted:
             await self._reject(scope.reply_channel)
+        elif scope.rejoin is not None and not requeued:
+            await self._end_rejoin(scope.rejoin)
         if channel == WEBSOCKET_DISCONNECT and reply_channel:
             await self._forget_channel_session(item, reply_channel)
         return requeued
@@ -241,6 +246,13 @@ class ConsumerRunner:
                 await self.layer.send(reply_channel, {"accept": False})
             except ChannelFull:
                 logger.warning("could not reject %r: its reply channel is full", reply_channel)
+
+    async def _end_rejoin(self, rejoin: Rejoin) -> None:
+        """Tell a ``chanlite.v1`` socket's interface that its re-join is over."""
+        try:
+            await self.layer.send_waiting(rejoin.reply_channel, rejoin.summary(), REPLAY_TIMEOUT)
+        except Exception as exc:
+            logger.warning("could not end the re-join of %r: %s", rejoin.reply_channel, exc)
 
     async def _forget_channel_session(self, item: Route, reply_channel: str) -> None:
         """Delete a closed socket's channel session if its disconnect consumer did not."""

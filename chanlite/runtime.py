@@ -35,6 +35,7 @@ from .exceptions import ChannelFull
 if TYPE_CHECKING:
     from .layers.base import BaseChannelLayer
     from .metrics import Metrics
+    from .recovery import Rejoin
 
 logger = logging.getLogger("chanlite")
 T = TypeVar("T")
@@ -46,7 +47,16 @@ class ConsumerScope:
     (A plain class with slots: one is made for every message a worker runs.)
     """
 
-    __slots__ = ("accepted", "layer", "loop", "metrics", "outbox", "reply_channel", "trace")
+    __slots__ = (
+        "accepted",
+        "layer",
+        "loop",
+        "metrics",
+        "outbox",
+        "rejoin",
+        "reply_channel",
+        "trace",
+    )
 
     def __init__(
         self,
@@ -68,6 +78,8 @@ class ConsumerScope:
         self.metrics = metrics
         #: The trace context every send from this consumer carries (tracing on).
         self.trace: dict[str, str] | None = None
+        #: A ``chanlite.v1`` socket's re-join, while its connect consumer runs.
+        self.rejoin: Rejoin | None = None
 
     async def flush(self) -> None:
         """Send everything buffered, in order; a full channel is logged, not raised.
