@@ -99,23 +99,25 @@ class Group:
         """The layer this group lives on."""
         return resolve_layer(self._layer)
 
-    def add(self, channel: Channel | str) -> None:
+    def add(self, channel: Channel | str) -> bool:
         """Add ``channel`` to the group, at once (idempotent).
 
         In the connect consumer of a ``chanlite.v1`` socket that presented a
-        position in this group, adding the socket also replays what it missed
-        (:mod:`chanlite.recovery`).
+        position in this group, adding the socket also sends it what it missed
+        (:mod:`chanlite.recovery`). Returns True if it did: the client then has
+        the group's messages up to now, and needs no other catching up.
         """
-        run_sync(self.aadd, channel)
+        return run_sync(self.aadd, channel)
 
-    async def aadd(self, channel: Channel | str) -> None:
+    async def aadd(self, channel: Channel | str) -> bool:
         """Async twin of :meth:`add`."""
         name = _channel_name(channel)
         layer = self.layer
         await layer.group_add(self.name, name)
         rejoin = _rejoin_of(name, layer)
-        if rejoin is not None:
-            await rejoin_group(layer, self.name, rejoin)
+        if rejoin is None:
+            return False
+        return await rejoin_group(layer, self.name, rejoin)
 
     def discard(self, channel: Channel | str) -> None:
         """Remove ``channel`` from the group, at once (no-op for non-members)."""

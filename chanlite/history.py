@@ -24,7 +24,7 @@ from typing import Any
 
 from ._codec import decode
 from .exceptions import ConfigurationError
-from .protocol import TRACE_KEY
+from .protocol import GROUP_KEY, POSITION_KEY, TRACE_KEY
 
 __all__ = ["DEFAULT_HISTORY_TTL", "GroupHistory", "KeptHistory", "parse_position"]
 
@@ -111,6 +111,18 @@ def parse_position(position: object) -> tuple[str, int]:
         if epoch and offset.isdigit() and offset.isascii():
             return epoch, int(offset)
     raise ValueError(f"position {position!r} is not '<epoch>:<offset>' (say 'a1b2c3d4:17')")
+
+
+def stamp(payload: bytes, group: str, position: str) -> bytes:
+    """``payload`` (an encoded content dict) as delivered to the members of a group
+    that keeps a history: with :data:`~chanlite.protocol.GROUP_KEY` and
+    :data:`~chanlite.protocol.POSITION_KEY` added, last, so they win over keys of the
+    same name in the content. (Group names and positions need no JSON escaping.)
+
+    The Redis layer's scripts build the same bytes (``stamp`` in their helpers).
+    """
+    tail = f'"{GROUP_KEY}":"{group}","{POSITION_KEY}":"{position}"}}'.encode()
+    return (b"{" if payload == b"{}" else payload[:-1] + b",") + tail
 
 
 def check_limit(limit: object) -> int | None:

@@ -73,28 +73,33 @@ class Rejoin:
         return {RECOVERY_KEY: {"recovered": recovered, "positions": dict(self.positions)}}
 
 
-async def rejoin_group(layer: BaseChannelLayer, group: str, rejoin: Rejoin) -> None:
+async def rejoin_group(layer: BaseChannelLayer, group: str, rejoin: Rejoin) -> bool:
     """Called once ``rejoin``'s socket is a member of ``group``: replay what the
-    client missed of it, if it presented a position, and note the outcome."""
-    if not layer.history_size(group):
-        if group in rejoin.presented:
-            rejoin.recovered[group] = False
-        return
+    client missed of it, if it presented a position, and note the outcome; True if
+    it was recovered."""
     since = rejoin.presented.get(group)
+    if not layer.history_size(group):
+        return _outcome(rejoin, group, since, False)
     try:
-        # Without a presented position only the latest position is wanted.
-        history = await layer.group_history(group, since, None if since else 1)
+        if since is None:  # a first join: the position to come back to is all it needs
+            rejoin.positions[group] = await layer.history_position(group)
+            return False
+        history = await layer.group_history(group, since)
     except (ValueError, ChanliteError) as exc:  # a refused position, a failed layer
         logger.warning("could not read the history of %s to recover it: %s", group, exc)
-        rejoin.recovered[group] = False
-        return
+        return _outcome(rejoin, group, since, False)
     rejoin.positions[group] = history.position
-    if since is None:
-        return
     recovered = history.complete
     if recovered and history.messages:
         recovered = await _replay(layer, rejoin.reply_channel, group, history.messages)
-    rejoin.recovered[group] = recovered
+    return _outcome(rejoin, group, since, recovered)
+
+
+def _outcome(rejoin: Rejoin, group: str, since: str | None, recovered: bool) -> bool:
+    """Note whether ``group`` was recovered (if the client presented a position)."""
+    if since is not None:
+        rejoin.recovered[group] = recovered
+    return recovered
 
 
 async def _replay(

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._codec import decode
 from .layers.base import BaseChannelLayer
-from .protocol import TRACE_KEY
+from .protocol import GROUP_KEY, TRACE_KEY
+from .wire import GroupMessage
 
 if TYPE_CHECKING:
     from .tracing import Tracing
@@ -97,7 +98,7 @@ class Replies:
             if TRACE_KEY in message:
                 self._deliver_traced([channel], message)
             else:
-                target(message)
+                target(_as_reply(message))
 
     def _deliver_all(self, channels: list[str], payload: bytes) -> None:
         """The local reader: one payload for some of this process's reply channels.
@@ -115,16 +116,26 @@ class Replies:
                 if TRACE_KEY in message:
                     self._deliver_traced(channels, message)
                     return
+                message = _as_reply(message)
             target(message)
 
     def _deliver_traced(self, channels: Iterable[str], message: dict[str, Any]) -> None:
         """Deliver a reply that carries a trace context to the connections of
         ``channels`` still here, without it (in a copy: ``message`` may be shared),
         inside a reply span when tracing is on."""
-        reply = {key: value for key, value in message.items() if key != TRACE_KEY}
+        reply = _as_reply({key: value for key, value in message.items() if key != TRACE_KEY})
         targets = [target for name in channels if (target := self._targets.get(name))]
         if self.tracing is not None:
             self.tracing.reply(message[TRACE_KEY], reply, targets)
             return
         for target in targets:
             target(reply)
+
+
+def _as_reply(message: dict[str, Any]) -> dict[str, Any]:
+    """A reply as sockets take it: a message of a group with history becomes a
+    :class:`~chanlite.wire.GroupMessage` (its content, with group and position
+    aside), made once for every connection it is for."""
+    if GROUP_KEY in message:
+        return GroupMessage.of(message) or message
+    return message

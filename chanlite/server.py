@@ -47,8 +47,10 @@ from .protocol import (
     route_path,
     websocket_connect_content,
 )
+from .recovery import Rejoin
 from .replies import Replies
 from .routing import Routes
+from .socket_recovery import SocketRecovery
 from .sockets import (
     CLOSE_GOING_AWAY,
     CLOSE_NEVER_OPENED,
@@ -58,6 +60,7 @@ from .sockets import (
     Socket,
     finish_writes,
 )
+from .wire import parse_handshake
 
 if TYPE_CHECKING:
     from .tracing import Tracing
@@ -200,10 +203,13 @@ class InterfaceServer:
         suspended frame, for as long as the socket is open.
         """
         content = websocket_connect_content(scope, path, sock.reply_channel)
+        take_part_in_recovery(sock, content)
         if sock.trace is not None:
             content[TRACE_KEY] = sock.trace
         if self._answers_connects and self._only_default_accepts(content):
             sock.deliver(_ACCEPT)
+            if sock.recovery is not None:  # nothing re-joined: nothing recovered
+                sock.deliver(Rejoin(sock.reply_channel, content["positions"], None).summary())
             self.metrics.handshakes["accepted"] += 1
             return sock.is_open
         timeout = self.settings.websocket_connect_timeout
@@ -371,6 +377,20 @@ class InterfaceServer:
             )
         finally:
             del self.replies[reply_channel]
+
+
+def take_part_in_recovery(sock: Socket, content: dict[str, Any]) -> None:
+    """If the client offered ``chanlite.v1``: take its positions and id out of the
+    connect message's query string into ``positions`` and ``client_id``, and give
+    the socket its :class:`~chanlite.socket_recovery.SocketRecovery`."""
+    handshake = parse_handshake(content["query_string"], content["subprotocols"])
+    if handshake is None:
+        return
+    content["query_string"] = handshake.query_string
+    content["subprotocols"] = handshake.subprotocols
+    content["positions"] = handshake.positions
+    content["client_id"] = handshake.client_id
+    sock.recovery = SocketRecovery(handshake.positions)
 
 
 def _log_protocol_failure(code: int, reason: object) -> None:

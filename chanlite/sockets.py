@@ -22,7 +22,9 @@ from starlette.types import Scope, Send
 
 from ._eager import start_eagerly
 from .metrics import Metrics
-from .protocol import as_bytes
+from .protocol import RECOVERY_KEY, REPLAY_KEY, SUBPROTOCOL, as_bytes
+from .socket_recovery import SocketRecovery
+from .wire import GroupMessage
 
 logger = logging.getLogger("chanlite.server")
 
@@ -58,6 +60,7 @@ class Socket:
         "metrics",
         "opened",
         "order",
+        "recovery",
         "reply_channel",
         "send",
         "state",
@@ -76,6 +79,8 @@ class Socket:
         self.close_code: int | None = None
         #: The trace context every message sent for this socket carries (tracing on).
         self.trace: dict[str, str] | None = None
+        #: A ``chanlite.v1`` socket's frames and re-join (None for any other socket).
+        self.recovery: SocketRecovery | None = None
         # Replies waiting behind a write in progress; made when first needed (an
         # empty deque costs more memory than an idle socket's other state).
         self._pending: deque[dict[str, Any]] | None = None
@@ -88,9 +93,23 @@ class Socket:
 
         ``reply`` is only read, never changed (one dict may go to many sockets).
         Invariant: replies wait in ``_pending`` only while a writer task runs.
+        A ``chanlite.v1`` socket's replies go through its :class:`SocketRecovery`.
         """
         if self.state == _CLOSED or self.close_code is not None:
             return  # closed, or closing: nothing more goes out but the close
+        recovery = self.recovery
+        if recovery is None:
+            self._deliver(reply)
+            return
+        for admitted in recovery.admit(reply, self.state == _OPEN):
+            self._deliver(admitted)
+        if recovery.overflowing:
+            logger.warning("closing a socket with 1013: its re-join holds too many messages")
+            recovery.held.clear()
+            recovery.early.clear()
+            self._deliver({"close": CLOSE_TRY_AGAIN})
+
+    def _deliver(self, reply: dict[str, Any]) -> None:
         if self._writer is None:
             self._write_now(reply)
             return
@@ -175,12 +194,15 @@ class Socket:
             await asyncio.shield(self._writer)
 
     async def _apply(self, reply: dict[str, Any]) -> None:
+        if REPLAY_KEY in reply or RECOVERY_KEY in reply:
+            return  # a re-join's, for a socket whose app chose another subprotocol
         problem = _reply_problem(reply)
         if problem is not None:
             logger.error("dropped a reply to a socket: it has %s", problem)
             return
         if self.state == _CONNECTING:
-            await self._handshake(reply)
+            for early in await self._handshake(reply):
+                await self._apply(early)
         if self.state != _OPEN:
             return
         if reply.get("text") is not None:
@@ -193,16 +215,33 @@ class Socket:
         if close is not None and close is not False:
             await self.close(CLOSE_NORMAL if close is True else close)
 
-    async def _handshake(self, reply: dict[str, Any]) -> None:
+    async def _handshake(self, reply: dict[str, Any]) -> list[dict[str, Any]]:
+        """Accept or reject as ``reply`` says; the replies that came before it and
+        waited for the socket to open (see :class:`SocketRecovery`)."""
         if reply.get("accept") is True or "text" in reply or "bytes" in reply:
             self._mark(_OPEN)
             message: dict[str, Any] = {"type": "websocket.accept"}
+            early: list[dict[str, Any]] = []
             if reply.get("subprotocol"):
                 message["subprotocol"] = reply["subprotocol"]
+                early = self._leave_v1()
+            elif self.recovery is not None:
+                message["subprotocol"] = SUBPROTOCOL
+                early = self.recovery.release_early()
             await self.send(message)
-        elif reply.get("accept") is False or reply.get("close") not in (None, False):
+            return early
+        if reply.get("accept") is False or reply.get("close") not in (None, False):
             self._mark(_CLOSED)
             await self.send({"type": "websocket.close", "code": 1000})
+        return []
+
+    def _leave_v1(self) -> list[dict[str, Any]]:
+        """The app chose a subprotocol of its own: this socket gets plain frames.
+        Returns the group messages that came before it opened, as plain replies."""
+        if self.recovery is None:
+            return []
+        early, self.recovery = self.recovery.early, None
+        return [reply for reply in early if isinstance(reply, GroupMessage)]
 
     def _mark(self, state: str) -> None:
         self.state = state

@@ -15,6 +15,7 @@ import chanlite.runtime as runtime
 from chanlite import ChanliteError, Channel, Group, InvalidChannelName, Message, get_layer
 from chanlite.layers.base import BaseChannelLayer
 from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.protocol import GROUP_KEY, POSITION_KEY
 from chanlite.runtime import (
     AppServices,
     ConsumerScope,
@@ -262,7 +263,9 @@ async def test_group_ahistory_reads_the_layers_group_history() -> None:
     assert (await group.ahistory(since=f"{epoch}:2")).messages == [(f"{epoch}:3", {"n": 3})]
     assert (await group.ahistory(limit=1)).messages == [(f"{epoch}:3", {"n": 3})]
     assert (await group.ahistory(since=f"{epoch}:0")).complete is False
-    assert await layer.receive(["one"], timeout=0) == ("one", {"n": 1})
+    # Members get each message stamped with its group and position.
+    received = await layer.receive(["one"], timeout=0)
+    assert received == ("one", {"n": 1, GROUP_KEY: "room-1", POSITION_KEY: f"{epoch}:1"})
 
 
 def test_group_history_from_sync_code() -> None:

@@ -58,6 +58,28 @@ class HistoryKeeping:
         kept = await self.read_history(group) if self.history_size(group) else EMPTY
         return select(kept, since, checked)
 
+    async def history_position(self, group: str) -> str | None:
+        """The latest position of ``group`` (None for a group without history),
+        starting its history's epoch if it has none, so a member that joins before
+        the group's first message has a position to recover from. The epoch and
+        offset then live as long as after a message.
+
+        Raises :class:`~chanlite.InvalidChannelName` for a bad group name and
+        :class:`~chanlite.LayerError` if the backend fails.
+        """
+        validate_group_name(group)
+        if not self.history_size(group):
+            return None
+        return await self.start_history(group)
+
+    async def start_history(self, group: str) -> str:
+        """What :meth:`history_position` returns, for a group that keeps a history.
+
+        Layers that keep history override this (and :meth:`read_history`); this
+        default keeps nothing, so there is no position to give.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no group history")
+
     async def read_history(self, group: str) -> KeptHistory:
         """What this layer keeps of ``group``'s history (a group that keeps one).
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 
-from ..history import EMPTY, KeptHistory, new_epoch
+from ..history import EMPTY, KeptHistory, format_position, new_epoch
 
 __all__ = ["GroupLog", "MemoryHistories"]
 
@@ -52,8 +52,9 @@ class MemoryHistories:
         self.meta_ttl = meta_ttl
         self._logs: OrderedDict[str, GroupLog] = OrderedDict()
 
-    def append(self, group: str, size: int, payload: bytes, now: float) -> int:
-        """Record one message sent to ``group`` (which keeps ``size``); return its offset."""
+    def append(self, group: str, size: int, payload: bytes, now: float) -> str:
+        """Record one message sent to ``group`` (which keeps ``size``); return its
+        position."""
         self._forget_stale(now)
         log = self._logs.get(group)
         if log is None or log.forget_at <= now:
@@ -64,7 +65,18 @@ class MemoryHistories:
         log.forget_at = now + self.meta_ttl
         log.entries.append((log.offset, now + self.ttl, payload))
         self._logs.move_to_end(group)
-        return log.offset
+        return format_position(log.epoch, log.offset)
+
+    def start(self, group: str, size: int, now: float) -> str:
+        """``group``'s latest position, starting its epoch (at offset 0) if it has
+        none; either way its epoch and offset live :attr:`meta_ttl` from now."""
+        self._forget_stale(now)
+        log = self._logs.get(group)
+        if log is None or log.forget_at <= now:
+            log = self._logs[group] = GroupLog(size)
+        log.forget_at = now + self.meta_ttl
+        self._logs.move_to_end(group)
+        return format_position(log.epoch, log.offset)
 
     def read(self, group: str, now: float) -> KeptHistory:
         """What ``group`` keeps now: its epoch, latest offset and live entries."""

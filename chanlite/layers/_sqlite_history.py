@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from ..history import EMPTY, KeptHistory, new_epoch
+from ..history import EMPTY, KeptHistory, format_position, new_epoch
 from . import _sqlite_schema as sql
+from ._sqlite_connection import immediate
 
-__all__ = ["append", "read"]
+__all__ = ["append", "read", "start"]
 
 
 def append(
@@ -26,8 +27,8 @@ def append(
     now: float,
     ttl: float,
     meta_ttl: float,
-) -> int:
-    """Give ``payload`` the group's next offset and return it.
+) -> str:
+    """Give ``payload`` the group's next offset and return its position.
 
     The entry is kept ``ttl`` seconds and the group keeps its last ``size`` only; the
     epoch and offset are forgotten ``meta_ttl`` seconds after this, and a group that
@@ -45,7 +46,27 @@ def append(
     conn.execute(sql.HISTORY_META_WRITE, (prefix, group, epoch, offset, now + meta_ttl))
     conn.execute(sql.HISTORY_APPEND, (prefix, group, offset, payload, now + ttl))
     conn.execute(sql.HISTORY_TRIM, (prefix, group, offset - size))
-    return offset
+    return format_position(epoch, offset)
+
+
+def start(conn: sqlite3.Connection, prefix: str, group: str, *, now: float, meta_ttl: float) -> str:
+    """``group``'s latest position, starting its epoch (at offset 0) if it has none;
+    either way its epoch and offset live ``meta_ttl`` seconds from now. A transaction
+    of its own."""
+    with immediate(conn):
+        return _start(conn, prefix, group, now, meta_ttl)
+
+
+def _start(conn: sqlite3.Connection, prefix: str, group: str, now: float, meta_ttl: float) -> str:
+    conn.execute(sql.HISTORY_META_SWEEP, (prefix, now))
+    row = conn.execute(sql.HISTORY_META_READ, (prefix, group)).fetchone()
+    if row is None:
+        epoch, offset = new_epoch(), 0
+        conn.execute(sql.HISTORY_FORGET, (prefix, group))
+    else:
+        epoch, offset = row[0], row[1]
+    conn.execute(sql.HISTORY_META_WRITE, (prefix, group, epoch, offset, now + meta_ttl))
+    return format_position(epoch, offset)
 
 
 def read(conn: sqlite3.Connection, prefix: str, group: str, now: float) -> KeptHistory:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._codec import decode, encode
 from ..exceptions import ChannelFull
-from ..history import KeptHistory, meta_ttl
+from ..history import KeptHistory, meta_ttl, stamp
 from ..names import queue_name, validate_channel_name, validate_group_name
 from ._memory_handoff import LocalHandoff
 from ._memory_history import MemoryHistories
@@ -139,7 +139,8 @@ class InMemoryChannelLayer(LocalHandoff):
         """Append ``payload`` to every live member; full members are skipped.
 
         A group with history records the message first, under the same lock, so
-        its positions follow the order of the sends.
+        its positions follow the order of the sends, and its members get it
+        stamped with its position (:func:`~chanlite.history.stamp`).
         """
         now = self._clock()
         local: dict[str, list[str]] = {}
@@ -148,7 +149,8 @@ class InMemoryChannelLayer(LocalHandoff):
             if self._closed:
                 raise closed_error()
             if size:
-                self._histories.append(group, size, payload, now)
+                position = self._histories.append(group, size, payload, now)
+                payload = stamp(payload, group, position)
             readers = self._readers
             for channel in self._live_members(group, now):
                 key = queue_name(channel)
@@ -159,6 +161,13 @@ class InMemoryChannelLayer(LocalHandoff):
             targets = [(readers[key], channels) for key, channels in local.items()]
         for reader, channels in targets:
             reader.hand(channels, payload)
+
+    async def start_history(self, group: str) -> str:
+        """``group``'s latest position, its epoch started if it has none."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return self._histories.start(group, self.history_size(group), self._clock())
 
     async def read_history(self, group: str) -> KeptHistory:
         """``group``'s epoch, latest offset and unexpired messages."""

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._codec import decode
 from ..exceptions import ChannelFull
-from ..history import KeptHistory, meta_ttl
+from ..history import KeptHistory, meta_ttl, stamp
 from ..names import is_process_specific, queue_name, validate_channel_name, validate_group_name
 from . import _sqlite_history as sql_history
 from . import _sqlite_schema as sql
@@ -146,12 +146,13 @@ class SQLiteChannelLayer(BaseChannelLayer):
         self, conn: sqlite3.Connection, group: str, payload: bytes, history_size: int
     ) -> int:
         """Deliver to every member in one transaction, after appending to the group's
-        history if it keeps ``history_size`` messages; return how many were full."""
+        history if it keeps ``history_size`` messages (then its members get it stamped
+        with its position); return how many were full."""
         now = time.time()
         with immediate(conn):
             self._sweep(conn, now)
             if history_size:
-                sql_history.append(
+                position = sql_history.append(
                     conn,
                     self.prefix,
                     group,
@@ -161,6 +162,7 @@ class SQLiteChannelLayer(BaseChannelLayer):
                     ttl=self.history_ttl,
                     meta_ttl=meta_ttl(self.history_ttl, self.group_expiry),
                 )
+                payload = stamp(payload, group, position)
             members = self._live_members(conn, group, now)
             delivered = self._deliver(conn, members, payload, now)
         for queue in delivered:
@@ -306,6 +308,13 @@ class SQLiteChannelLayer(BaseChannelLayer):
         return self._members(conn, group, now)
 
     # -- history --------------------------------------------------------------
+
+    async def start_history(self, group: str) -> str:
+        """``group``'s latest position, its epoch started if it has none."""
+        ttl = meta_ttl(self.history_ttl, self.group_expiry)
+        return await self._db.run(
+            sql_history.start, self.prefix, group, now=time.time(), meta_ttl=ttl
+        )
 
     async def read_history(self, group: str) -> KeptHistory:
         """``group``'s epoch, latest offset and unexpired messages, oldest first."""

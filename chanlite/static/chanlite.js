@@ -4,12 +4,16 @@
  *   <script src="/chanlite.js"></script>   (served by chanlite.static.javascript_route())
  *
  *   const socket = new ChanliteSocket("/chat/lobby/", {
- *     onMessage(data) {},       // parsed JSON when a text frame is JSON, else the
- *                               // string; an ArrayBuffer for a binary frame
- *     onStateChange(state) {},  // "connecting" | "open" | "reconnecting" | "closed"
- *     minDelay: 500,            // ms, reconnect backoff bounds
+ *     onMessage(data, group) {},  // parsed JSON when a text frame is JSON, else the
+ *                                 // string; an ArrayBuffer for a binary frame; group:
+ *                                 // the group it was sent to, if that keeps a history
+ *     onStateChange(state) {},    // "connecting" | "open" | "reconnecting" | "closed"
+ *     onOpen(info) {},            // each open: {recovered, groups}, see Recovery
+ *     minDelay: 500,              // ms, reconnect backoff bounds
  *     maxDelay: 30000,
- *     protocols: [],            // WebSocket subprotocols (optional)
+ *     protocols: [],              // WebSocket subprotocols (optional)
+ *     recover: true,              // take part in recovery (chanlite.v1)
+ *     storage: sessionStorage,    // where positions and the client id are kept
  *   });
  *   socket.send({text: "hi"});  // objects are JSON-encoded; strings, ArrayBuffers,
  *                               // typed arrays and Blobs are sent as they are
@@ -40,6 +44,18 @@
  * cut off at once do not come back at once); attempt counts the failures since the
  * last successful open and starts at 0.
  *
+ * Recovery (docs/protocol.md): the socket offers the subprotocol "chanlite.v1". When
+ * the server takes it, the socket keeps the last position it got of each group with
+ * history (in `storage`, per URL, so a reload keeps them too) and presents them when
+ * it connects, with a client id that stays the same for this tab. The server then
+ * sends what the socket missed in those groups, in order and once each, before it
+ * reports the outcome; the socket opens only then, calling onOpen({recovered,
+ * groups}): `recovered` is true when every group it presented was recovered, false
+ * on a first connection and whenever something may be missing (the app should then
+ * reload its state); `groups` says it per group. Messages that come meanwhile are
+ * delivered right after onOpen. A server without chanlite.v1 (or an app that picks
+ * another subprotocol) gets a plain socket, which opens with recovered false.
+ *
  * Refusals: a close code from 4000 to 4999 (the application's own codes) or 1008
  * (policy violation) means the server refused this client; the socket then closes
  * for good instead of reconnecting. Every other code reconnects: 1000 and 1001 (the
@@ -56,6 +72,9 @@
   var OPEN = "open";
   var RECONNECTING = "reconnecting";
   var CLOSED = "closed";
+  var SUBPROTOCOL = "chanlite.v1";
+  // Longest wait for the server to report the outcome of a recovery (ms).
+  var RECOVERY_TIMEOUT = 10000;
 
   function isRefusal(code) {
     return code === 1008 || (code >= 4000 && code <= 4999);
@@ -73,7 +92,12 @@
     this.maxDelay = options.maxDelay === undefined ? 30000 : options.maxDelay;
     this._onMessage = options.onMessage || function () {};
     this._onStateChange = options.onStateChange || function () {};
+    this._onOpen = options.onOpen || function () {};
     this._protocols = options.protocols;
+    this._recover = options.recover !== false;
+    this._storage = options.storage === undefined ? defaultStorage() : options.storage;
+    this.recovered = false;
+    this._held = null;
     this._queue = [];
     this._attempt = 0;
     this._timer = null;
@@ -124,19 +148,35 @@
   };
 
   ChanliteSocket.prototype._open = function () {
-    var ws = new WebSocket(this.url, this._protocols);
+    var protocols = this._protocols;
+    var url = this.url;
+    var presented = {};
+    if (this._recover) {
+      protocols = [].concat(protocols || [], [SUBPROTOCOL]);
+      presented = this._positions();
+      url = withParams(url, presented, this._clientId());
+    }
+    var ws = new WebSocket(url, protocols);
     ws.binaryType = "arraybuffer";
     var self = this;
     ws.onopen = function () {
       self._attempt = 0;
       self.closeCode = null;
-      // Queued messages leave before anything onStateChange sends.
-      self.state = OPEN;
-      while (self._queue.length) ws.send(self._queue.shift());
-      self._onStateChange(OPEN);
+      self._v1 = ws.protocol === SUBPROTOCOL;
+      if (self._v1 && Object.keys(presented).length) {
+        self._held = [];
+        self._timer = setTimeout(function () {
+          self._timer = null;
+          self._recovered({recovered: {}, positions: {}}, presented);
+        }, RECOVERY_TIMEOUT);
+        self._presented = presented;
+        return;
+      }
+      self._opened(false, {});
     };
     ws.onmessage = function (event) {
-      self._onMessage(decode(event.data));
+      if (self._v1) self._frame(event.data);
+      else self._onMessage(decode(event.data));
     };
     ws.onclose = function (event) {
       self._lost(ws, event.code);
@@ -148,6 +188,11 @@
     if (ws !== this._ws) return;
     detach(ws);
     this._ws = null;
+    // A recovery cut short: what it held is sent again on the next one.
+    clearTimeout(this._timer);
+    this._timer = null;
+    this._held = this._presented = null;
+    this._v1 = false;
     this.closeCode = code;
     if (isRefusal(code)) {
       this._queue = [];
@@ -164,12 +209,128 @@
     this._setState(RECONNECTING);
   };
 
+  /* The socket is open: queued messages leave before anything onOpen sends. */
+  ChanliteSocket.prototype._opened = function (recovered, groups) {
+    this.state = OPEN;
+    this.recovered = recovered;
+    while (this._queue.length) this._ws.send(this._queue.shift());
+    this._onStateChange(OPEN);
+    this._onOpen({recovered: recovered, groups: groups});
+  };
+
+  /* A chanlite.v1 frame: a reply, a group's message, or the outcome of recovery. */
+  ChanliteSocket.prototype._frame = function (text) {
+    var frame = JSON.parse(text);
+    if (frame.recovery) {
+      this._recovered(frame.recovery, this._presented || {});
+      return;
+    }
+    var data = "bytes" in frame ? fromBase64(frame.bytes) : decode(frame.text);
+    if (this._held) this._held.push([data, frame.g, frame.p]);
+    else this._deliver(data, frame.g, frame.p);
+  };
+
+  ChanliteSocket.prototype._deliver = function (data, group, position) {
+    if (group) this._keepPosition(group, position);
+    this._onMessage(data, group);
+  };
+
+  ChanliteSocket.prototype._recovered = function (outcome, presented) {
+    var positions = outcome.positions || {};
+    for (var group in positions) {
+      if (positions[group]) this._keepPosition(group, positions[group]);
+    }
+    if (this.state === OPEN) return; // a first connection's outcome: positions only
+    clearTimeout(this._timer);
+    this._timer = null;
+    var groups = {};
+    var recovered = true;
+    for (var name in presented) {
+      groups[name] = !!(outcome.recovered || {})[name];
+      recovered = recovered && groups[name];
+    }
+    var held = this._held || [];
+    this._held = null;
+    this._presented = null;
+    this._opened(recovered, groups);
+    for (var i = 0; i < held.length; i++) this._deliver(held[i][0], held[i][1], held[i][2]);
+  };
+
+  /* The positions this socket keeps, by group. */
+  ChanliteSocket.prototype._positions = function () {
+    if (!this._storage) return this._memoryPositions || {};
+    try {
+      return JSON.parse(this._storage.getItem("chanlite:positions:" + this.url) || "{}");
+    } catch (error) {
+      return {};
+    }
+  };
+
+  ChanliteSocket.prototype._keepPosition = function (group, position) {
+    var positions = this._positions();
+    if (!isAfter(position, positions[group])) return;
+    positions[group] = position;
+    if (!this._storage) this._memoryPositions = positions;
+    else this._storage.setItem("chanlite:positions:" + this.url, JSON.stringify(positions));
+  };
+
+  ChanliteSocket.prototype._clientId = function () {
+    var id = this._storage ? this._storage.getItem("chanlite:client") : this._memoryClient;
+    if (!id) {
+      id = randomId();
+      if (this._storage) this._storage.setItem("chanlite:client", id);
+      else this._memoryClient = id;
+    }
+    return id;
+  };
+
   ChanliteSocket.prototype._setState = function (state) {
     if (state === this.state) return;
     this.state = state;
     if (state === CLOSED) this._queue = [];
     this._onStateChange(state);
   };
+
+  /* True if position `next` ("<epoch>:<offset>") comes after `current`: a later
+   * offset in the same epoch, or any offset of another epoch (the old one is gone). */
+  function isAfter(next, current) {
+    if (!current) return true;
+    var a = next.split(":");
+    var b = current.split(":");
+    return a[0] !== b[0] || Number(a[1]) > Number(b[1]);
+  }
+
+  function withParams(url, positions, clientId) {
+    var resolved = new URL(url);
+    if (Object.keys(positions).length) {
+      resolved.searchParams.set("chanlite_positions", JSON.stringify(positions));
+    }
+    resolved.searchParams.set("chanlite_client", clientId);
+    return resolved.href;
+  }
+
+  function randomId() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, function (b) {
+      return (b < 16 ? "0" : "") + b.toString(16);
+    }).join("");
+  }
+
+  function fromBase64(text) {
+    var binary = atob(text);
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes.buffer;
+  }
+
+  function defaultStorage() {
+    try {
+      return typeof sessionStorage !== "undefined" ? sessionStorage : null;
+    } catch (error) {
+      return null; // storage refused (some privacy settings)
+    }
+  }
 
   function detach(ws) {
     ws.onopen = ws.onmessage = ws.onclose = null;

@@ -9,7 +9,10 @@ and a presence list.
   message with its author's name. Messages go through the ``chat-messages``
   background channel, whose consumer stores them in SQLite and broadcasts them; a
   socket that joins gets the room's last :data:`HISTORY_SIZE` messages, and everyone
-  in the room gets the list of who is there whenever someone joins or leaves.
+  in the room gets the list of who is there whenever someone joins or leaves. The
+  room's group keeps its last :data:`RECOVERY_SIZE` messages, so a socket whose
+  network dropped gets, when it comes back, everything it missed instead (recovery,
+  over ``chanlite.js``).
   An anonymous socket is accepted and closed at once with :data:`NOT_LOGGED_IN`.
 * ``/echo/``: every frame comes back.
 
@@ -57,6 +60,8 @@ NAME = re.compile(r"^[\w .-]{1,32}$")
 DB_PATH = os.environ.get("CHAT_DB", "chat.db")
 #: How many of a room's last messages a socket gets when it joins.
 HISTORY_SIZE = 50
+#: How many of a room's last messages a socket that dropped can still recover.
+RECOVERY_SIZE = 500
 #: The close code for a socket without a logged-in user. chanlite.js does not
 #: reconnect after a 4xxx code; a refused handshake (403) would look like a network
 #: failure to the browser, which would keep retrying.
@@ -201,11 +206,14 @@ def join(message: Message, room: str) -> None:
         reply.send({"accept": True, "close": NOT_LOGGED_IN})
         return
     # The accept and the history go at once, ahead of the presence list, which
-    # announce() sends at once.
+    # announce() sends at once. A socket that came back and was sent what it missed
+    # (a recovered reconnect) needs no history.
     reply.send({"accept": True}, immediately=True)
-    Group(f"chat-{room}").add(reply)
+    recovered = Group(f"chat-{room}").add(reply)
     with database() as db:
-        reply.send(_frame(type="history", room=room, messages=history(db, room)), immediately=True)
+        if not recovered:
+            messages = history(db, room)
+            reply.send(_frame(type="history", room=room, messages=messages), immediately=True)
         db.execute(
             "INSERT OR REPLACE INTO presence VALUES (?, ?, ?)", (reply.name, room, message.user.id)
         )
@@ -244,5 +252,6 @@ def save_message(message: Message) -> None:
     Group(f"chat-{room}").send(_frame(**_entry(cursor.lastrowid, room, user, text)))
 
 
-#: The whole app: the site's views, and the consumers above.
-app = Chanlite(routes, app=site)
+#: The whole app: the site's views, and the consumers above. Each room's group keeps
+#: its last messages, so a socket that drops and comes back gets what it missed.
+app = Chanlite(routes, app=site, group_history={"chat-*": RECOVERY_SIZE})

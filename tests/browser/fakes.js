@@ -6,6 +6,7 @@ window.sockets = [];
 window.timers = [];
 window.changes = [];
 window.received = [];
+window.opens = [];
 window.nextRandom = 0.5;
 
 class FakeWebSocket {
@@ -26,7 +27,8 @@ class FakeWebSocket {
     this.readyState = 2;
   }
   // What the server and the network do:
-  serverOpens() {
+  serverOpens(protocol = "") {
+    this.protocol = protocol;
     this.readyState = 1;
     if (this.onopen) this.onopen({});
   }
@@ -56,9 +58,14 @@ window.fireTimer = () => {
 // A real WebSocket never opens in the task that made it: let microtasks run first.
 window.tick = () => Promise.resolve();
 window.lastSocket = () => sockets[sockets.length - 1];
+// The query parameters of the last socket's URL, and its URL without them.
+window.lastParams = () => Object.fromEntries(new URL(lastSocket().url).searchParams);
+window.lastBase = () => lastSocket().url.split("?")[0];
 window.makeSocket = (url, options) =>
   new ChanliteSocket(url, {
     onStateChange: (state) => changes.push(state),
-    onMessage: (data) => received.push(data),
+    onMessage: (data, group) => received.push(group === undefined ? data : [group, data]),
+    onOpen: (info) => opens.push(info),
+    storage: null,
     ...options,
   });

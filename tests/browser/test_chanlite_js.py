@@ -6,6 +6,7 @@ The same client against a real server is tested in ``test_chat_browser.py``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def test_connecting_is_reported_after_the_constructor_returns(page: Page) -> Non
         const seen = [];
         const socket = new ChanliteSocket({URL!r}, {{onStateChange: (s) => seen.push(s)}});
         const during = [...seen];
-        return Promise.resolve().then(() => [during, seen, socket.state, lastSocket().url]);
+        return Promise.resolve().then(() => [during, seen, socket.state, lastBase()]);
         """,
     )
     assert result == [[], ["connecting"], "connecting", "ws://example.test/chat/lobby/"]
@@ -252,3 +253,151 @@ def test_close_right_after_the_constructor(page: Page) -> None:
         """,
     )
     assert result == [["closed"], [1000, None]]
+
+
+# -- recovery (chanlite.v1) -------------------------------------------------------------
+
+
+def test_it_offers_chanlite_v1_with_a_client_id_that_stays(page: Page) -> None:
+    result = run(
+        page,
+        f"""
+        makeSocket({URL!r}, {{protocols: ["graphql-ws"]}});
+        await tick();
+        const first = [lastSocket().protocols, lastParams()];
+        lastSocket().serverOpens("chanlite.v1");
+        lastSocket().connectionCloses(1006);
+        fireTimer();
+        return [first, lastParams(), lastBase()];
+        """,
+    )
+    [protocols, params], again, base = result
+    assert protocols == ["graphql-ws", "chanlite.v1"]
+    assert list(params) == ["chanlite_client"]
+    assert len(params["chanlite_client"]) == 32
+    assert again == params  # no group heard from yet: no positions
+    assert base == "ws://example.test/chat/lobby/"
+
+
+def test_recover_false_is_a_plain_socket(page: Page) -> None:
+    result = run(
+        page,
+        f"""
+        makeSocket({URL!r}, {{recover: false}});
+        await tick();
+        return [lastSocket().protocols ?? null, lastSocket().url];
+        """,
+    )
+    assert result == [None, "ws://example.test/chat/lobby/"]
+
+
+def test_v1_frames_are_unwrapped_and_positions_presented_again(page: Page) -> None:
+    result = run(
+        page,
+        f"""
+        const socket = makeSocket({URL!r});
+        await tick();
+        lastSocket().serverOpens("chanlite.v1");
+        const opened = [socket.state, [...opens]];
+        for (const frame of [
+          {{text: '{{"n": 1}}'}}, {{text: "plain"}}, {{bytes: "AP8="}},
+          {{g: "chat-a", p: "e1:4", text: "four"}}, {{g: "chat-a", p: "e1:5", text: "five"}},
+          {{recovery: {{recovered: {{}}, positions: {{"chat-a": "e1:3", "chat-b": "e2:0"}}}}}},
+        ]) lastSocket().serverSends(JSON.stringify(frame));
+        const bytes = Array.from(new Uint8Array(received[2]));
+        lastSocket().connectionCloses(1006);
+        fireTimer();
+        return [opened, received.slice(0, 2), bytes, received.slice(3), lastParams()];
+        """,
+    )
+    opened, texts, raw, group_messages, params = result
+    assert opened == ["open", [{"recovered": False, "groups": {}}]]
+    assert texts == [{"n": 1}, "plain"]
+    assert raw == [0, 255]
+    assert group_messages == [["chat-a", "four"], ["chat-a", "five"]]
+    # A position from the recovery frame never goes back; a new group's is kept.
+    assert json.loads(params["chanlite_positions"]) == {"chat-a": "e1:5", "chat-b": "e2:0"}
+
+
+@pytest.mark.parametrize("recovered", [True, False])
+def test_a_reconnect_opens_once_the_recovery_frame_came(page: Page, recovered: bool) -> None:
+    result = run(
+        page,
+        f"""
+        const socket = makeSocket({URL!r});
+        await tick();
+        lastSocket().serverOpens("chanlite.v1");
+        lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:1", text: "one"}}));
+        lastSocket().connectionCloses(1006);
+        fireTimer();
+        lastSocket().serverOpens("chanlite.v1");
+        lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:2", text: "two"}}));
+        const before = [socket.state, opens.length, received.length];
+        lastSocket().serverSends(JSON.stringify({{recovery: {{
+          recovered: {{"chat-a": {str(recovered).lower()}}}, positions: {{"chat-a": "e1:1"}},
+        }}}}));
+        return [before, socket.state, socket.recovered, opens, received];
+        """,
+    )
+    before, state, flag, opens, received = result
+    assert before == ["reconnecting", 1, 1]
+    assert (state, flag) == ("open", recovered)
+    assert opens[1] == {"recovered": recovered, "groups": {"chat-a": recovered}}
+    assert received == [["chat-a", "one"], ["chat-a", "two"]]
+
+
+def test_a_recovery_frame_that_never_comes_opens_unrecovered(page: Page) -> None:
+    result = run(
+        page,
+        f"""
+        const socket = makeSocket({URL!r});
+        await tick();
+        lastSocket().serverOpens("chanlite.v1");
+        lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:1", text: "one"}}));
+        lastSocket().connectionCloses(1006);
+        fireTimer();
+        lastSocket().serverOpens("chanlite.v1");
+        const delays = pendingDelays();
+        fireTimer();
+        return [delays, socket.state, opens[1]];
+        """,
+    )
+    assert result == [[10000], "open", {"recovered": False, "groups": {"chat-a": False}}]
+
+
+def test_a_connection_lost_while_recovering_presents_the_same_positions(page: Page) -> None:
+    result = run(
+        page,
+        f"""
+        makeSocket({URL!r});
+        await tick();
+        lastSocket().serverOpens("chanlite.v1");
+        lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:1", text: "one"}}));
+        lastSocket().connectionCloses(1006);
+        fireTimer();
+        lastSocket().serverOpens("chanlite.v1");
+        lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:2", text: "two"}}));
+        lastSocket().connectionCloses(1006);
+        fireTimer();
+        return [lastParams().chanlite_positions, received.length, pendingDelays()];
+        """,
+    )
+    assert result == ['{"chat-a":"e1:1"}', 1, []]
+
+
+def test_a_server_without_chanlite_v1_gets_a_plain_socket(page: Page) -> None:
+    result = run(
+        page,
+        f"""
+        const socket = makeSocket({URL!r});
+        await tick();
+        lastSocket().serverOpens("");
+        lastSocket().serverSends('{{"g": "x", "text": "not an envelope"}}');
+        return [socket.state, opens, received];
+        """,
+    )
+    assert result == [
+        "open",
+        [{"recovered": False, "groups": {}}],
+        [{"g": "x", "text": "not an envelope"}],
+    ]

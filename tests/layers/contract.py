@@ -35,6 +35,7 @@ from chanlite import ChanliteError, ChannelFull, InvalidChannelName, MessageTooL
 from chanlite.exceptions import ConfigurationError
 from chanlite.layers import BaseChannelLayer
 from chanlite.names import queue_name, validate_channel_name
+from chanlite.protocol import GROUP_KEY, POSITION_KEY
 
 LayerFactory = Callable[..., Awaitable[BaseChannelLayer]]
 
@@ -917,6 +918,45 @@ class LayerContract:
         assert [message for _, message in right.messages] == [{"n": 3}]
         assert offsets(await layer.group_history("hist-left")) == [1, 2]
 
+    async def test_group_messages_carry_their_group_and_position(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        local = await layer.new_channel("hist-proc!")  # received through its prefix
+        await layer.group_add("hist-live", "hist-live-member")
+        await layer.group_add("hist-live", local)
+        await layer.group_send("hist-live", {"n": 1, GROUP_KEY: "forged"})
+        await layer.group_send("hist-live", {})
+        positions = [position for position, _ in (await layer.group_history("hist-live")).messages]
+        for channel in ("hist-live-member", "hist-proc!"):
+            first = (await layer.receive([channel], timeout=2))[1]
+            second = (await layer.receive([channel], timeout=2))[1]
+            assert first == {"n": 1, GROUP_KEY: "hist-live", POSITION_KEY: positions[0]}
+            assert second == {GROUP_KEY: "hist-live", POSITION_KEY: positions[1]}
+        # What the history keeps is the content as it was sent.
+        kept = await layer.group_history("hist-live")
+        assert [content for _, content in kept.messages] == [{"n": 1, GROUP_KEY: "forged"}, {}]
+
+    async def test_history_position_starts_an_epoch_for_a_quiet_group(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        assert await layer.history_position("plain-quiet") is None
+        position = await layer.history_position("hist-start")
+        epoch = epoch_of(position)
+        assert position == f"{epoch}:0"
+        assert await layer.history_position("hist-start") == position
+        # A member that joined then missed the first messages recovers them all.
+        await layer.group_send("hist-start", {"n": 1})
+        await layer.group_send("hist-start", {"n": 2})
+        history = await layer.group_history("hist-start", since=position)
+        assert (offsets(history), history.complete) == ([1, 2], True)
+        assert await layer.history_position("hist-start") == f"{epoch}:2"
+        with pytest.raises(InvalidChannelName):
+            await layer.history_position("bad name")
+
+    async def test_group_without_history_delivers_content_unchanged(self, layer_factory):
+        layer = await layer_factory(group_history=HISTORY)
+        await layer.group_add("plain-live", "plain-live-member")
+        await layer.group_send("plain-live", {"n": 1})
+        assert (await layer.receive(["plain-live-member"], timeout=2))[1] == {"n": 1}
+
     async def test_history_since_returns_only_later_messages(self, layer_factory):
         layer = await layer_factory(group_history=HISTORY)
         for n in range(1, 6):
@@ -1084,8 +1124,10 @@ class LayerContract:
         for name in ("hd.a", "hd!b"):
             await layer.group_add("hist-deliver", name)
         await layer.group_send("hist-deliver", {"value": "orange"})
-        assert await layer.receive(["hd.a"], timeout=PATIENCE) == ("hd.a", {"value": "orange"})
-        assert await layer.receive(["hd!"], timeout=PATIENCE) == ("hd!b", {"value": "orange"})
+        position = (await layer.group_history("hist-deliver")).position
+        sent = {"value": "orange", GROUP_KEY: "hist-deliver", POSITION_KEY: position}
+        assert await layer.receive(["hd.a"], timeout=PATIENCE) == ("hd.a", sent)
+        assert await layer.receive(["hd!"], timeout=PATIENCE) == ("hd!b", sent)
         assert await layer.receive(["hd.a", "hd!"], timeout=0) == (None, None)
         history = await layer.group_history("hist-deliver")
         assert [message for _, message in history.messages] == [{"value": "orange"}]
@@ -1102,4 +1144,5 @@ class LayerContract:
         history = await layer.group_history("hist-order")
         assert offsets(history) == list(range(1, 11))
         received = [await layer.receive(["ho.member"], timeout=PATIENCE) for _ in range(10)]
-        assert [message for _, message in received] == [m for _, m in history.messages]
+        kept = [{**m, GROUP_KEY: "hist-order", POSITION_KEY: p} for p, m in history.messages]
+        assert [message for _, message in received] == kept

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
-from ...history import EMPTY, KeptHistory, meta_ttl, new_epoch
+from ...history import EMPTY, KeptHistory, meta_ttl, new_epoch, stamp
 from ...names import queue_name, validate_channel_name, validate_group_name
 from .addresses import DEFAULT_URL
 from .local import LocalReaders
@@ -24,6 +24,7 @@ from .scripts import (
     HISTORY_KEY,
     HISTORY_META_KEY,
     HISTORY_READ_SCRIPT,
+    HISTORY_START_SCRIPT,
     QUEUE_KEY,
     RedisScript,
     lua_pattern,
@@ -62,7 +63,17 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
 
     async def group_send_encoded(self, group: str, payload: bytes) -> None:
         """Deliver ``payload`` to every member: one script call per shard that holds
-        members, in parallel (on a cluster, one write per master)."""
+        members, in parallel (on a cluster, one write per master).
+
+        A group with history first appends the message to it, in the group's own
+        shard, and its members get it stamped with the position that returns
+        (:func:`~chanlite.history.stamp`): one more round trip. Offsets follow the
+        order of the appends; two processes that send to one group at the same
+        moment may deliver their messages in the other order.
+        """
+        if self.history_size(group):
+            position = await self._append_history(group, payload)
+            payload = stamp(payload, group, position)
         process_ttl = self._expiry_ms + self._group_expiry_ms
         ttls = [self._expiry_ms, self._expiry_ms, process_ttl]  # expiry, then the two ttls
         args = [payload, *ttls, self.capacity, *self._capacity_args]
@@ -76,10 +87,7 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
             if not self.shards.indexes_groups
             else self._send_where_members_are(group, send_on)
         )
-        if self.history_size(group):  # in the same write as the deliveries
-            skipped, _ = await asyncio.gather(delivering, self._append_history(group, payload))
-        else:
-            skipped = await delivering
+        skipped = await delivering
         self.group_full_skips += sum(int(count) for count in skipped)
 
     # -- history --------------------------------------------------------------
@@ -91,15 +99,23 @@ class RedisChannelLayer(SendingLayer, LocalReaders):
         keys = [key.format(prefix=base, name=group) for key in (HISTORY_KEY, HISTORY_META_KEY)]
         return index, keys
 
-    async def _append_history(self, group: str, payload: bytes) -> int:
-        """Append ``payload`` to ``group``'s history (one script); its offset."""
+    async def _append_history(self, group: str, payload: bytes) -> str:
+        """Append ``payload`` to ``group``'s history (one script); its position."""
         index, keys = self._history_keys(group)
         ttl_ms = max(1, round(self.history_ttl * 1000))
         meta_ms = max(1, round(meta_ttl(self.history_ttl, self.group_expiry) * 1000))
         args = [*self.prefixes[index], self.history_size(group), ttl_ms, meta_ms]
         args += [new_epoch(), payload]
         shard = self.shards.shards[index]
-        return int(await shard.run(HISTORY_APPEND_SCRIPT, keys, args))
+        return bytes(await shard.run(HISTORY_APPEND_SCRIPT, keys, args)).decode("ascii")
+
+    async def start_history(self, group: str) -> str:
+        """``group``'s latest position, its epoch started if it has none."""
+        index, keys = self._history_keys(group)
+        meta_ms = max(1, round(meta_ttl(self.history_ttl, self.group_expiry) * 1000))
+        args = [*self.prefixes[index], meta_ms, new_epoch()]
+        reply = await self.shards.shards[index].run(HISTORY_START_SCRIPT, keys, args)
+        return bytes(reply).decode("ascii")
 
     async def read_history(self, group: str) -> KeptHistory:
         """The live entries of ``group``'s history, with its epoch and offset."""

@@ -268,13 +268,14 @@ return 1
 
 
 # KEYS: the history, its meta. ARGV[4..8]: messages kept, entry ttl ms, meta ttl ms, the
-# epoch to start if the history has none, payload. Returns the message's offset.
-# Atomic, so offsets follow the order of the group sends.
+# epoch to start if the history has none, payload. Returns the message's position,
+# "<epoch>:<offset>". Atomic, so offsets follow the order of the appends.
 _HISTORY_APPEND = """
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
+    epoch = ARGV[7]
     redis.call('DEL', KEYS[1])
-    redis.call('HSET', KEYS[2], 'epoch', ARGV[7], 'offset', 0)
+    redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
 local expires = now_ms() + tonumber(ARGV[5])
@@ -282,7 +283,23 @@ redis.call('RPUSH', KEYS[1], string.format('%d %d ', offset, expires) .. ARGV[8]
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return offset
+return epoch .. ':' .. offset
+"""
+
+# KEYS: the history, its meta. ARGV[4..5]: meta ttl ms, the epoch to start if the
+# history has none. Returns the latest position, "<epoch>:<offset>".
+_HISTORY_START = """
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local offset = 0
+if epoch then
+    offset = redis.call('HGET', KEYS[2], 'offset')
+else
+    epoch = ARGV[5]
+    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return epoch .. ':' .. offset
 """
 
 # KEYS: the history, its meta. Returns {} for a group with no history, else {epoch,
@@ -320,6 +337,7 @@ EVICT_SCRIPT = RedisScript("evict", _EVICT)
 REQUEUE_SCRIPT = RedisScript("requeue", _REQUEUE)
 HISTORY_APPEND_SCRIPT = RedisScript("history_append", _HISTORY_APPEND)
 HISTORY_READ_SCRIPT = RedisScript("history_read", _HISTORY_READ)
+HISTORY_START_SCRIPT = RedisScript("history_start", _HISTORY_START)
 
 
 async def run_script(
