@@ -27,6 +27,7 @@ SUITES: dict[str, str] = {
     "ws-decorators": "bench.ws_decorators",
     "ws-observability": "bench.ws_observability",
     "observability-cost": "bench.observability_cost",
+    "history-cost": "bench.history_cost",
 }
 
 

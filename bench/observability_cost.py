@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -31,6 +30,7 @@ from chanlite import Chanlite
 from .apps.chanlite_echo import routes
 from .apps.otel_sdk import DroppingExporter
 from .core import Config, Row, Sample, Stats, Target, check, run_round
+from .inprocess import Socket, cpu_sample, open_all
 
 NAME = "observability-cost"
 TITLE = "What metrics and tracing cost per message, in-process"
@@ -76,57 +76,6 @@ def make_app(variant: str) -> tuple[Chanlite, TracerProvider | None]:
     return app, provider
 
 
-@dataclass
-class Socket:
-    """The client side of one in-memory WebSocket to an ASGI app."""
-
-    path: str
-    inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    outbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-    task: asyncio.Task[None] | None = None
-
-    def scope(self) -> dict[str, Any]:
-        return {
-            "type": "websocket",
-            "path": self.path,
-            "raw_path": self.path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"bench")],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 2),
-            "subprotocols": [],
-            "extensions": {},
-        }
-
-    async def open(self, app: Chanlite) -> None:
-        """Start the app's side and wait for the accept."""
-        self.task = asyncio.get_running_loop().create_task(
-            app(self.scope(), self.inbox.get, self._sent)
-        )
-        self.inbox.put_nowait({"type": "websocket.connect"})
-        accepted = await self.outbox.get()
-        check(accepted["type"] == "websocket.accept", f"not accepted: {accepted}")
-
-    async def _sent(self, message: dict[str, Any]) -> None:
-        self.outbox.put_nowait(message)
-
-    def send(self, text: str) -> None:
-        self.inbox.put_nowait({"type": "websocket.receive", "text": text})
-
-    async def close(self) -> None:
-        self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
-        if self.task is not None:
-            await self.task
-
-
-async def open_all(app: Chanlite, path: str, count: int) -> list[Socket]:
-    sockets = [Socket(path) for _ in range(count)]
-    for sock in sockets:
-        await sock.open(app)
-    return sockets
-
-
 async def echo_round(app: Chanlite) -> Sample:
     """50 sockets echoing closed-loop; times the echoes."""
     sockets = await open_all(app, "/echo/", ECHO_SOCKETS)
@@ -156,12 +105,6 @@ async def fanout_round(app: Chanlite) -> Sample:
     sample = cpu_sample(start, BROADCASTS * MEMBERS)
     await asyncio.gather(*(sock.close() for sock in sockets))
     return sample
-
-
-def cpu_sample(start: float, count: int) -> Sample:
-    """``count`` operations in the process CPU time since ``start`` (``process_time``):
-    what the work cost, whatever else the machine ran meanwhile."""
-    return Sample(count, time.process_time() - start)
 
 
 class Apps:
