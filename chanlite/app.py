@@ -39,6 +39,8 @@ from .host_lifespan import HostLifespan
 from .layers import get_layer
 from .layers.base import BaseChannelLayer
 from .observability import Observability
+from .presence import PresenceTiming
+from .presence_keeper import PresenceKeeper
 from .routing import Routes
 from .runtime import AppServices, app_context, enter_app, exit_app
 from .server import InterfaceServer
@@ -94,6 +96,13 @@ class Chanlite:
             messages (``Group.history()``); given to the layer built from a URL.
         history_ttl: Seconds a message of such a group is kept (the layer's default
             is 300); given to the layer built from a URL.
+        group_presence: Globs of the groups that keep presence
+            (``Group.add(channel, presence=...)``); given to the layer built from a URL.
+        presence_grace: Seconds a closed socket's presence waits for its client to
+            re-join (the layer's default is 5); given to the layer built from a URL.
+        presence_timing: How often this process's interface beats and sweeps for
+            presence (:class:`~chanlite.presence.PresenceTiming`; by default every 10 s,
+            a beat living 30 s).
     """
 
     def __init__(
@@ -119,6 +128,9 @@ class Chanlite:
         tracing: bool | TracerProvider = False,
         group_history: Mapping[str, int] | None = None,
         history_ttl: float | None = None,
+        group_presence: Sequence[str] | None = None,
+        presence_grace: float | None = None,
+        presence_timing: PresenceTiming | None = None,
     ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(routes or [])
         self.host_app = app
@@ -128,9 +140,16 @@ class Chanlite:
         #: Options for the layer built from a URL (a layer instance has its own).
         self.layer_options: dict[str, Any] = {
             name: value
-            for name, value in (("group_history", group_history), ("history_ttl", history_ttl))
+            for name, value in (
+                ("group_history", group_history),
+                ("history_ttl", history_ttl),
+                ("group_presence", group_presence),
+                ("presence_grace", presence_grace),
+            )
             if value is not None
         }
+        self.presence_timing = presence_timing or PresenceTiming()
+        self._presence: PresenceKeeper | None = None
         self.secret_key_setting = secret_key
         self.session_store = session_store
         self._store_setting = session_store
@@ -297,6 +316,9 @@ class Chanlite:
         # Its tasks, like the worker's, are this app's even when another app's request
         # (a site that mounts this one) started it.
         context.run(self.interface.start)
+        if self.layer.presence_globs:
+            self._presence = PresenceKeeper(self.layer, self.interface.prefix, self.presence_timing)
+            await context.run(self._presence.start)
         if self.workers:
             # The worker, and each consumer it runs, find this app in the context of
             # its task: another app in the process has a task of its own.
@@ -342,7 +364,13 @@ class Chanlite:
             if self.interface is not None:
                 stopping.push_async_callback(self.interface.stop)
             stopping.push_async_callback(self.observability.stop)
+            stopping.push_async_callback(self._stop_presence)
             await self.drain()
+
+    async def _stop_presence(self) -> None:
+        keeper, self._presence = self._presence, None
+        if keeper is not None:
+            await keeper.stop()
 
     def _forget_closed(self) -> None:
         """Let a later :meth:`startup` build a fresh layer and session store in place of

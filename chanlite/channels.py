@@ -10,6 +10,7 @@ wait. With tracing on, a consumer's sends carry its span's context
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -99,33 +100,50 @@ class Group:
         """The layer this group lives on."""
         return resolve_layer(self._layer)
 
-    def add(self, channel: Channel | str) -> bool:
+    def add(self, channel: Channel | str, *, presence: dict[str, Any] | None = None) -> bool:
         """Add ``channel`` to the group, at once (idempotent).
+
+        ``presence``: who the member is (a dict, at most 1 KB encoded), for a group
+        that keeps presence (the layer's ``group_presence`` option): recorded, and
+        announced on ``chanlite.presence`` if the channel was not present. Raises
+        :class:`~chanlite.ConfigurationError` for a group that keeps none,
+        ``TypeError`` for data that is not a dict, ``ValueError`` for data over 1 KB.
 
         In the connect consumer of a ``chanlite.v1`` socket that presented a
         position in this group, adding the socket also sends it what it missed
-        (:mod:`chanlite.recovery`). Returns True if it did: the client then has
-        the group's messages up to now, and needs no other catching up.
+        (:mod:`chanlite.recovery`), and its presence carries the client's id, so that
+        the same client re-joining after a reconnect announces nothing. Returns True
+        if it was sent what it missed: the client then has the group's messages up
+        to now, and needs no other catching up.
         """
-        return run_sync(self.aadd, channel)
+        return run_sync(functools.partial(self.aadd, channel, presence=presence))
 
-    async def aadd(self, channel: Channel | str) -> bool:
+    async def aadd(self, channel: Channel | str, *, presence: dict[str, Any] | None = None) -> bool:
         """Async twin of :meth:`add`."""
         name = _channel_name(channel)
         layer = self.layer
+        payload = None if presence is None else layer.presence_payload(self.name, presence)
         await layer.group_add(self.name, name)
         rejoin = _rejoin_of(name, layer)
+        if payload is not None:
+            client_id = rejoin.client_id if rejoin is not None else None
+            await layer.presence_join(self.name, name, payload, client_id=client_id)
         if rejoin is None:
             return False
         return await rejoin_group(layer, self.name, rejoin)
 
     def discard(self, channel: Channel | str) -> None:
-        """Remove ``channel`` from the group, at once (no-op for non-members)."""
-        run_sync(self.layer.group_discard, self.name, _channel_name(channel))
+        """Remove ``channel`` from the group, at once (no-op for non-members), with its
+        presence (the leave is announced; a closed socket's presence is left to its
+        grace period)."""
+        run_sync(self.adiscard, channel)
 
     async def adiscard(self, channel: Channel | str) -> None:
         """Async twin of :meth:`discard`."""
-        await self.layer.group_discard(self.name, _channel_name(channel))
+        name = _channel_name(channel)
+        layer = self.layer
+        await layer.group_discard(self.name, name)
+        await layer.presence_discard(self.name, name)
 
     def send(self, content: dict[str, Any], immediately: bool = False) -> None:
         """Send ``content`` to every member (buffered inside a consumer)."""
@@ -156,6 +174,24 @@ class Group:
     async def ahistory(self, since: str | None = None, limit: int | None = None) -> GroupHistory:
         """Async twin of :meth:`history`."""
         return await self.layer.group_history(self.name, since, limit)
+
+    def presence(self) -> dict[str, dict[str, Any]]:
+        """The presence data of the group's present members, by channel name (``{}``
+        for a group that keeps no presence)."""
+        return run_sync(self.layer.group_presence, self.name)
+
+    async def apresence(self) -> dict[str, dict[str, Any]]:
+        """Async twin of :meth:`presence`."""
+        return await self.layer.group_presence(self.name)
+
+    def presence_count(self) -> int:
+        """How many distinct presence values the members have (two sockets of user
+        alice with equal data count once); one read, whatever the group size."""
+        return run_sync(self.layer.group_presence_count, self.name)
+
+    async def apresence_count(self) -> int:
+        """Async twin of :meth:`presence_count`."""
+        return await self.layer.group_presence_count(self.name)
 
     def _prepare(
         self, content: dict[str, Any], immediately: bool

@@ -36,6 +36,7 @@ from .http_relay import log_layer_failure
 from .layers.base import INTERFACE_PREFIX, BaseChannelLayer
 from .metrics import Metrics
 from .ordering import ordering_mode
+from .presence_keeper import socket_closed
 from .protocol import (
     HTTP_REQUEST,
     TRACE_KEY,
@@ -176,6 +177,7 @@ class InterfaceServer:
         finally:
             del self.replies[reply_channel]
             del self._sockets[reply_channel]
+            await socket_closed(self.layer, reply_channel)  # presence held before any discard
             await self._send_disconnect(sock, scope)
 
     async def _run_socket(self, sock: Socket, scope: Scope, receive: Receive) -> None:

@@ -24,6 +24,8 @@ LAYER_OPTIONS: dict[str, type] = {
     "prefix": str,
     "group_history": dict,
     "history_ttl": float,
+    "group_presence": list,
+    "presence_grace": float,
 }
 #: The TLS options of ``rediss://`` URLs (``chanlite.layers.redis.tls``), which the
 #: Redis schemes take as well; any other scheme refuses them as unknown.
@@ -33,6 +35,9 @@ REDIS_OPTIONS: dict[str, type] = {
     "ssl_keyfile": str,
     "ssl_cert_reqs": str,
 }
+
+# Option types a URL's query string cannot carry.
+_NOT_IN_URLS = (dict, list)
 
 # scheme -> "module:class" of the backend, imported only when used.
 _BACKENDS = {
@@ -51,9 +56,10 @@ def get_layer(url_or_instance: str | BaseChannelLayer, **options: Any) -> BaseCh
     """Build a layer from a URL, or return ``url_or_instance`` if it already is one.
 
     Options (``expiry``, ``group_expiry``, ``capacity``, ``channel_capacity``,
-    ``prefix``, ``group_history``, ``history_ttl``) come from keyword arguments and,
-    all but the two dicts (``channel_capacity``, ``group_history``), from the URL's
-    query string; keyword arguments win. Several Redis hosts are given as one
+    ``prefix``, ``group_history``, ``history_ttl``, ``group_presence``,
+    ``presence_grace``) come from keyword arguments and, all but the two dicts
+    (``channel_capacity``, ``group_history``) and the list (``group_presence``), from
+    the URL's query string; keyword arguments win. Several Redis hosts are given as one
     comma-separated URL. Raises :class:`~chanlite.exceptions.ConfigurationError` (a
     ``ValueError``) naming an unknown scheme or option, or a bad option value.
     """
@@ -102,10 +108,10 @@ def _known_options(scheme: str) -> dict[str, type]:
 
 def _convert_option(name: str, value: str, url: str, known: dict[str, type]) -> Any:
     kind = known.get(name)
-    if kind is None or kind is dict:
+    if kind is None or kind in _NOT_IN_URLS:
         raise ConfigurationError(
             f"unknown layer option {name!r} in URL {url!r}; "
-            f"known: {', '.join(n for n, kind in known.items() if kind is not dict)}"
+            f"known: {', '.join(n for n, kind in known.items() if kind not in _NOT_IN_URLS)}"
         )
     try:
         return kind(value)

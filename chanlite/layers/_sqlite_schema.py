@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 
+from . import _sqlite_presence as presence
 from ._sqlite_connection import immediate
 
 __all__ = [
@@ -116,6 +117,7 @@ FLUSH = (
     f"DELETE FROM {GROUPS} WHERE layer = ?",
     f"DELETE FROM {HISTORY} WHERE layer = ?",
     f"DELETE FROM {HISTORY_META} WHERE layer = ?",
+    *presence.FLUSH,
 )
 QUEUE_DEPTHS = (
     f"SELECT queue, count(*) FROM {MESSAGES} WHERE layer = ? AND expires_at > ? GROUP BY queue"
@@ -174,5 +176,5 @@ def take_sql(count: int) -> str:
 
 def create_schema(conn: sqlite3.Connection) -> None:
     with immediate(conn):
-        for statement in SCHEMA:
+        for statement in (*SCHEMA, *presence.SCHEMA):  # presence: its own module's tables
             conn.execute(statement)

@@ -22,14 +22,16 @@ import asyncio
 import fnmatch
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from .._codec import encode
 from ..history import DEFAULT_HISTORY_TTL, history_patterns
+from ..presence import DEFAULT_PRESENCE_GRACE, presence_patterns
 from ._history import HistoryKeeping
 from ._options import capacity_patterns, layer_prefix, positive_int, positive_number
+from ._presence import PresenceKeeping
 
 if TYPE_CHECKING:
     from ..stores.base import SessionStore
@@ -74,7 +76,7 @@ LocalReader = Callable[[list[str], bytes], None]
 LocalTaker = Callable[[str, dict[str, Any]], bool]
 
 
-class BaseChannelLayer(HistoryKeeping, ABC):
+class BaseChannelLayer(HistoryKeeping, PresenceKeeping, ABC):
     """A channel layer: named FIFO channels, groups, expiry and capacity.
 
     Promises every layer keeps:
@@ -120,6 +122,8 @@ class BaseChannelLayer(HistoryKeeping, ABC):
         prefix: str = DEFAULT_PREFIX,
         group_history: Mapping[str, int] | None = None,
         history_ttl: float = DEFAULT_HISTORY_TTL,
+        group_presence: Sequence[str] | None = None,
+        presence_grace: float = DEFAULT_PRESENCE_GRACE,
     ) -> None:
         self.expiry = positive_number("expiry", expiry)
         self.group_expiry = positive_number("group_expiry", group_expiry)
@@ -133,6 +137,9 @@ class BaseChannelLayer(HistoryKeeping, ABC):
         self.history_globs = history_patterns(group_history)
         self.history_ttl = positive_number("history_ttl", history_ttl)
         self._history_sizes: dict[str, int] = {}
+        self.presence_globs = presence_patterns(group_presence)  # DESIGN §12
+        self.presence_grace = positive_number("presence_grace", presence_grace)
+        self._presence_flags: dict[str, bool] = {}
         self._capacity_cache: dict[str, int] = {}
         self._receive_cache: dict[tuple[str, ...], list[str]] = {}
         #: Group deliveries skipped because the member's channel was full.

@@ -45,8 +45,10 @@ from .._codec import decode, encode
 from ..exceptions import ChannelFull
 from ..history import KeptHistory, meta_ttl, stamp
 from ..names import queue_name, validate_channel_name, validate_group_name
+from ..presence import Leaves
 from ._memory_handoff import LocalHandoff
 from ._memory_history import MemoryHistories
+from ._memory_presence import MemoryPresence
 from ._memory_state import BACKEND, Sender, closed_error, wake
 from .base import ReceiveResult
 
@@ -71,6 +73,7 @@ class InMemoryChannelLayer(LocalHandoff):
         self._histories = MemoryHistories(
             self.history_ttl, meta_ttl(self.history_ttl, self.group_expiry)
         )
+        self._presence = MemoryPresence()
 
     # -- sending --------------------------------------------------------------
 
@@ -176,6 +179,52 @@ class InMemoryChannelLayer(LocalHandoff):
                 raise closed_error()
             return self._histories.read(group, self._clock())
 
+    # -- presence -------------------------------------------------------------
+
+    async def store_presence_join(
+        self, group: str, channel: str, payload: bytes, client_id: str | None
+    ) -> bool:
+        """Add, update or take over ``channel``'s entry; True if it was added."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return self._presence.join(group, channel, payload, client_id)
+
+    async def store_presence_remove(self, group: str, channel: str) -> bytes | None:
+        """Remove ``channel``'s entry if its socket is open; its data if removed."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return self._presence.remove(group, channel, self._clock())
+
+    async def store_presence_close(self, channel: str) -> Leaves:
+        """Hold ``channel``'s entries with a client id; remove the others."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return self._presence.close(channel, self._clock(), self.presence_grace)
+
+    async def store_presence_sweep(self) -> Leaves:
+        """Remove the entries whose grace ended (no process dies under memory://)."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return self._presence.sweep(self._clock())
+
+    async def read_presence(self, group: str) -> dict[str, bytes]:
+        """``group``'s entries: channel -> encoded data."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return self._presence.read(group)
+
+    async def read_presence_count(self, group: str) -> int:
+        """How many distinct values ``group``'s entries have."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return self._presence.count(group)
+
     # -- receiving ------------------------------------------------------------
 
     async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
@@ -229,12 +278,13 @@ class InMemoryChannelLayer(LocalHandoff):
     # -- housekeeping ---------------------------------------------------------
 
     async def flush(self) -> None:
-        """Drop every message, group and group history (senders waiting for room get
-        it); each group's next message starts a new epoch."""
+        """Drop every message, group, group history and presence (senders waiting for
+        room get it); each group's next message starts a new epoch."""
         with self._lock:
             if self._closed:
                 raise closed_error()
             self._histories.clear()
+            self._presence.clear()
             self._queues.clear()
             self._groups.clear()
             self._memberships.clear()
@@ -285,6 +335,7 @@ class InMemoryChannelLayer(LocalHandoff):
             self._groups.clear()
             self._memberships.clear()
             self._histories.clear()
+            self._presence.clear()
 
 
 def _past(deadline: float | None) -> bool:

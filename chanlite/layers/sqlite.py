@@ -29,7 +29,8 @@ dropped from under the layer), and any use of a closed layer or store, raises
 This module is the layer; its parts live beside it: the connection and its thread in
 :mod:`~chanlite.layers._sqlite_connection`, the tables and SQL statements in
 :mod:`~chanlite.layers._sqlite_schema`, group histories in
-:mod:`~chanlite.layers._sqlite_history`, the in-process notifier in
+:mod:`~chanlite.layers._sqlite_history`, group presence in
+:mod:`~chanlite.layers._sqlite_presence`, the in-process notifier in
 :mod:`~chanlite.layers._sqlite_wakeups`.
 """
 
@@ -52,6 +53,7 @@ from ..names import is_process_specific, queue_name, validate_channel_name, vali
 from . import _sqlite_history as sql_history
 from . import _sqlite_schema as sql
 from ._sqlite_connection import SQLiteConnection, database_path, immediate
+from ._sqlite_presence import SQLitePresence
 from ._sqlite_schema import GROUPS as GROUPS  # re-exported: the table names
 from ._sqlite_schema import MESSAGES as MESSAGES
 from ._sqlite_wakeups import notifier_for
@@ -93,7 +95,7 @@ class _TakeToken:
         self.taken: _Taken | None = None
 
 
-class SQLiteChannelLayer(BaseChannelLayer):
+class SQLiteChannelLayer(SQLitePresence, BaseChannelLayer):
     """A channel layer in a SQLite file, shared by processes on one machine."""
 
     schemes = ("sqlite",)
@@ -323,8 +325,8 @@ class SQLiteChannelLayer(BaseChannelLayer):
     # -- housekeeping ---------------------------------------------------------
 
     async def flush(self) -> None:
-        """Delete this layer's messages, groups and group histories (other prefixes
-        are untouched); each group's next message starts a new epoch."""
+        """Delete this layer's messages, groups, group histories and presence (other
+        prefixes are untouched); each group's next message starts a new epoch."""
         await self._db.run(self._flush_job)
 
     def _flush_job(self, conn: sqlite3.Connection) -> None:

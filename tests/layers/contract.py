@@ -37,6 +37,8 @@ from chanlite.layers import BaseChannelLayer
 from chanlite.names import queue_name, validate_channel_name
 from chanlite.protocol import GROUP_KEY, POSITION_KEY
 
+from .presence_contract import PresenceContract
+
 LayerFactory = Callable[..., Awaitable[BaseChannelLayer]]
 
 #: The encoded size limit every layer enforces (DESIGN §4).
@@ -97,8 +99,10 @@ async def until(
         await anyio.sleep(pause)
 
 
-class LayerContract:
+class LayerContract(PresenceContract):
     """Every promise of :class:`~chanlite.layers.BaseChannelLayer`, as tests.
+
+    The presence promises are in :class:`PresenceContract` (its own module).
 
     Subclasses implement :meth:`make_layer` (and :meth:`cleanup_layer` if flushing and
     closing is not enough); pytest

@@ -13,6 +13,7 @@ from ...history import EMPTY, KeptHistory, meta_ttl, new_epoch, stamp
 from ...names import queue_name, validate_channel_name, validate_group_name
 from .addresses import DEFAULT_URL
 from .local import LocalReaders
+from .presence import RedisPresence
 from .scripts import (
     BUCKETS_KEY,
     GROUP_ADD_SCRIPT,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 MEMBER_BUCKETS_CACHE = 10_000
 
 
-class RedisChannelLayer(SendingLayer, LocalReaders):
+class RedisChannelLayer(RedisPresence, SendingLayer, LocalReaders):
     """A channel layer on Redis (``redis://``, ``rediss://``, ``redis+sentinel://``)."""
 
     schemes = (
