@@ -13,14 +13,15 @@ import pytest
 
 from chanlite import Chanlite, Group, Message, Routes, get_layer
 from chanlite.layers import BaseChannelLayer
-from chanlite.presence import PRESENCE_CHANNEL
+from chanlite.presence import PRESENCE_CHANNEL, PresenceTiming
 from chanlite.presence_keeper import PresenceKeeper
 from chanlite.recovery import Rejoin
 from chanlite.runtime import ConsumerScope, enter_scope
 from tests.apps import presence as presence_app
 
+from .asgi_clients import TIMEOUT, FakeClient, started, until
 from .conftest import require_redis
-from .test_interface import KEY, TIMEOUT, FakeClient, started, until
+from .test_interface import KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -144,3 +145,48 @@ async def test_a_flood_of_sockets_joins_and_leaves_without_a_trace(
         async with asyncio.timeout(TIMEOUT):  # the disconnect consumers discard
             while await room.achannels():  # noqa: ASYNC110 - layer state, no event
                 await asyncio.sleep(0.01)
+
+
+async def test_a_quick_recovered_reconnect_announces_nothing(layer: BaseChannelLayer) -> None:
+    """A ``chanlite.v1`` socket that drops and comes back with its client id within
+    the grace keeps its presence silently; once it leaves for good, its leave is
+    announced when the grace ends."""
+    layer.presence_grace = 1.0
+    fast = PresenceTiming(heartbeat_interval=0.1, heartbeat_ttl=1.0, sweep_interval=0.1)
+    app = Chanlite(presence_app.routes, layer=layer, secret_key=KEY, presence_timing=fast)
+    room = Group("room-lobby", layer)
+
+    def client() -> FakeClient:
+        query = b"chanlite_client=tab-1"
+        return FakeClient(
+            app, "/room/lobby/alice/", query_string=query, subprotocols=["chanlite.v1"]
+        )
+
+    async with started(app):
+        first = client()
+        first.connect()
+        await first.wait_for(lambda: first.status == "open")
+        assert (await announcement(layer))["joins"] == {
+            first_channel(await room.apresence()): ALICE
+        }
+        first.close()
+        await first.finished()
+        again = client()
+        again.connect()
+        await again.wait_for(lambda: again.status == "open")
+        moved = await room.apresence()
+        assert list(moved.values()) == [ALICE]
+        # Past the grace and a sweep (time has to pass to show that nothing comes):
+        # still present, and nothing was announced.
+        await asyncio.sleep(layer.presence_grace + 2 * fast.sweep_interval)
+        assert await room.apresence() == moved
+        assert await layer.receive([PRESENCE_CHANNEL], timeout=0) == (None, None)
+        again.close()
+        await again.finished()
+        assert (await announcement(layer))["leaves"] == {first_channel(moved): ALICE}
+        assert await room.apresence() == {}
+
+
+def first_channel(present: dict[str, Any]) -> str:
+    (channel,) = present
+    return channel

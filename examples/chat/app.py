@@ -9,10 +9,10 @@ and a presence list.
   message with its author's name. Messages go through the ``chat-messages``
   background channel, whose consumer stores them in SQLite and broadcasts them; a
   socket that joins gets the room's last :data:`HISTORY_SIZE` messages, and everyone
-  in the room gets the list of who is there whenever someone joins or leaves. The
-  room's group keeps its last :data:`RECOVERY_SIZE` messages, so a socket whose
-  network dropped gets, when it comes back, everything it missed instead (recovery,
-  over ``chanlite.js``).
+  in the room gets the list of who is there whenever someone joins or leaves (the
+  group's presence, announced on ``chanlite.presence``). The room's group keeps its
+  last :data:`RECOVERY_SIZE` messages, so a socket whose network dropped gets, when
+  it comes back, everything it missed instead (recovery, over ``chanlite.js``).
   An anonymous socket is accepted and closed at once with :data:`NOT_LOGGED_IN`.
 * ``/echo/``: every frame comes back.
 
@@ -48,6 +48,7 @@ from chanlite import Chanlite, Channel, Group, Message, Routes, enforce_ordering
 from chanlite.auth import USER_ID_KEY, channel_session_user, channel_session_user_from_http
 from chanlite.auth import login as log_in
 from chanlite.auth import logout as log_out
+from chanlite.presence import PresenceTiming
 from chanlite.sessions import SessionMiddleware
 from chanlite.static import javascript_route
 
@@ -62,6 +63,9 @@ DB_PATH = os.environ.get("CHAT_DB", "chat.db")
 HISTORY_SIZE = 50
 #: How many of a room's last messages a socket that dropped can still recover.
 RECOVERY_SIZE = 500
+#: Seconds a closed socket's user stays in the room's list, for its page to come
+#: back (a reload, a dropped network) without a leave and a join being shown.
+PRESENCE_GRACE = 2.0
 #: The close code for a socket without a logged-in user. chanlite.js does not
 #: reconnect after a 4xxx code; a refused handshake (403) would look like a network
 #: failure to the browser, which would keep retrying.
@@ -72,7 +76,6 @@ _LOGIN_PAGE = (_HERE / "login.html").read_text()
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (room TEXT, user TEXT, text TEXT);
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room);
-CREATE TABLE IF NOT EXISTS presence (channel TEXT PRIMARY KEY, room TEXT, user TEXT);
 """
 
 
@@ -126,7 +129,7 @@ def database() -> Iterator[sqlite3.Connection]:
     """A connection to :data:`DB_PATH` inside a write transaction.
 
     SQLite runs one write transaction at a time, across threads and processes, so
-    what happens inside one (a presence change and its broadcast) is one step.
+    what happens inside one (reading who is present and telling the room) is one step.
     """
     db = sqlite3.connect(DB_PATH, timeout=30, isolation_level=None)
     try:
@@ -151,30 +154,18 @@ def history(db: sqlite3.Connection, room: str) -> list[dict[str, Any]]:
     return [_entry(row_id, room, user, text) for row_id, user, text in reversed(rows)]
 
 
-def present(db: sqlite3.Connection, room: str) -> list[str]:
-    """Who is in ``room``: the users of the sockets that are still in its group.
-
-    The table maps sockets to users and the group says which sockets are alive:
-    rows left behind by a server that stopped without running its disconnects are
-    ignored, and deleted, once the layer no longer lists their sockets (at once on
-    ``memory://``, which a restart empties). A user with two tabs open is listed once.
-    """
-    members = Group(f"chat-{room}").channels()
-    rows = db.execute("SELECT channel, user FROM presence WHERE room = ?", (room,)).fetchall()
-    gone = [(channel,) for channel, _ in rows if channel not in members]
-    db.executemany("DELETE FROM presence WHERE channel = ?", gone)
-    return sorted({user for channel, user in rows if channel in members}, key=str.casefold)
-
-
-def announce(db: sqlite3.Connection, room: str) -> None:
+def announce(room: str) -> None:
     """Tell everyone in ``room`` who is there.
 
-    Sent at once, not when the consumer returns: inside the transaction that
-    computed the list (see :func:`database`), so that lists leave in the order they
-    were computed and the last one anyone gets is the current one.
+    Computed and sent at once inside a write transaction (see :func:`database`), so
+    that lists leave in the order they were computed and the last one anyone gets is
+    the current one.
     """
-    users = present(db, room)
-    Group(f"chat-{room}").send(_frame(type="presence", room=room, users=users), immediately=True)
+    group = Group(f"chat-{room}")
+    with database():
+        users = {str(data["user"]) for data in group.presence().values()}
+        listed = sorted(users, key=str.casefold)  # a user with two tabs is listed once
+        group.send(_frame(type="presence", room=room, users=listed), immediately=True)
 
 
 def _entry(row_id: int | None, room: str, user: str, text: str) -> dict[str, Any]:
@@ -205,19 +196,17 @@ def join(message: Message, room: str) -> None:
     if not message.user.is_authenticated:
         reply.send({"accept": True, "close": NOT_LOGGED_IN})
         return
-    # The accept and the history go at once, ahead of the presence list, which
-    # announce() sends at once. A socket that came back and was sent what it missed
-    # (a recovered reconnect) needs no history.
+    # The accept and the history go at once. Adding the socket with its user
+    # announces the join on chanlite.presence, whose consumer sends everyone in the
+    # room (this socket too) the new list. A socket that came back and was sent what
+    # it missed (a recovered reconnect) needs no history; its user was present all
+    # along, so no join is announced.
     reply.send({"accept": True}, immediately=True)
-    recovered = Group(f"chat-{room}").add(reply)
-    with database() as db:
-        if not recovered:
+    recovered = Group(f"chat-{room}").add(reply, presence={"user": message.user.id})
+    if not recovered:
+        with database() as db:
             messages = history(db, room)
-            reply.send(_frame(type="history", room=room, messages=messages), immediately=True)
-        db.execute(
-            "INSERT OR REPLACE INTO presence VALUES (?, ?, ?)", (reply.name, room, message.user.id)
-        )
-        announce(db, room)
+        reply.send(_frame(type="history", room=room, messages=messages), immediately=True)
 
 
 @routes.consumer("websocket.receive", path=ROOM)
@@ -233,14 +222,17 @@ def post(message: Message, room: str) -> None:
 @routes.consumer("websocket.disconnect", path=ROOM)
 @enforce_ordering(slight=True)
 def leave(message: Message, room: str) -> None:
-    """Remove the socket from the room and tell the others who is left."""
+    """Remove the socket from the room. Its user's leave is announced on
+    ``chanlite.presence`` once its grace is over, unless it came back meanwhile."""
     reply = message.reply_channel
     assert reply is not None
     Group(f"chat-{room}").discard(reply)
-    with database() as db:
-        removed = db.execute("DELETE FROM presence WHERE channel = ?", (reply.name,)).rowcount
-        if removed:
-            announce(db, room)
+
+
+@routes.consumer("chanlite.presence", group=r"^chat-")
+def presence_changed(message: Message) -> None:
+    """Someone joined or left a room: tell the room who is there now."""
+    announce(message["group"].removeprefix("chat-"))
 
 
 @routes.consumer("chat-messages")
@@ -252,6 +244,15 @@ def save_message(message: Message) -> None:
     Group(f"chat-{room}").send(_frame(**_entry(cursor.lastrowid, room, user, text)))
 
 
-#: The whole app: the site's views, and the consumers above. Each room's group keeps
-#: its last messages, so a socket that drops and comes back gets what it missed.
-app = Chanlite(routes, app=site, group_history={"chat-*": RECOVERY_SIZE})
+#: What the app asks of its layer: each room's group keeps its last messages, so a
+#: socket that drops and comes back gets what it missed, and who is in it; a socket
+#: that closed stays present for :data:`PRESENCE_GRACE` seconds, in case its page
+#: comes back.
+OPTIONS: dict[str, Any] = {
+    "group_history": {"chat-*": RECOVERY_SIZE},
+    "group_presence": ["chat-*"],
+    "presence_grace": PRESENCE_GRACE,
+    "presence_timing": PresenceTiming(sweep_interval=PRESENCE_GRACE),
+}
+#: The whole app: the site's views, and the consumers above.
+app = Chanlite(routes, app=site, **OPTIONS)

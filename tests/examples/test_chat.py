@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from chanlite import Chanlite
+from chanlite import Chanlite, Group
 from chanlite.sessions import SESSION_COOKIE
 from chanlite.testing import ChanliteTestClient
 from examples.chat import app as chat
@@ -31,7 +32,7 @@ def client(
     sqlite_connections: list[TrackedConnection],
 ) -> Iterator[ChanliteTestClient]:
     monkeypatch.setattr(chat, "DB_PATH", str(tmp_path / "chat.db"))
-    app = Chanlite(chat.routes, app=chat.site, secret_key=SECRET_KEY)
+    app = Chanlite(chat.routes, app=chat.site, secret_key=SECRET_KEY, **chat.OPTIONS)
     with ChanliteTestClient(app) as test_client:
         yield test_client
     # Every database connection of the test, the example's and the test's own, is
@@ -59,10 +60,10 @@ def receive(ws: WebSocketTestSession) -> dict[str, Any]:
 
 
 def joined(ws: WebSocketTestSession) -> tuple[list[dict[str, Any]], list[str]]:
-    """The history, then the presence list, that a socket gets when it joins."""
-    history, presence = receive(ws), receive(ws)
-    assert history["type"] == "history" and presence["type"] == "presence"
-    return history["messages"], presence["users"]
+    """The history and the presence list that a socket gets when it joins (the list
+    comes from the consumer of its join's announcement, so either may come first)."""
+    frames = {frame["type"]: frame for frame in (receive(ws), receive(ws))}
+    return frames["history"]["messages"], frames["presence"]["users"]
 
 
 def presence(ws: WebSocketTestSession) -> list[str]:
@@ -214,7 +215,7 @@ def test_presence_follows_joins_and_leaves(client: ChanliteTestClient) -> None:
         assert presence(alice) == ["Alice"]
     client.run_until_idle()
     assert client.group_channels("chat-lobby") == set()
-    assert rows("SELECT * FROM presence") == []
+    assert Group("chat-lobby", client.layer).presence() == {}
 
 
 def test_a_user_in_two_tabs_is_listed_once_until_both_leave(client: ChanliteTestClient) -> None:
@@ -236,11 +237,39 @@ def test_a_user_in_two_tabs_is_listed_once_until_both_leave(client: ChanliteTest
         assert presence(bob) == ["Bob"]
 
 
-def test_presence_ignores_sockets_that_are_gone(client: ChanliteTestClient) -> None:
-    # A row that a stopped server left behind: its socket is in no group.
-    with chat.database() as db:
-        db.execute("INSERT INTO presence VALUES ('interface.x!gone', 'lobby', 'Ghost')")
-    with client.websocket_connect("/chat/lobby/", headers=cookie_of(client, "Alice")) as alice:
-        assert joined(alice)[1] == ["Alice"]
-        client.run_until_idle()  # the join's transaction commits after its broadcast
-        assert rows("SELECT user FROM presence") == [("Alice",)]
+# -- recovery ---------------------------------------------------------------------------
+
+
+def v1_frames(ws: WebSocketTestSession) -> Iterator[dict[str, Any]]:
+    """The frames of a ``chanlite.v1`` socket, unwrapped, up to its recovery frame
+    (which comes last, as ``{"recovery": ...}``)."""
+    while True:
+        frame = receive(ws)
+        if "recovery" in frame:
+            yield frame
+            return
+        yield {**json.loads(frame["text"]), "position": frame.get("p")}
+
+
+def test_a_page_that_comes_back_gets_what_it_missed_and_no_history(
+    client: ChanliteTestClient,
+) -> None:
+    alice_cookie, bob_cookie = cookie_of(client, "Alice"), cookie_of(client, "Bob")
+    v1 = {"subprotocols": ["chanlite.v1"]}
+    with client.websocket_connect(
+        "/chat/lobby/?chanlite_client=tab-1", headers=alice_cookie, **v1
+    ) as alice:
+        first = list(v1_frames(alice))
+        position = first[-1]["recovery"]["positions"]["chat-lobby"]
+    with client.websocket_connect("/chat/lobby/", headers=bob_cookie) as bob:
+        joined(bob)
+        bob.send_text("while you were away")
+        assert receive(bob)["text"] == "while you were away"
+    positions = quote(json.dumps({"chat-lobby": position}))
+    url = f"/chat/lobby/?chanlite_client=tab-1&chanlite_positions={positions}"
+    with client.websocket_connect(url, headers=alice_cookie, **v1) as again:
+        frames = list(v1_frames(again))
+    assert frames[-1]["recovery"]["recovered"] == {"chat-lobby": True}
+    texts = [frame.get("text") for frame in frames if frame.get("type") == "message"]
+    assert texts == ["while you were away"]
+    assert "history" not in [frame.get("type") for frame in frames]
