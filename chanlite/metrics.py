@@ -59,6 +59,8 @@ LAYER_BUCKETS = (
 )  # fmt: skip
 #: Label values of ``chanlite_websocket_connections_total``.
 OUTCOMES = ("accepted", "rejected", "timeout", "origin", "refused")
+#: Label values of ``chanlite_recoveries_total``.
+RECOVERY_OUTCOMES = ("recovered", "not_recovered")
 # Channels every process labels by name, routed here or not.
 _PROTOCOL_CHANNELS = frozenset(
     {HTTP_REQUEST, WEBSOCKET_CONNECT, WEBSOCKET_RECEIVE, WEBSOCKET_DISCONNECT}
@@ -124,6 +126,10 @@ class Metrics:
         self.layer_up = True
         self.layer_outages = 0
         self.layer_reconnects = 0
+        #: Re-joins of ``chanlite.v1`` sockets: groups presented, by outcome
+        #: (:data:`RECOVERY_OUTCOMES`), and the missed messages replayed to them.
+        self.recoveries: Counter[str] = Counter()
+        self.replayed_messages = 0
 
     def label(self, channel: str) -> str:
         """The ``channel`` label value of a channel name."""
@@ -159,6 +165,11 @@ class Metrics:
         if histogram is None:
             histogram = self.layer_calls[operation] = Histogram(LAYER_BUCKETS)
         histogram.observe(seconds)
+
+    def rejoined(self, recovered: dict[str, object]) -> None:
+        """Count the outcome of each group a reconnecting socket presented."""
+        for outcome in recovered.values():
+            self.recoveries["recovered" if outcome is True else "not_recovered"] += 1
 
     def layer_answered(self, up: bool) -> None:
         """Record a probe's result, counting an outage or a return when it changes."""
@@ -207,6 +218,15 @@ class MetricsCollector(Collector):
         yield _counter("websocket_frames_received", "Frames read from clients.", m.frames_received)
         yield _counter("websocket_frames_sent", "Frames written to clients.", m.frames_sent)
         yield _counter("http_requests", "HTTP requests relayed to consumers.", m.http_requests)
+        recoveries = _labelled(
+            "recoveries", "Groups presented by reconnecting sockets, by outcome.", "outcome"
+        )
+        for outcome in RECOVERY_OUTCOMES:
+            recoveries.add_metric([outcome], m.recoveries[outcome])
+        yield recoveries
+        yield _counter(
+            "recovery_replayed_messages", "Missed messages replayed.", m.replayed_messages
+        )
 
     def _messages(self) -> Iterator[Metric]:
         m = self.metrics
@@ -242,6 +262,10 @@ class MetricsCollector(Collector):
         )
         expired = self.layer.expired_messages if self.layer is not None else 0
         yield _counter("messages_expired", "Messages found expired unread.", expired)
+        joins = self.layer.presence_joins if self.layer is not None else 0
+        yield _counter("presence_joins", "Presence joins this process announced.", joins)
+        leaves = self.layer.presence_leaves if self.layer is not None else 0
+        yield _counter("presence_leaves", "Presence leaves this process announced.", leaves)
         calls = HistogramMetricFamily(
             "chanlite_layer_operation_seconds", "Layer call round trips.", labels=["operation"]
         )

@@ -392,7 +392,7 @@ def take_part_in_recovery(sock: Socket, content: dict[str, Any]) -> None:
     content["subprotocols"] = handshake.subprotocols
     content["positions"] = handshake.positions
     content["client_id"] = handshake.client_id
-    sock.recovery = SocketRecovery(handshake.positions)
+    sock.recovery = SocketRecovery(handshake.positions, sock.metrics)
 
 
 def _log_protocol_failure(code: int, reason: object) -> None:

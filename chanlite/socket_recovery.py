@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .metrics import Metrics
 from .protocol import GROUP_KEY, POSITION_KEY, RECOVERY_KEY, REPLAY_KEY
 from .wire import GroupMessage, frame, recovery_frame
 
@@ -35,9 +36,11 @@ HOLD_LIMIT = 10_000
 class SocketRecovery:
     """One ``chanlite.v1`` socket's frames, and its side of the re-join."""
 
-    __slots__ = ("early", "floors", "held", "pending", "replayed")
+    __slots__ = ("early", "floors", "held", "metrics", "pending", "replayed")
 
-    def __init__(self, presented: dict[str, str]) -> None:
+    def __init__(self, presented: dict[str, str], metrics: Metrics) -> None:
+        #: Where re-joins are counted.
+        self.metrics = metrics
         #: Groups whose re-join is not over.
         self.pending = set(presented)
         #: Their messages, until it is.
@@ -87,8 +90,12 @@ class SocketRecovery:
             self._hold_replay(reply[REPLAY_KEY], reply.get("messages"))
             return []
         summary = reply[RECOVERY_KEY]
+        if not isinstance(summary, dict):
+            summary = {}
+        recovered = summary.get("recovered")
+        self.metrics.rejoined(recovered if isinstance(recovered, dict) else {})
         out = self._release()
-        out.append(recovery_frame(summary if isinstance(summary, dict) else {}))
+        out.append(recovery_frame(summary))
         return out
 
     def _hold_replay(self, group: object, messages: object) -> None:
@@ -101,6 +108,7 @@ class SocketRecovery:
                 if stamped is not None:
                     self.held.append(stamped)
                     self.replayed[group] = (stamped.epoch, stamped.offset)
+                    self.metrics.replayed_messages += 1
 
     def _release(self) -> list[dict[str, Any]]:
         """End the re-join: each held group's messages in offset order, once each."""

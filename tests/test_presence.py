@@ -185,6 +185,7 @@ async def test_a_quick_recovered_reconnect_announces_nothing(layer: BaseChannelL
         await again.finished()
         assert (await announcement(layer))["leaves"] == {first_channel(moved): ALICE}
         assert await room.apresence() == {}
+        assert (layer.presence_joins, layer.presence_leaves) == (1, 1)
 
 
 def first_channel(present: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from chanlite import Chanlite, Group, Message, Routes
 
@@ -157,6 +158,44 @@ async def test_recovery_while_a_sender_floods_has_no_gap_and_no_duplicate() -> N
         assert offsets(back) == list(range(1, 451))
         assert [frame["text"] for frame in frames(back) if "p" in frame][-1] == "m449"
         await leave(back)
+
+
+async def test_recoveries_are_counted() -> None:
+    async with started(Chanlite(room_routes(), group_history={"room-*": 5}, metrics=True)) as app:
+        first = v1_client(app)
+        position = (await opened(first))["positions"][ROOM]
+        await leave(first)
+        await send_room(app, 3)
+        await opened(back := v1_client(app, {ROOM: position, "room-gone": "abcd1234:1"}))
+        await leave(back)
+        await send_room(app, 10)
+        await opened(late := v1_client(app, {ROOM: position}))
+        await leave(late)
+        scraped = {
+            (sample.name, sample.labels.get("outcome")): sample.value
+            for family in text_string_to_metric_families(await scrape(app))
+            for sample in family.samples
+        }
+        assert scraped[("chanlite_recoveries_total", "recovered")] == 1
+        assert scraped[("chanlite_recoveries_total", "not_recovered")] == 2
+        assert scraped[("chanlite_recovery_replayed_messages_total", None)] == 3
+
+
+async def scrape(app: Chanlite) -> str:
+    """``GET /metrics`` through the app's ASGI interface."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/metrics", "root_path": "",
+             "query_string": b"", "headers": [], "scheme": "http", "http_version": "1.1",
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}  # fmt: skip
+    await app(scope, receive, send)
+    return b"".join(message.get("body", b"") for message in sent).decode()
 
 
 @pytest.mark.parametrize("stale", ["another-epoch", "too-old", "ahead"])

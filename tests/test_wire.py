@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
+from chanlite.metrics import Metrics
 from chanlite.protocol import GROUP_KEY, POSITION_KEY, RECOVERY_KEY, REPLAY_KEY
 from chanlite.socket_recovery import HOLD_LIMIT, SocketRecovery
 from chanlite.wire import GroupMessage, frame, parse_handshake
@@ -110,13 +111,17 @@ def summary(**recovered: bool) -> dict[str, Any]:
 
 
 def test_held_messages_go_out_in_offset_order_once_then_the_summary() -> None:
-    recovery = SocketRecovery({"room-1": "e1:2"})
+    recovery = SocketRecovery({"room-1": "e1:2"}, Metrics())
     assert recovery.admit(stamped("room-1", 5), True) == []  # live, while re-joining
     assert recovery.admit(replay("room-1", 3, 4, 5), True) == []
     assert recovery.admit(stamped("room-1", 6), True) == []
     out = texts(recovery.admit(summary(**{"room-1": True}), True))
     assert [item.get("p") for item in out] == ["e1:3", "e1:4", "e1:5", "e1:6", None]
     assert out[-1] == {"recovery": {"recovered": {"room-1": True}, "positions": {}}}
+    assert (recovery.metrics.recoveries, recovery.metrics.replayed_messages) == (
+        {"recovered": 1},
+        3,
+    )
     # Live copies of what was replayed are dropped; later ones pass, even one that
     # comes after a later one (two senders at once).
     assert recovery.admit(stamped("room-1", 5), True) == []
@@ -127,13 +132,13 @@ def test_held_messages_go_out_in_offset_order_once_then_the_summary() -> None:
 
 
 def test_other_groups_and_plain_replies_are_not_held() -> None:
-    recovery = SocketRecovery({"room-1": "e1:2"})
+    recovery = SocketRecovery({"room-1": "e1:2"}, Metrics())
     assert texts(recovery.admit(stamped("room-2", 9), True))[0]["p"] == "e1:9"
     assert texts(recovery.admit({"text": "plain"}, True)) == [{"text": "plain"}]
 
 
 def test_what_comes_before_the_socket_opens_waits_for_it() -> None:
-    recovery = SocketRecovery({"room-1": "e1:0"})
+    recovery = SocketRecovery({"room-1": "e1:0"}, Metrics())
     assert recovery.admit(replay("room-1", 1), False) == []
     assert recovery.admit(stamped("room-2", 4), False) == []
     assert recovery.admit({"accept": True}, False) == [{"accept": True}]
@@ -143,7 +148,7 @@ def test_what_comes_before_the_socket_opens_waits_for_it() -> None:
 
 
 def test_a_re_join_that_holds_too_much_says_so() -> None:
-    recovery = SocketRecovery({"room-1": "e1:0"})
+    recovery = SocketRecovery({"room-1": "e1:0"}, Metrics())
     for n in range(HOLD_LIMIT):
         recovery.admit(stamped("room-1", n + 1), True)
     assert not recovery.overflowing

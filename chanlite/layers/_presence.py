@@ -33,6 +33,10 @@ class PresenceKeeping:
     presence_globs: list[str]
     #: Seconds a closed socket's presence waits for its client to re-join.
     presence_grace: float
+    #: Joins and leaves this layer announced (summed over every process, their
+    #: difference is how many members are present).
+    presence_joins = 0
+    presence_leaves = 0
     _presence_flags: dict[str, bool]
 
     if TYPE_CHECKING:
@@ -182,6 +186,8 @@ class PresenceKeeping:
     ) -> None:
         """Send the announcement; one that cannot be sent (a full channel, a failed
         backend) is logged and dropped, as at-most-once delivery allows."""
+        self.presence_joins += len(joins or ())
+        self.presence_leaves += len(leaves or ())
         try:
             await self.send_encoded(PRESENCE_CHANNEL, encode(announcement(group, joins, leaves)))
         except ChanliteError as exc:
