@@ -51,7 +51,7 @@ from .protocol import (
 from .recovery import Rejoin
 from .replies import Replies
 from .routing import Routes
-from .socket_recovery import SocketRecovery
+from .socket_recovery import recovery_for
 from .sockets import (
     CLOSE_GOING_AWAY,
     CLOSE_NEVER_OPENED,
@@ -61,7 +61,6 @@ from .sockets import (
     Socket,
     finish_writes,
 )
-from .wire import parse_handshake
 
 if TYPE_CHECKING:
     from .tracing import Tracing
@@ -205,7 +204,7 @@ class InterfaceServer:
         suspended frame, for as long as the socket is open.
         """
         content = websocket_connect_content(scope, path, sock.reply_channel)
-        take_part_in_recovery(sock, content)
+        sock.recovery = recovery_for(content, sock.metrics)
         if sock.trace is not None:
             content[TRACE_KEY] = sock.trace
         if self._answers_connects and self._only_default_accepts(content):
@@ -379,20 +378,6 @@ class InterfaceServer:
             )
         finally:
             del self.replies[reply_channel]
-
-
-def take_part_in_recovery(sock: Socket, content: dict[str, Any]) -> None:
-    """If the client offered ``chanlite.v1``: take its positions and id out of the
-    connect message's query string into ``positions`` and ``client_id``, and give
-    the socket its :class:`~chanlite.socket_recovery.SocketRecovery`."""
-    handshake = parse_handshake(content["query_string"], content["subprotocols"])
-    if handshake is None:
-        return
-    content["query_string"] = handshake.query_string
-    content["subprotocols"] = handshake.subprotocols
-    content["positions"] = handshake.positions
-    content["client_id"] = handshake.client_id
-    sock.recovery = SocketRecovery(handshake.positions, sock.metrics)
 
 
 def _log_protocol_failure(code: int, reason: object) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from .metrics import Metrics
 from .protocol import GROUP_KEY, POSITION_KEY, RECOVERY_KEY, REPLAY_KEY
-from .wire import GroupMessage, frame, recovery_frame
+from .wire import GroupMessage, frame, parse_handshake, recovery_frame
 
 logger = logging.getLogger("chanlite.server")
 
@@ -123,3 +123,17 @@ class SocketRecovery:
         for messages in by_group.values():
             out.extend(messages[offset].frame() for offset in sorted(messages))
         return out
+
+
+def recovery_for(content: dict[str, Any], metrics: Metrics) -> SocketRecovery | None:
+    """If the client offered ``chanlite.v1``: take its positions and id out of the
+    ``websocket.connect`` message ``content``'s query string into ``positions`` and
+    ``client_id``, and return the socket's :class:`SocketRecovery`; else None."""
+    handshake = parse_handshake(content["query_string"], content["subprotocols"])
+    if handshake is None:
+        return None
+    content["query_string"] = handshake.query_string
+    content["subprotocols"] = handshake.subprotocols
+    content["positions"] = handshake.positions
+    content["client_id"] = handshake.client_id
+    return SocketRecovery(handshake.positions, metrics)

@@ -76,15 +76,17 @@ class PresenceContract:
         assert await room.apresence() == {"pj!tab1": ALICE}
         assert "pj!tab1" in await room.achannels()
 
-    async def test_two_tabs_of_one_user_count_once(self, layer_factory):
+    async def test_two_users_with_two_tabs_each_count_as_two(self, layer_factory):
         layer = await layer_factory(group_presence=PRESENCE)
         room = Group("room-count", layer)
         await room.aadd("pc!tab1", presence={"user": "alice", "role": "admin"})
         await room.aadd("pc!tab2", presence={"role": "admin", "user": "alice"})
         await room.aadd("pc.plain", presence=BOB)
+        await room.aadd("pc!bob2", presence=BOB)
         assert await room.apresence_count() == 2
-        assert len(await room.apresence()) == 3
+        assert len(await room.apresence()) == 4
         await room.adiscard("pc!tab1")
+        await room.adiscard("pc!bob2")
         assert await room.apresence_count() == 2
         await room.adiscard("pc!tab2")
         assert await room.apresence_count() == 1
