@@ -84,16 +84,34 @@ def _start_worker(layer: str) -> subprocess.Popen[str]:
     )
 
 
+def _wait_listening(worker: subprocess.Popen[str]) -> str:
+    """Read ``worker``'s output until it says it listens (a worker that has not
+    started yet would leave the load to the other, and frames waiting longer than
+    the interface's ``receive_full_timeout`` close their sockets); what it read."""
+    assert worker.stdout is not None
+    lines = []
+    while not lines or "worker listening" not in lines[-1]:
+        line = worker.stdout.readline()
+        if not line:
+            pytest.fail(f"a worker exited before it listened:\n{''.join(lines)}")
+        lines.append(line)
+    return "".join(lines)
+
+
 @pytest.mark.slow
 async def test_strict_order_over_redis_with_two_worker_processes(private_redis: str) -> None:
     workers = [_start_worker(private_redis), _start_worker(private_redis)]
+    started = []
     try:
+        async with asyncio.timeout(60):
+            started = [await asyncio.to_thread(_wait_listening, worker) for worker in workers]
         with serve(TARGET, "--no-worker", "--layer", private_redis, env=SECRET) as served:
             pids = await _stress(served.ws)
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
-        outputs = [worker.communicate(timeout=30)[0] for worker in workers]
+        ends = [worker.communicate(timeout=30)[0] for worker in workers]
+        outputs = [start + end for start, end in zip(started or ["", ""], ends, strict=True)]
     assert [worker.returncode for worker in workers] == [0, 0], outputs
     # Both processes took part, so ordering held across processes, not just threads.
     assert pids == {str(worker.pid) for worker in workers}
