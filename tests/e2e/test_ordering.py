@@ -106,7 +106,11 @@ async def test_strict_order_over_redis_with_two_worker_processes(private_redis: 
         async with asyncio.timeout(60):
             started = [await asyncio.to_thread(_wait_listening, worker) for worker in workers]
         with serve(TARGET, "--no-worker", "--layer", private_redis, env=SECRET) as served:
-            pids = await _stress(served.ws)
+            try:
+                pids = await _stress(served.ws)
+            except Exception:
+                _, output = served.terminate()
+                pytest.fail(f"the stress failed; the interface said:\n{output}")
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
