@@ -196,3 +196,6 @@ def make_app(**options: Any) -> Chanlite:
 
 
 app = make_app()
+#: The same, with an interface that lets a frame wait up to 120 s for room: for
+#: stress tests about order, where every worker thread may be busy for seconds.
+patient_app = make_app(receive_full_timeout=120)
