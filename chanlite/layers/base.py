@@ -32,13 +32,13 @@ from ..presence import DEFAULT_PRESENCE_GRACE, presence_patterns
 from ._history import HistoryKeeping
 from ._options import capacity_patterns, layer_prefix, positive_int, positive_number
 from ._presence import PresenceKeeping
+from ._send_waiting import WaitingSends
 
 if TYPE_CHECKING:
     from ..stores.base import SessionStore
-from ..exceptions import ChannelFull, InvalidChannelName, LayerError
+from ..exceptions import InvalidChannelName, LayerError
 from ..names import (
     is_process_specific,
-    queue_name,
     validate_channel_name,
     validate_group_name,
     validate_new_channel_prefix,
@@ -62,10 +62,6 @@ BUILTIN_CHANNEL_CAPACITY: tuple[tuple[str, int], ...] = ((f"{INTERFACE_PREFIX}*!
 _RECEIVE_CACHE_LIMIT = 1_000
 # 16 random bytes give the 128 bits that keep reply channels unguessable.
 _NEW_CHANNEL_BYTES = 16
-# Bounds of the default send_waiting's polling, for layers that cannot say when room
-# frees up on a full channel.
-_FULL_BACKOFF_MIN = 0.001
-_FULL_BACKOFF_MAX = 0.05
 
 ReceiveResult = tuple[str, dict[str, Any]] | tuple[None, None]
 #: A local reader: ``deliver(channels, payload)`` takes one encoded payload meant for
@@ -76,7 +72,7 @@ LocalReader = Callable[[list[str], bytes], None]
 LocalTaker = Callable[[str, dict[str, Any]], bool]
 
 
-class BaseChannelLayer(HistoryKeeping, PresenceKeeping, ABC):
+class BaseChannelLayer(HistoryKeeping, PresenceKeeping, WaitingSends, ABC):
     """A channel layer: named FIFO channels, groups, expiry and capacity.
 
     Promises every layer keeps:
@@ -296,58 +292,8 @@ class BaseChannelLayer(HistoryKeeping, PresenceKeeping, ABC):
     # -- optional capabilities ----------------------------------------------------
     # Each has a plain default that works on any layer; a layer that can do better
     # overrides it (the memory layer overrides them all). The interface and the
-    # worker call these, never a concrete layer's own methods.
-
-    async def send_waiting(
-        self, channel: str, message: dict[str, Any], timeout: float, *, owned: bool = False
-    ) -> None:
-        """Send ``message``, waiting up to ``timeout`` seconds for room while
-        ``channel`` is full; raise :class:`~chanlite.ChannelFull` if there is still
-        none by then. Senders waiting on one channel get room first come, first
-        served, and ahead of later ones.
-
-        Optional to override. This default cannot tell when room frees up, so one
-        waiting sender per channel polls, 1 to 50 ms apart, and the others queue
-        behind it; a layer that can tell (``memory://``) wakes its senders instead.
-        ``owned``: the caller hands ``message`` over and never touches it again, so a
-        layer may store it uncopied (this default copies it as ``send`` does).
-        """
-        turn = self._send_turns.get(channel)
-        if turn is None:
-            turn = self._send_turns[channel] = asyncio.Lock()
-        if not turn.locked():  # nobody is waiting: no turn to take
-            try:
-                await self.send(channel, message)
-                return
-            except ChannelFull:
-                if timeout <= 0:
-                    raise
-        await self._send_in_turn(turn, channel, message, timeout)
-
-    async def _send_in_turn(
-        self, turn: asyncio.Lock, channel: str, message: dict[str, Any], timeout: float
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                await turn.acquire()
-        except TimeoutError:
-            raise ChannelFull(channel, self.capacity_for(queue_name(channel))) from None
-        try:
-            delay = _FULL_BACKOFF_MIN
-            while True:
-                try:
-                    await self.send(channel, message)
-                    return
-                except ChannelFull:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        raise
-                await asyncio.sleep(min(delay, left))
-                delay = min(delay * 2, _FULL_BACKOFF_MAX)
-        finally:
-            turn.release()
+    # worker call these, never a concrete layer's own methods. ``send_waiting`` is
+    # in :class:`~chanlite.layers._send_waiting.WaitingSends`.
 
     def make_session_store(self) -> SessionStore | None:
         """A new session store that keeps its data in this layer's backend (and closes
