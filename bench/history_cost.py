@@ -43,7 +43,7 @@ from .core import (
     check,
     run_round,
 )
-from .inprocess import cpu_sample, open_all
+from .inprocess import fanout
 from .ws_rows import CostStats
 
 NAME = "history-cost"
@@ -147,15 +147,7 @@ async def fanout_round(
 ) -> Sample:
     """1,000 sockets in a room, one sending; times the deliveries."""
     await wait_empty(layer, FANOUT_GROUP)
-    sockets = await open_all(app, FANOUT_PATH, MEMBERS)
-    start = time.process_time()
-    for _ in range(broadcasts):
-        sockets[0].send(FRAME)
-        for sock in sockets:
-            reply = await sock.outbox.get()
-            check(reply.get("text") == FRAME, f"wrong delivery: {reply}")
-    sample = cpu_sample(start, broadcasts * MEMBERS)
-    await asyncio.gather(*(sock.close() for sock in sockets))
+    sample = await fanout(app, FANOUT_PATH, MEMBERS, broadcasts, FRAME)
     await check_history(layer, history=history)
     return sample
 

@@ -84,3 +84,19 @@ def cpu_sample(start: float, count: int) -> Sample:
     """``count`` operations in the process CPU time since ``start`` (``process_time``):
     what the work cost, whatever else the machine ran meanwhile."""
     return Sample(count, time.process_time() - start)
+
+
+async def fanout(app: Chanlite, path: str, members: int, broadcasts: int, frame: str) -> Sample:
+    """``members`` sockets in the room at ``path``, the first sending ``frame``
+    ``broadcasts`` times; times the deliveries (the rate is deliveries per second of
+    this process's CPU), each checked."""
+    sockets = await open_all(app, path, members)
+    start = time.process_time()
+    for _ in range(broadcasts):
+        sockets[0].send(frame)
+        for sock in sockets:
+            reply = await sock.outbox.get()
+            check(reply.get("text") == frame, f"wrong delivery: {reply}")
+    sample = cpu_sample(start, broadcasts * members)
+    await asyncio.gather(*(sock.close() for sock in sockets))
+    return sample

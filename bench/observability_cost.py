@@ -30,7 +30,7 @@ from chanlite import Chanlite
 from .apps.chanlite_echo import routes
 from .apps.otel_sdk import DroppingExporter
 from .core import Config, Row, Sample, Stats, Target, check, run_round
-from .inprocess import Socket, cpu_sample, open_all
+from .inprocess import Socket, cpu_sample, fanout, open_all
 
 NAME = "observability-cost"
 TITLE = "What metrics and tracing cost per message, in-process"
@@ -95,16 +95,7 @@ async def echo_round(app: Chanlite) -> Sample:
 
 async def fanout_round(app: Chanlite) -> Sample:
     """1,000 sockets in a room, one sending; times the deliveries."""
-    sockets = await open_all(app, "/room/bench/", MEMBERS)
-    start = time.process_time()
-    for _ in range(BROADCASTS):
-        sockets[0].send(FRAME)
-        for sock in sockets:
-            reply = await sock.outbox.get()
-            check(reply.get("text") == FRAME, f"wrong delivery: {reply}")
-    sample = cpu_sample(start, BROADCASTS * MEMBERS)
-    await asyncio.gather(*(sock.close() for sock in sockets))
-    return sample
+    return await fanout(app, "/room/bench/", MEMBERS, BROADCASTS, FRAME)
 
 
 class Apps:
