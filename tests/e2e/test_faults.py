@@ -138,10 +138,11 @@ def start_worker(layer: str, log_dir: Path) -> Process:
     return Process(log_dir, "worker", TARGET, "--layer", layer)
 
 
-async def start_server(log_dir: Path, *args: str) -> Process:
-    """``chanlite serve tests.apps.faults:routes ARGS`` on a free port, once it listens."""
+async def start_server(log_dir: Path, *args: str, target: str = TARGET) -> Process:
+    """``chanlite serve TARGET ARGS`` (``tests.apps.faults:routes`` by default) on a
+    free port, once it listens."""
     port = free_port()
-    server = Process(log_dir, "serve", TARGET, "--port", str(port), *args, port=port)
+    server = Process(log_dir, "serve", target, "--port", str(port), *args, port=port)
 
     def listening() -> bool:
         if server.process.poll() is not None:

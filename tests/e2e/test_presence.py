@@ -18,8 +18,7 @@ from tests.apps.presence import BOUND
 from tests.conftest import private_redis_servers
 from tests.layers.redis_helpers import RedisServer
 
-from .server import free_port
-from .test_faults import PATIENCE, Process, accepts_connections, wait_until
+from .test_faults import PATIENCE, start_server, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -42,19 +41,6 @@ async def observer(redis_server: RedisServer) -> AsyncIterator[RedisChannelLayer
         await layer.aclose()
 
 
-async def start_server(log_dir: Path, layer_url: str) -> Process:
-    port = free_port()
-    server = Process(log_dir, "serve", TARGET, "--port", str(port), "--layer", layer_url, port=port)
-
-    def listening() -> bool:
-        if server.process.poll() is not None:
-            pytest.fail(f"chanlite serve exited early:\n{server.output()}")
-        return accepts_connections(port)
-
-    await wait_until(listening, "chanlite serve to listen")
-    return server
-
-
 async def announcement(layer: RedisChannelLayer, within: float = PATIENCE) -> dict[str, Any]:
     channel, message = await layer.receive([PRESENCE_CHANNEL], timeout=within)
     assert channel == PRESENCE_CHANNEL, f"no presence announcement within {within} s"
@@ -66,8 +52,8 @@ async def announcement(layer: RedisChannelLayer, within: float = PATIENCE) -> di
 async def test_a_killed_interface_s_member_leaves_within_the_bound(
     redis_server: RedisServer, observer: RedisChannelLayer, tmp_path: Path
 ) -> None:
-    doomed = await start_server(tmp_path, redis_server.url)
-    survivor = await start_server(tmp_path, redis_server.url)
+    doomed = await start_server(tmp_path, "--layer", redis_server.url, target=TARGET)
+    survivor = await start_server(tmp_path, "--layer", redis_server.url, target=TARGET)
     try:
         async with connect(f"{survivor.ws}/room/lobby/bob/"):
             [bob_channel] = (await announcement(observer))["joins"]

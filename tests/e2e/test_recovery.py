@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,8 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import require_redis
 
-from .server import free_port
-from .test_faults import PATIENCE, Process, accepts_connections, wait_until
+from .test_faults import PATIENCE, Process, start_server
 
 pytestmark = pytest.mark.anyio
 
@@ -75,28 +74,17 @@ class V1Client:
         await self.ws.close()
 
 
-@contextmanager
-def servers(tmp_path: Path, count: int, *args: str) -> Iterator[list[Process]]:
+@asynccontextmanager
+async def servers(tmp_path: Path, count: int, *args: str) -> AsyncIterator[list[Process]]:
     """``count`` ``chanlite serve`` processes of the recovery app, listening."""
     started: list[Process] = []
     try:
         for _ in range(count):
-            port = free_port()
-            started.append(
-                Process(tmp_path, "serve", TARGET, "--port", str(port), *args, port=port)
-            )
+            started.append(await start_server(tmp_path, *args, target=TARGET))
         yield started
     finally:
         for process in started:
             process.stop()
-
-
-async def listening(processes: list[Process]) -> None:
-    for process in processes:
-        await wait_until(
-            lambda process=process: accepts_connections(process.port),  # type: ignore[misc]
-            "chanlite serve to listen",
-        )
 
 
 async def send_frames(url: str, texts: list[str]) -> None:
@@ -116,8 +104,7 @@ async def test_a_dropped_connection_gets_the_100_messages_it_missed(
     if layer == "redis":
         require_redis()
         args = ["--layer", f"redis://127.0.0.1:6379/13?prefix=rec{secrets.token_hex(4)}"]
-    with servers(tmp_path, 1, *args) as [server]:
-        await listening([server])
+    async with servers(tmp_path, 1, *args) as [server]:
         client = V1Client()
         first = await client.connect(server.ws)
         assert first["recovered"] == {}
@@ -142,8 +129,7 @@ async def test_a_rolling_restart_loses_nothing_while_a_sender_floods(tmp_path: P
     order, before, during and after the restart."""
     require_redis()
     layer = f"redis://127.0.0.1:6379/13?prefix=roll{secrets.token_hex(4)}"
-    with servers(tmp_path, 2, "--layer", layer) as [doomed, survivor]:
-        await listening([doomed, survivor])
+    async with servers(tmp_path, 2, "--layer", layer) as [doomed, survivor]:
         client = V1Client()
         await client.connect(doomed.ws)
         texts = [f"m{n}" for n in range(300)]
