@@ -69,3 +69,15 @@ window.makeSocket = (url, options) =>
     storage: null,
     ...options,
   });
+// A chanlite.v1 socket that heard message 1 of chat-a, lost its connection, and
+// reopens: the state every recovery test starts from (the socket is returned).
+window.reopenedAfterOne = async (url) => {
+  const socket = makeSocket(url);
+  await tick();
+  lastSocket().serverOpens("chanlite.v1");
+  lastSocket().serverSends(JSON.stringify({ g: "chat-a", p: "e1:1", text: "one" }));
+  lastSocket().connectionCloses(1006);
+  fireTimer();
+  lastSocket().serverOpens("chanlite.v1");
+  return socket;
+};

@@ -324,13 +324,7 @@ def test_a_reconnect_opens_once_the_recovery_frame_came(page: Page, recovered: b
     result = run(
         page,
         f"""
-        const socket = makeSocket({URL!r});
-        await tick();
-        lastSocket().serverOpens("chanlite.v1");
-        lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:1", text: "one"}}));
-        lastSocket().connectionCloses(1006);
-        fireTimer();
-        lastSocket().serverOpens("chanlite.v1");
+        const socket = await reopenedAfterOne({URL!r});
         lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:2", text: "two"}}));
         const before = [socket.state, opens.length, received.length];
         lastSocket().serverSends(JSON.stringify({{recovery: {{
@@ -350,13 +344,7 @@ def test_a_recovery_frame_that_never_comes_opens_unrecovered(page: Page) -> None
     result = run(
         page,
         f"""
-        const socket = makeSocket({URL!r});
-        await tick();
-        lastSocket().serverOpens("chanlite.v1");
-        lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:1", text: "one"}}));
-        lastSocket().connectionCloses(1006);
-        fireTimer();
-        lastSocket().serverOpens("chanlite.v1");
+        const socket = await reopenedAfterOne({URL!r});
         const delays = pendingDelays();
         fireTimer();
         return [delays, socket.state, opens[1]];
@@ -369,13 +357,7 @@ def test_a_connection_lost_while_recovering_presents_the_same_positions(page: Pa
     result = run(
         page,
         f"""
-        makeSocket({URL!r});
-        await tick();
-        lastSocket().serverOpens("chanlite.v1");
-        lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:1", text: "one"}}));
-        lastSocket().connectionCloses(1006);
-        fireTimer();
-        lastSocket().serverOpens("chanlite.v1");
+        await reopenedAfterOne({URL!r});
         lastSocket().serverSends(JSON.stringify({{g: "chat-a", p: "e1:2", text: "two"}}));
         lastSocket().connectionCloses(1006);
         fireTimer();
