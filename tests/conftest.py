@@ -104,10 +104,9 @@ def private_redis_servers(count: int = 1) -> Iterator[list[RedisServer]]:
 def _missing(reason: str, requirement: str = "CHANLITE_REQUIRE_REDIS") -> None:
     """Fail when the environment variable ``requirement`` is 1 (as in CI), else skip
     with a visible reason: the part the test needs is not on this machine."""
-    if os.environ.get(requirement) == "1":
-        pytest.fail(f"{reason}, and {requirement}=1 requires it")
-    else:
+    if os.environ.get(requirement) != "1":
         pytest.skip(reason)
+    pytest.fail(f"{reason}, and {requirement}=1 requires it")
 
 
 def require_browser() -> str:
