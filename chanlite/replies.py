@@ -12,13 +12,15 @@ reaches its connection without it, inside a reply span when tracing is on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._codec import decode
 from .layers.base import BaseChannelLayer
 from .protocol import GROUP_KEY, TRACE_KEY
+from .sockets import Writes
 from .wire import GroupMessage
 
 if TYPE_CHECKING:
@@ -26,8 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("chanlite.server")
 
-#: Who gets a connection's replies.
-Target = Callable[[dict[str, Any]], None]
+#: Who gets a connection's replies: ``target(reply, writes)``, where ``writes``
+#: gathers the socket writes of a reply for many connections (None for one).
+Target = Callable[[dict[str, Any], Writes | None], None]
 # Pause after a layer error in the reply reader before reading again.
 _READER_RETRY = 0.5
 
@@ -94,42 +97,48 @@ class Replies:
 
     def _deliver(self, channel: str, message: dict[str, Any]) -> None:
         target = self._targets.get(channel)
-        if target is not None:
-            if TRACE_KEY in message:
-                self._deliver_traced([channel], message)
-            else:
-                target(_as_reply(message))
+        if target is None:
+            return
+        if TRACE_KEY in message:
+            self._deliver_traced([target], message)
+        else:
+            target(_as_reply(message), None)
 
     def _deliver_all(self, channels: list[str], payload: bytes) -> None:
         """The local reader: one payload for some of this process's reply channels.
 
-        Decoded once, for the first connection still here; every connection then
-        gets the same dict, which is safe because the interface only reads replies.
+        Decoded once, if any of their connections is still here; every connection
+        then gets the same dict, which is safe because the interface only reads
+        replies.
         """
-        message: dict[str, Any] | None = None
-        for channel in channels:
-            target = self._targets.get(channel)
-            if target is None:
-                continue
-            if message is None:
-                message = decode(payload)
-                if TRACE_KEY in message:
-                    self._deliver_traced(channels, message)
-                    return
-                message = _as_reply(message)
-            target(message)
-
-    def _deliver_traced(self, channels: Iterable[str], message: dict[str, Any]) -> None:
-        """Deliver a reply that carries a trace context to the connections of
-        ``channels`` still here, without it (in a copy: ``message`` may be shared),
-        inside a reply span when tracing is on."""
-        reply = _as_reply({key: value for key, value in message.items() if key != TRACE_KEY})
         targets = [target for name in channels if (target := self._targets.get(name))]
-        if self.tracing is not None:
-            self.tracing.reply(message[TRACE_KEY], reply, targets)
+        if not targets:
             return
+        message = decode(payload)
+        if TRACE_KEY in message:
+            self._deliver_traced(targets, message)
+        else:
+            hand(_as_reply(message), targets)
+
+    def _deliver_traced(self, targets: list[Target], message: dict[str, Any]) -> None:
+        """Deliver a reply that carries a trace context to ``targets`` without it (in
+        a copy: ``message`` may be shared), inside a reply span when tracing is on."""
+        reply = _as_reply({key: value for key, value in message.items() if key != TRACE_KEY})
+        if self.tracing is not None:
+            self.tracing.reply(message[TRACE_KEY], reply, functools.partial(hand, reply, targets))
+        else:
+            hand(reply, targets)
+
+
+def hand(reply: dict[str, Any], targets: list[Target]) -> None:
+    """Give ``reply`` to each of ``targets``; the socket writes it makes start
+    together (:class:`~chanlite.sockets.Writes`) when there are several."""
+    if len(targets) == 1:
+        targets[0](reply, None)
+        return
+    with Writes() as writes:
         for target in targets:
-            target(reply)
+            target(reply, writes)
 
 
 def _as_reply(message: dict[str, Any]) -> dict[str, Any]:

@@ -370,7 +370,7 @@ class InterfaceServer:
         content["body"] = body
         replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         content["reply_channel"] = reply_channel = await self.layer.new_channel(self.prefix)
-        self.replies[reply_channel] = replies.put_nowait
+        self.replies[reply_channel] = lambda reply, _writes: replies.put_nowait(reply)
         try:
             timeout = self.settings.http_timeout
             await http_relay.relay(

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.types import Scope, Send
 
-from ._eager import start_eagerly
+from ._eager import start_each_eagerly, start_eagerly
 from .metrics import Metrics
 from .protocol import RECOVERY_KEY, REPLAY_KEY, SUBPROTOCOL, as_bytes
 from .socket_recovery import SocketRecovery
@@ -52,6 +52,7 @@ class Socket:
     """One WebSocket: its state, and the replies waiting to be written to it."""
 
     __slots__ = (
+        "_batched",
         "_decided",
         "_pending",
         "_writer",
@@ -85,33 +86,42 @@ class Socket:
         # empty deque costs more memory than an idle socket's other state).
         self._pending: deque[dict[str, Any]] | None = None
         self._writer: asyncio.Task[None] | None = None
+        # Whether a write to this socket waits in a Writes batch, not yet started.
+        self._batched = False
         # Resolved once the handshake is decided (accepted or rejected).
         self._decided: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def deliver(self, reply: dict[str, Any]) -> None:
+    def deliver(self, reply: dict[str, Any], writes: Writes | None = None) -> None:
         """Write a reply now if nothing waits ahead of it, else queue it behind.
 
+        With ``writes``, a write that would start now joins that batch instead, and
+        starts when the batch does (:meth:`Writes.start`, in the same turn).
         ``reply`` is only read, never changed (one dict may go to many sockets).
-        Invariant: replies wait in ``_pending`` only while a writer task runs.
-        A ``chanlite.v1`` socket's replies go through its :class:`SocketRecovery`.
+        Invariant: replies wait in ``_pending`` only while a writer task runs or a
+        write waits in a batch. A ``chanlite.v1`` socket's replies go through its
+        :class:`SocketRecovery`.
         """
         if self.state == _CLOSED or self.close_code is not None:
             return  # closed, or closing: nothing more goes out but the close
         recovery = self.recovery
         if recovery is None:
-            self._deliver(reply)
+            self._deliver(reply, writes)
             return
         for admitted in recovery.admit(reply, self.state == _OPEN):
-            self._deliver(admitted)
+            self._deliver(admitted, writes)
         if recovery.overflowing:
             logger.warning("closing a socket with 1013: its re-join holds too many messages")
             recovery.held.clear()
             recovery.early.clear()
-            self._deliver({"close": CLOSE_TRY_AGAIN})
+            self._deliver({"close": CLOSE_TRY_AGAIN}, writes)
 
-    def _deliver(self, reply: dict[str, Any]) -> None:
-        if self._writer is None:
-            self._write_now(reply)
+    def _deliver(self, reply: dict[str, Any], writes: Writes | None) -> None:
+        if self._writer is None and not self._batched:
+            if writes is None:
+                self._write_now(reply)
+            else:
+                self._batched = True
+                writes.add(self, self._write(reply))
             return
         if self._pending is None:
             self._pending = deque()
@@ -133,19 +143,30 @@ class Socket:
     def _write_now(self, reply: dict[str, Any]) -> None:
         # Most writes complete without waiting (the transport takes the bytes); only
         # one that has to wait (flow control) leaves a writer task behind.
-        frame = self._plain_frame(reply)
-        write: Awaitable[None]
-        if frame is None:
-            write = self._apply(reply)
-        else:
-            self.metrics.frames_sent += 1
-            write = self.send(frame)
         try:
-            waiting = start_eagerly(write if type(write) is CoroutineType else _awaited(write))
+            waiting = start_eagerly(self._write(reply))
         except Exception:  # the client is gone mid-write
             self._gone()
             return
         if waiting is not None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_rest(waiting))
+
+    def _write(self, reply: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        """The coroutine that writes ``reply``."""
+        frame = self._plain_frame(reply)
+        if frame is None:
+            return self._apply(reply)
+        self.metrics.frames_sent += 1
+        write = self.send(frame)
+        return write if type(write) is CoroutineType else _awaited(write)
+
+    def _batch_started(self, waiting: asyncio.Task[None] | None, failed: bool) -> None:
+        """This socket's write in a :class:`Writes` batch has started: it ``failed``
+        at once, or goes on in ``waiting``, or is done."""
+        self._batched = False
+        if failed:
+            self._gone()
+        elif waiting is not None or self._pending:
             self._writer = asyncio.get_running_loop().create_task(self._write_rest(waiting))
 
     def _plain_frame(self, reply: dict[str, Any]) -> dict[str, Any] | None:
@@ -162,10 +183,11 @@ class Socket:
             return {"type": "websocket.send", "bytes": data}
         return None
 
-    async def _write_rest(self, waiting: asyncio.Task[None]) -> None:
-        """Finish a write that waits, then write every reply queued behind it."""
+    async def _write_rest(self, waiting: asyncio.Task[None] | None) -> None:
+        """Finish a write that waits (if any), then write every reply queued behind it."""
         try:
-            await waiting
+            if waiting is not None:
+                await waiting
             while self._pending:
                 await self._apply(self._pending.popleft())
             self._pending = None
@@ -294,6 +316,42 @@ class Socket:
         self.close_code = code
         with contextlib.suppress(Exception):  # the client may already be gone
             await self.send({"type": "websocket.close", "code": code})
+
+
+class Writes:
+    """Writes to many sockets, started together: one reply delivered to every member
+    of a group starts its writes in one eager task, not one each
+    (:func:`~chanlite._eager.start_each_eagerly`). Use it as a context manager around
+    the ``deliver`` calls; the writes start, in order, as the block ends."""
+
+    __slots__ = ("_sockets", "_writes")
+
+    def __init__(self) -> None:
+        self._sockets: list[Socket] = []
+        self._writes: list[Coroutine[Any, Any, None]] = []
+
+    def add(self, socket: Socket, write: Coroutine[Any, Any, None]) -> None:
+        """Start ``write``, the next write of ``socket``, with the others."""
+        self._sockets.append(socket)
+        self._writes.append(write)
+
+    def __enter__(self) -> Writes:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """Start the writes added so far, each socket's in order."""
+        sockets, writes = self._sockets, self._writes
+        self._sockets, self._writes = [], []
+        started = start_each_eagerly(writes)
+        waiting, failed = started.waiting, started.failed
+        for index, socket in enumerate(sockets):
+            if waiting or failed or socket._pending:
+                socket._batch_started(waiting.get(index), index in failed)
+            else:
+                socket._batched = False  # written, and nothing queued behind it
 
 
 async def finish_writes(writes: list[Coroutine[Any, Any, None]], what: str) -> None:

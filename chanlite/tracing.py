@@ -37,7 +37,7 @@ they pay at most a dict lookup per message.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
@@ -71,8 +71,6 @@ Carrier = dict[str, str]
 _W3C = TraceContextTextMapPropagator()
 # How many carriers' contexts are kept: the sockets sending at once, with room.
 _CARRIED_CACHE = 4096
-#: Where a reply goes: a socket's ``deliver``, or an HTTP request's reply queue.
-Target = Callable[[dict[str, Any]], None]
 
 
 class Tracing:
@@ -129,16 +127,17 @@ class Tracing:
         scope.trace = _inject(context)
         return ConsumerSpan(span, otel_context.attach(context))
 
-    def reply(self, carrier: object, reply: dict[str, Any], targets: Iterable[Target]) -> None:
-        """Hand ``reply`` to each of ``targets`` inside one INTERNAL ``reply <kind>``
-        span, child of the context in ``carrier``; without a valid context, no span."""
+    def reply(self, carrier: object, reply: dict[str, Any], hand: Callable[[], None]) -> None:
+        """Call ``hand``, which hands ``reply`` to its connections, inside one
+        INTERNAL ``reply <kind>`` span, child of the context in ``carrier``; without
+        a valid context, no span."""
         parent = _extract(carrier)
         if _unsampled(parent) or not trace.get_current_span(parent).get_span_context().is_valid:
-            _hand(reply, targets)
+            hand()
             return
         span = self._tracer.start_span(f"reply {_reply_kind(reply)}", parent, SpanKind.INTERNAL)
         try:
-            _hand(reply, targets)
+            hand()
         finally:
             span.end()
 
@@ -254,11 +253,6 @@ def _inject(context: Context) -> Carrier | None:
     carrier: Carrier = {}
     _W3C.inject(carrier, context)
     return carrier or None
-
-
-def _hand(reply: dict[str, Any], targets: Iterable[Target]) -> None:
-    for target in targets:
-        target(reply)
 
 
 def _reply_kind(reply: dict[str, Any]) -> str:

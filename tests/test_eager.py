@@ -1,14 +1,17 @@
-"""start_eagerly: a coroutine's first step runs in the caller's turn, and a task is
-left only when there is a rest to run."""
+"""start_eagerly and start_each_eagerly: a coroutine's first step runs in the caller's
+turn, and a task is left only when there is a rest to run."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
-from chanlite._eager import start_eagerly
+from chanlite._eager import start_each_eagerly, start_eagerly
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +82,88 @@ async def test_a_timeout_in_the_rest_binds_to_its_own_task() -> None:
     task = start_eagerly(waits_too_long())
     assert task is not None
     assert await task == "timed out"
+
+
+# -- start_each_eagerly ----------------------------------------------------------------
+
+
+def noting(log: list[tuple[str, object]], name: str) -> Coroutine[Any, Any, None]:
+    async def note() -> None:
+        log.append((name, asyncio.current_task()))
+
+    return note()
+
+
+async def test_coroutines_that_never_wait_all_run_in_the_call_in_one_task() -> None:
+    log: list[tuple[str, object]] = []
+    started = start_each_eagerly([noting(log, name) for name in "abc"])
+    assert [name for name, _ in log] == ["a", "b", "c"]
+    tasks = {task for _, task in log}
+    assert len(tasks) == 1 and asyncio.current_task() not in tasks
+    assert started.waiting == {} and started.failed == {}
+
+
+async def test_one_that_waits_keeps_its_task_and_the_next_start_in_a_new_one() -> None:
+    log: list[tuple[str, object]] = []
+    gate = asyncio.Event()
+
+    async def waits() -> None:
+        log.append(("waits, first step", asyncio.current_task()))
+        await gate.wait()
+        log.append(("waits, rest", asyncio.current_task()))
+
+    coros = [noting(log, "a"), waits(), noting(log, "c"), noting(log, "d")]
+    started = start_each_eagerly(coros)
+    assert [name for name, _ in log] == ["a", "waits, first step", "c", "d"]
+    assert set(started.waiting) == {1} and started.failed == {}
+    first_task, later_task = log[0][1], log[2][1]
+    assert log[1][1] is first_task is started.waiting[1]
+    assert later_task is not first_task and log[3][1] is later_task
+    gate.set()
+    await started.waiting[1]
+    # The task finishes only the coroutine that waited: nothing runs twice.
+    assert [name for name, _ in log] == ["a", "waits, first step", "c", "d", "waits, rest"]
+    assert log[-1][1] is first_task
+
+
+async def test_what_a_first_step_raises_is_kept_and_the_next_one_still_starts() -> None:
+    log: list[tuple[str, object]] = []
+
+    async def fail() -> None:
+        raise ConnectionResetError("gone")
+
+    started = start_each_eagerly([noting(log, "a"), fail(), noting(log, "c")])
+    assert [name for name, _ in log] == ["a", "c"]
+    assert set(started.failed) == {1} and isinstance(started.failed[1], ConnectionResetError)
+    assert started.waiting == {}
+
+
+async def test_what_the_rest_of_one_that_waited_raises_is_raised_by_its_task() -> None:
+    gate = asyncio.Event()
+
+    async def fail_later() -> None:
+        await gate.wait()
+        raise ConnectionResetError("gone later")
+
+    started = start_each_eagerly([fail_later()])
+    gate.set()
+    with pytest.raises(ConnectionResetError, match="gone later"):
+        await started.waiting[0]
+    assert started.failed == {}
+
+
+class Stop(BaseException):
+    pass
+
+
+async def test_a_base_exception_propagates_and_the_coroutines_after_it_are_closed() -> None:
+    log: list[tuple[str, object]] = []
+
+    async def stop() -> None:
+        raise Stop
+
+    later = noting(log, "never")
+    with pytest.raises(Stop):
+        start_each_eagerly([noting(log, "a"), stop(), later])
+    assert [name for name, _ in log] == ["a"]
+    assert inspect.getcoroutinestate(later) == inspect.CORO_CLOSED

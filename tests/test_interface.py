@@ -85,6 +85,78 @@ async def test_a_broadcast_reaches_every_local_socket_past_the_capacity() -> Non
             client.close()
 
 
+class NotingClient(FakeClient):
+    """Notes the task each frame written to it was written in; with ``broken``,
+    every frame write fails, as to a client that is gone."""
+
+    def __init__(self, app: Chanlite, *, broken: bool = False) -> None:
+        super().__init__(app)
+        self.broken = broken
+        self.write_tasks: list[asyncio.Task[Any] | None] = []
+
+    async def _record(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            if self.broken:
+                raise ConnectionResetError("the client is gone")
+            self.write_tasks.append(asyncio.current_task())
+        await super()._record(message)
+
+
+async def open_in_order(app: Chanlite, clients: list[FakeClient]) -> None:
+    """Open ``clients`` one after another (so they join the room in that order)."""
+    for client in clients:
+        client.connect()
+        await client.wait_for(lambda client=client: client.status == "open")  # type: ignore[misc]
+
+
+async def test_a_broadcast_writes_to_every_socket_in_one_task() -> None:
+    # One task for the whole fan-out, not one per socket (sockets.Writes).
+    app = Chanlite(room_routes(), secret_key=KEY)
+    async with started(app):
+        clients = [NotingClient(app) for _ in range(3)]
+        await open_in_order(app, list(clients))
+        clients[0].send_text("to everyone")
+        for client in clients:
+            await client.wait_for(lambda client=client: client.texts == ["to everyone"])  # type: ignore[misc]
+        tasks = {client.write_tasks[0] for client in clients}
+        assert len(tasks) == 1 and None not in tasks
+        for client in clients:
+            client.close()
+
+
+async def test_a_member_that_stopped_reading_holds_up_no_other_and_keeps_its_order() -> None:
+    app = Chanlite(room_routes(), secret_key=KEY)
+    async with started(app):
+        first, stalled, last = FakeClient(app), StalledClient(app), FakeClient(app)
+        await open_in_order(app, [first, stalled, last])
+        stalled.reading.clear()
+        for text in ("1", "2", "3"):
+            first.send_text(text)
+        for client in (first, last):
+            await client.wait_for(lambda client=client: client.texts == ["1", "2", "3"])  # type: ignore[misc]
+        assert stalled.texts == []
+        stalled.reading.set()
+        await stalled.wait_for(lambda: len(stalled.texts) == 3)
+        assert stalled.texts == ["1", "2", "3"]
+        for client in (first, stalled, last):
+            client.close()
+
+
+async def test_a_member_that_is_gone_mid_broadcast_stops_no_other() -> None:
+    app = Chanlite(room_routes(), secret_key=KEY)
+    async with started(app):
+        first, gone, last = NotingClient(app), NotingClient(app), NotingClient(app)
+        await open_in_order(app, [first, gone, last])
+        gone.broken = True
+        first.send_text("1")
+        first.send_text("2")
+        for client in (first, last):
+            await client.wait_for(lambda client=client: client.texts == ["1", "2"])  # type: ignore[misc]
+        assert gone.texts == []
+        for client in (first, gone, last):
+            client.close()
+
+
 async def test_replies_to_one_socket_keep_their_order() -> None:
     routes = Routes()
 
