@@ -117,12 +117,15 @@ class Job:
     def consumer_started(self, deadline: float) -> None:
         """A consumer with loop-time ``deadline`` starts in this job."""
         self._deadline = deadline
-        self._arm()
+        if self._task is not None:
+            self._arm()
 
     def consumer_ended(self) -> bool:
         """The consumer is done; True if it was cancelled for its deadline (that
         cancellation is then taken back from the task)."""
         self._deadline = None
+        if self._timer is None and not self.expired:
+            return False  # the common case: it never waited, or ended in time
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

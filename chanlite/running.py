@@ -137,7 +137,8 @@ class ConsumerRunner:
         finally:
             if span:
                 span.end(failed)
-            await scope.flush()
+            if scope.outbox:
+                await scope.flush()
             if metrics.timed:
                 metrics.consumer_done(item.name, clock() - started)
         if failed and channel == WEBSOCKET_CONNECT and not scope.accepted:

@@ -145,8 +145,12 @@ class Worker:
         attached = self.layer.attach_taker(self.channels, self._take_handed)
         streak = 0
         try:
-            while (taken := await self._take()) is not None:
-                if self._start(*taken):
+            # A queued message is taken without a coroutine; _receive waits for one.
+            while (taken := self._receive_ready() or await self._receive()) is not None:
+                job, found = self._count(*taken)
+                if found is not None and not found[0].is_async:
+                    await self._wait_for_thread(job)
+                if self._start(*taken, found, job):
                     streak = 0
                     continue
                 streak += 1
@@ -158,27 +162,28 @@ class Worker:
                 self.layer.detach_taker(self._take_handed)
             self._taker = None
 
-    async def _take(self) -> tuple[str, dict[str, Any], Found, Job] | None:
-        """The next message, with room (and for a ``def`` consumer, a thread) to run
-        it, as a started :class:`Job`; None once stopping."""
-        taken = await self._receive()
-        if taken is None:
-            return None
-        channel, content = taken
-        # Counted in the same step as the layer gave it up, so wait_idle never sees a
-        # message that is neither on its channel nor in flight.
+    def _count(self, channel: str, content: dict[str, Any]) -> tuple[Job, Found]:
+        """Count a message just taken as in flight (in the same step as the layer gave
+        it up, so wait_idle never sees one that is neither on its channel nor in
+        flight), and route it."""
         job = self._inflight.start()
         self.metrics.received[channel] += 1
-        found = self.routes.match_content(channel, content)
-        if found is not None and not found[0].is_async:
-            # It waits here, not in the executor's queue: the next message stays on
-            # its channel until a thread is free.
-            try:
-                await self._inflight.take_thread(job)
-            except BaseException:
-                job.end()
-                raise
-        return channel, content, found, job
+        return job, self.routes.match_content(channel, content)
+
+    async def _wait_for_thread(self, job: Job) -> None:
+        """Wait for a thread for a ``def`` consumer's job: here, not in the executor's
+        queue, so the next message stays on its channel until a thread is free."""
+        try:
+            await self._inflight.take_thread(job)
+        except BaseException:
+            job.end()
+            raise
+
+    def _receive_ready(self) -> tuple[str, dict[str, Any]] | None:
+        """A message already queued, if there is room for it (no coroutine, no wait)."""
+        if self._stopping or not self._inflight.has_room:
+            return None
+        return self.layer.receive_ready(self.channels)
 
     async def _receive(self) -> tuple[str, dict[str, Any]] | None:
         """Wait for room, then for a message; None once stopping. A failing layer is
@@ -220,14 +225,15 @@ class Worker:
         return True
 
     async def _run_job(self, channel: str, content: dict[str, Any], found: Found, job: Job) -> None:
-        with job:
-            try:
-                if found is not None and self._sequencer is None:
-                    await self._runner.run(channel, content, *found, job)
-                else:
-                    await self._handle(channel, content, found, job)
-            except Exception:
-                logger.exception("the worker failed on a message on channel %r", channel)
+        try:
+            if found is not None and self._sequencer is None:
+                await self._runner.run(channel, content, *found, job)
+            else:
+                await self._handle(channel, content, found, job)
+        except Exception:
+            logger.exception("the worker failed on a message on channel %r", channel)
+        finally:
+            job.end()
 
     def _take_handed(self, channel: str, content: dict[str, Any]) -> bool:
         """Start a message a sender hands over (the layer's local taker); True if taken.

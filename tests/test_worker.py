@@ -57,11 +57,20 @@ class SpyLayer(InMemoryChannelLayer):
         self.receiving.set()
         result = await super().receive(channels, timeout)
         if result[0] is not None:
-            self.taken += 1
-            for count, event in self._watchers:
-                if self.taken >= count:
-                    event.set()
+            self._took()
         return result
+
+    def receive_ready(self, channels: list[str]) -> tuple[str, dict[str, Any]] | None:
+        result = super().receive_ready(channels)
+        if result is not None:
+            self._took()
+        return result
+
+    def _took(self) -> None:
+        self.taken += 1
+        for count, event in self._watchers:
+            if self.taken >= count:
+                event.set()
 
     async def wait_taken(self, count: int) -> None:
         """Wait until ``count`` messages in all have been taken."""
@@ -1185,6 +1194,9 @@ class FlakyLayer(SpyLayer):
             raise LayerError("flaky layer", "the server went away")
         return await super().receive(channels, timeout)
 
+    def receive_ready(self, channels: list[str]) -> tuple[str, dict[str, Any]] | None:
+        return None  # every message goes through the receive that fails
+
 
 async def test_a_layer_that_fails_to_receive_is_logged_and_asked_again(
     caplog: pytest.LogCaptureFixture,
@@ -1226,3 +1238,37 @@ async def test_stop_cuts_short_the_pause_before_asking_a_failing_layer_again(
     worker.stop()
     async with asyncio.timeout(TIMEOUT):
         await task
+
+
+# -- taking what is queued -------------------------------------------------------------
+
+
+class CountingLayer(InMemoryChannelLayer):
+    """A memory layer that counts the receives made on it."""
+
+    receives = 0
+
+    async def receive(self, channels: Iterable[str], timeout: float | None = None) -> Any:
+        self.receives += 1
+        return await super().receive(channels, timeout)
+
+
+async def test_queued_messages_are_taken_without_a_receive_each() -> None:
+    # The worker asks receive_ready first: a receive only to wait for the next one.
+    layer = CountingLayer()
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def consumer(message: Message) -> None:
+        seen.append(message["n"])
+        if len(seen) == 5:
+            done.set()
+
+    for n in range(5):
+        await layer.send("jobs", {"n": n})
+    worker = Worker(Routes([route("jobs", consumer)]), layer)
+    async with running(worker):
+        async with asyncio.timeout(TIMEOUT):
+            await done.wait()
+    assert seen == [0, 1, 2, 3, 4]
+    assert layer.receives <= 1

@@ -18,8 +18,8 @@ from typing import Any
 
 from .._codec import decode, encode
 from ..names import is_process_specific, validate_channel_name
+from ._capabilities import LocalReader, LocalTaker
 from ._memory_state import MemoryState, closed_error
-from .base import LocalReader, LocalTaker
 
 __all__ = ["LocalHandoff", "Reader", "Taker"]
 

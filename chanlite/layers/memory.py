@@ -49,7 +49,7 @@ from ..presence import Leaves
 from ._memory_handoff import LocalHandoff
 from ._memory_history import MemoryHistories
 from ._memory_presence import MemoryPresence
-from ._memory_state import BACKEND, Sender, closed_error, wake
+from ._memory_state import BACKEND, Entry, Sender, closed_error, wake
 from .base import ReceiveResult
 
 if TYPE_CHECKING:
@@ -240,11 +240,19 @@ class InMemoryChannelLayer(LocalHandoff):
                 if entry is None and not _past(deadline):
                     waiter = self._register(keys)
             if entry is not None:
-                payload = entry[2]
-                return entry[1], payload if isinstance(payload, dict) else decode(payload)
+                return _content(entry)
             if waiter is None:
                 return None, None
             await self._wait(waiter, keys, deadline)
+
+    def receive_ready(self, channels: list[str]) -> tuple[str, dict[str, Any]] | None:
+        """The next message of ``channels`` if one is queued now (see the base)."""
+        keys = self.cached_receive_names(channels)
+        with self._lock:
+            if self._closed:
+                return None
+            entry = self._pop_first(keys, self._clock())
+        return None if entry is None else _content(entry)
 
     # -- groups ---------------------------------------------------------------
 
@@ -340,3 +348,9 @@ class InMemoryChannelLayer(LocalHandoff):
 
 def _past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
+
+
+def _content(entry: Entry) -> tuple[str, dict[str, Any]]:
+    """A taken entry's channel and content (decoded, unless it was stored owned)."""
+    payload = entry[2]
+    return entry[1], payload if isinstance(payload, dict) else decode(payload)

@@ -407,3 +407,40 @@ async def test_a_group_send_to_many_sockets_of_one_interface_drops_none(any_laye
         assert message == {"text": "all of you"}
         got.add(channel)
     assert got == set(members)
+
+
+# -- receive_ready -------------------------------------------------------------------
+
+
+async def test_receive_ready_takes_what_is_queued_in_order_without_waiting() -> None:
+    layer = InMemoryChannelLayer()
+    assert layer.receive_ready(["jobs"]) is None
+    await layer.send("jobs", {"n": 1})
+    await layer.send("jobs", {"n": 2})
+    assert layer.receive_ready(["jobs"]) == ("jobs", {"n": 1})
+    assert await layer.receive(["jobs"], timeout=0) == ("jobs", {"n": 2})
+    assert layer.receive_ready(["jobs"]) is None
+
+
+async def test_receive_ready_makes_room_for_a_waiting_sender() -> None:
+    layer = InMemoryChannelLayer(capacity=1)
+    await layer.send("jobs", {"n": 1})
+    waiting = start(layer.send_waiting("jobs", {"n": 2}, timeout=5))
+    await until(lambda: layer.waiting_senders("jobs") == 1, "the sender waits")
+    assert layer.receive_ready(["jobs"]) == ("jobs", {"n": 1})
+    await asyncio.wait_for(waiting, 5)
+    assert layer.receive_ready(["jobs"]) == ("jobs", {"n": 2})
+
+
+async def test_receive_ready_on_a_closed_layer_leaves_the_error_to_receive() -> None:
+    layer = InMemoryChannelLayer()
+    await layer.send("jobs", {"n": 1})
+    await layer.aclose()
+    assert layer.receive_ready(["jobs"]) is None
+
+
+async def test_the_default_receive_ready_leaves_every_message_to_receive(tmp_path: Path) -> None:
+    async with get_layer(f"sqlite:///{tmp_path / 'layer.db'}") as layer:
+        await layer.send("jobs", {"n": 1})
+        assert layer.receive_ready(["jobs"]) is None
+        assert await layer.receive(["jobs"], timeout=0) == ("jobs", {"n": 1})

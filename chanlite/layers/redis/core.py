@@ -13,7 +13,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..base import BaseChannelLayer, LocalReader
+from .._capabilities import LocalReader
+from ..base import BaseChannelLayer
 from .addresses import parse_redis_url
 from .cluster import ClusterShards
 from .scripts import GROUP_KEY, MEMBERSHIP_KEY, QUEUE_KEY

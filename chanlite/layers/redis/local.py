@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ...names import validate_channel_name
-from ..base import LocalReader
+from .._capabilities import LocalReader
 from .receiving import ReceivingLayer
 
 
