@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -25,18 +24,16 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._logging import follow_uvicorn
+from .app_setup import AppSetup, layer_options
 from .config import (
     CONSUMER_TIMEOUT,
     LAYER_ENV,
     InterfaceSettings,
     check_consumer_timeout,
     normalize_origins,
-    resolve_secret_key,
 )
 from .default_routes import served_routes
-from .exceptions import ConfigurationError
-from .host_lifespan import HostLifespan
-from .layers import get_layer
+from .host_lifespan import HostLifespan, serve_lifespan
 from .layers.base import BaseChannelLayer
 from .observability import Observability
 from .presence import PresenceTiming
@@ -44,7 +41,7 @@ from .presence_keeper import PresenceKeeper
 from .routing import Routes
 from .runtime import AppServices, app_context, enter_app, exit_app
 from .server import InterfaceServer
-from .stores import SessionStore, get_session_store
+from .stores import SessionStore
 from .worker import Worker
 
 if TYPE_CHECKING:
@@ -53,7 +50,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("chanlite")
 
 
-class Chanlite:
+class Chanlite(AppSetup):
     """The chanlite ASGI app: interface server, channel layer and workers.
 
     Serve it with ``chanlite serve module:app`` or any ASGI server. Its lifespan starts
@@ -138,160 +135,55 @@ class Chanlite:
             layer or os.environ.get(LAYER_ENV) or "memory://"
         )
         #: Options for the layer built from a URL (a layer instance has its own).
-        self.layer_options: dict[str, Any] = {
-            name: value
-            for name, value in (
-                ("group_history", group_history),
-                ("history_ttl", history_ttl),
-                ("group_presence", group_presence),
-                ("presence_grace", presence_grace),
-            )
-            if value is not None
-        }
+        self.layer_options = layer_options(
+            group_history, history_ttl, group_presence, presence_grace
+        )
         self.presence_timing = presence_timing or PresenceTiming()
-        self._presence: PresenceKeeper | None = None
         self.secret_key_setting = secret_key
-        self.session_store = session_store
-        self._store_setting = session_store
+        self.session_store = self._store_setting = session_store
         # A store built here (from a URL, or the layer's default) is closed with the app.
         self._owns_store = not isinstance(session_store, SessionStore)
         self.user_loader = user_loader
-        self.workers = workers
-        self.threads = threads
+        self.workers, self.threads, self.debug = workers, threads, debug
         self.consumer_timeout = check_consumer_timeout(consumer_timeout)
-        self.debug = debug
         self.settings = InterfaceSettings(
-            http_timeout=http_timeout,
-            websocket_connect_timeout=websocket_connect_timeout,
-            receive_full_timeout=receive_full_timeout,
-            max_frame_size=max_frame_size,
+            http_timeout,
+            websocket_connect_timeout,
+            receive_full_timeout,
+            max_frame_size,
             allowed_origins=normalize_origins(allowed_origins),
         )
         #: What this app counts, its health endpoints and its tracing.
-        self.observability = Observability(
+        self.observability = self._observe(metrics, health, tracing)
+        self.metrics = self.observability.metrics
+        self._not_started()
+
+    def _observe(
+        self, metrics: bool, health: bool, tracing: bool | TracerProvider
+    ) -> Observability:
+        return Observability(
             self.routes.channels,
             metrics=metrics,
             health=health,
             tracing=tracing,
             workers_running=self._workers_running,
-            in_flight=lambda: self.worker.in_flight if self.worker is not None else 0,
+            in_flight=self._in_flight,
         )
-        self.metrics = self.observability.metrics
+
+    def _not_started(self) -> None:
+        """What :meth:`startup` fills in (and :meth:`check`, the layer and key)."""
         self.secret_key: str | None = None
         self.layer: BaseChannelLayer | None = None
         self._services: AppServices | None = None
         self.interface: InterfaceServer | None = None
         self.worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._presence: PresenceKeeper | None = None
         self._start_lock: asyncio.Lock | None = None
         self._started = False
 
-    # -- configuration ----------------------------------------------------------
-
-    def configure(
-        self,
-        *,
-        layer: str | None = None,
-        workers: bool | None = None,
-        threads: int | None = None,
-        metrics: bool | None = None,
-        health: bool | None = None,
-        tracing: bool | None = None,
-    ) -> None:
-        """Override settings before start (the CLI's ``--layer`` and friends); None
-        keeps the app's own, and ``tracing=True`` a tracer provider it was given."""
-        if self._started:
-            raise ConfigurationError("a running Chanlite app cannot be reconfigured")
-        if layer is not None:
-            self.layer_setting = layer
-        if workers is not None:
-            self.workers = workers
-        if threads is not None:
-            self.threads = threads
-        self.observability.configure(metrics=metrics, health=health, tracing=tracing)
-
-    def check(self) -> None:
-        """Validate the configuration without starting: layer, key, worker settings.
-
-        Raises ConfigurationError naming the problem.
-        """
-        layer = get_layer(self.layer_setting, **self.layer_options)
-        key, generated = resolve_secret_key(
-            self.secret_key_setting, spans_processes=self.spans_processes(layer), debug=self.debug
-        )
-        if generated and self.secret_key is not None:
-            key, generated = self.secret_key, False  # a restart keeps its random key
-        self.layer, self.secret_key = layer, key
-        self._services = None
-        if generated:
-            logger.warning(
-                "no secret key is set; using a random key for this process only. "
-                "Set CHANLITE_SECRET_KEY (or Chanlite(secret_key=...)) to keep sessions "
-                "across restarts and processes."
-            )
-        services = self.services()  # a bad session_store setting fails here, before serving
-        if self.workers:
-            app_context(services).run(self._new_worker, layer)
-
-    def services(self) -> AppServices:
-        """This app's layer, secret key, session store and user loader, as the code it
-        runs finds them (after :meth:`check`; with its event loop once started)."""
-        if self._services is None:
-            assert self.layer is not None
-            if not isinstance(self.session_store, SessionStore):
-                self.session_store = get_session_store(self.session_store, self.layer)
-            self._services = AppServices(
-                self.secret_key,
-                self.session_store,
-                self.user_loader,
-                layer=self.layer,
-                metrics=self.metrics,
-            )
-        return self._services
-
-    def run_on(self, loop: asyncio.AbstractEventLoop) -> AppServices:
-        """Record the event loop this app runs on (where blocking calls from its
-        threads go) and return its services (after :meth:`check`)."""
-        self._services = dataclasses.replace(self.services(), loop=loop)
-        return self._services
-
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        """Wrap ``app``, a site that mounts this app, so that its views and middleware
-        find this app's layer, secret key, session store and user loader, as a host
-        app given as ``Chanlite(routes, app=site)`` does.
-
-        Add it last, so it runs first: ``site.add_middleware(chan.middleware)``. It
-        starts this app on the first request if the site's lifespan has not.
-        """
-
-        async def within_app(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] not in ("http", "websocket"):
-                await app(scope, receive, send)
-                return
-            await self._ensure_started()
-            await self._as_current(app, scope, receive, send)
-
-        return within_app
-
-    async def close_store(self) -> None:
-        """Close the session store if the app built it (from a URL, or as its layer's
-        default store); a store instance passed in stays open."""
-        if self._owns_store and isinstance(self.session_store, SessionStore):
-            await self.session_store.aclose()
-
-    def _new_worker(self, layer: BaseChannelLayer) -> Worker:
-        return Worker(
-            served_routes(self.routes),
-            layer,
-            threads=self.threads,
-            consumer_timeout=self.consumer_timeout,
-            metrics=self.metrics,
-            tracing=self.observability.tracing,
-        )
-
-    def spans_processes(self, layer: BaseChannelLayer) -> bool:
-        """True when this app shares its layer with other processes."""
-        return not self.workers or not layer.process_local
+    def _in_flight(self) -> int:
+        return self.worker.in_flight if self.worker is not None else 0
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -372,16 +264,6 @@ class Chanlite:
         if keeper is not None:
             await keeper.stop()
 
-    def _forget_closed(self) -> None:
-        """Let a later :meth:`startup` build a fresh layer and session store in place of
-        those :meth:`shutdown` closed (a layer or store instance passed in stays: it is
-        the caller's, and closed)."""
-        if isinstance(self.layer_setting, str):
-            self.layer = None
-        if self._owns_store:
-            self.session_store = self._store_setting
-        self._services = None
-
     async def _ensure_started(self) -> None:
         if self._started:
             return
@@ -389,6 +271,24 @@ class Chanlite:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             await self.startup()
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Wrap ``app``, a site that mounts this app, so that its views and middleware
+        find this app's layer, secret key, session store and user loader, as a host
+        app given as ``Chanlite(routes, app=site)`` does.
+
+        Add it last, so it runs first: ``site.add_middleware(chan.middleware)``. It
+        starts this app on the first request if the site's lifespan has not.
+        """
+
+        async def within_app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] not in ("http", "websocket"):
+                await app(scope, receive, send)
+                return
+            await self._ensure_started()
+            await self._as_current(app, scope, receive, send)
+
+        return within_app
 
     # -- ASGI -------------------------------------------------------------------
 
@@ -428,23 +328,7 @@ class Chanlite:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         host = HostLifespan(self.host_app, scope) if self.host_app is not None else None
-        await receive()  # lifespan.startup
-        try:
-            await self.startup()
-            if host is not None:
-                await host.startup(app_context(self.services()))
-        except Exception as exc:
-            logger.error("startup failed: %s", exc)
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
-            raise  # as Starlette does: a test client raises it, uvicorn exits quietly
-        await send({"type": "lifespan.startup.complete"})
-        await receive()  # lifespan.shutdown
-        try:
-            if host is not None:
-                await host.shutdown()
-        finally:
-            await self.shutdown()
-        await send({"type": "lifespan.shutdown.complete"})
+        await serve_lifespan(self.startup, self.shutdown, host, self.services, receive, send)
 
     def __repr__(self) -> str:
         return f"<Chanlite routes={len(self.routes)} layer={self.layer_setting!r}>"

@@ -1,14 +1,17 @@
-"""Running a host app's lifespan inside chanlite's own (``Chanlite(routes, app=host)``)."""
+"""The ASGI lifespan of a ``Chanlite`` app (:func:`serve_lifespan`), and a host app's
+lifespan run inside it (``Chanlite(routes, app=host)``, :class:`HostLifespan`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import logging
+from collections.abc import Awaitable, Callable
 
-from starlette.types import ASGIApp, Message, Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .exceptions import ConfigurationError
+from .runtime import AppServices, app_context
 
 logger = logging.getLogger("chanlite")
 
@@ -47,3 +50,34 @@ class HostLifespan:
         reply = await self._outbox.get()
         if reply["type"].endswith(".failed"):
             raise ConfigurationError(f"host app {event} failed: {reply.get('message', '')}")
+
+
+async def serve_lifespan(
+    startup: Callable[[], Awaitable[None]],
+    shutdown: Callable[[], Awaitable[None]],
+    host: HostLifespan | None,
+    services: Callable[[], AppServices],
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Answer the ASGI lifespan protocol: ``startup`` (then the ``host``'s, with the
+    app's ``services`` current), and at the end the host's shutdown, then ours. A
+    failed startup is reported to the server and raised (as Starlette does: a test
+    client raises it, uvicorn exits quietly)."""
+    await receive()  # lifespan.startup
+    try:
+        await startup()
+        if host is not None:
+            await host.startup(app_context(services()))
+    except Exception as exc:
+        logger.error("startup failed: %s", exc)
+        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+        raise
+    await send({"type": "lifespan.startup.complete"})
+    await receive()  # lifespan.shutdown
+    try:
+        if host is not None:
+            await host.shutdown()
+    finally:
+        await shutdown()
+    await send({"type": "lifespan.shutdown.complete"})
