@@ -66,7 +66,9 @@ class Channel:
     ) -> tuple[Callable[..., Awaitable[None]], str, bytes] | None:
         scope = current_scope()
         if scope is not None and scope.trace is not None:
-            content = {**content, TRACE_KEY: scope.trace}
+            trace = scope.reply_trace if self.name == scope.reply_channel else scope.trace
+            if trace is not None:
+                content = {**content, TRACE_KEY: trace}
         payload = encode(content)
         if scope is not None and self.name == scope.reply_channel and accepts(content):
             scope.accepted = True

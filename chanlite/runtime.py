@@ -55,6 +55,7 @@ class ConsumerScope:
         "outbox",
         "rejoin",
         "reply_channel",
+        "reply_trace",
         "trace",
     )
 
@@ -78,6 +79,10 @@ class ConsumerScope:
         self.metrics = metrics
         #: The trace context every send from this consumer carries (tracing on).
         self.trace: dict[str, str] | None = None
+        #: What its sends to :attr:`reply_channel` carry: :attr:`trace`, or None for
+        #: a trace that is not sampled (the interface would make no span of it, and
+        #: a reply goes nowhere further).
+        self.reply_trace: dict[str, str] | None = None
         #: A ``chanlite.v1`` socket's re-join, while its connect consumer runs.
         self.rejoin: Rejoin | None = None
 

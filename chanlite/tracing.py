@@ -18,10 +18,12 @@ they pay at most a dict lookup per message.
   removes it before building the ``Message``, the interface before writing a reply,
   whether or not tracing is on in their process.
 * A message whose trace is not sampled makes no span: its context travels on as it
-  came. (OpenTelemetry's default sampler, ``ParentBased``, would record no span for
-  it anyway; skipping the span makes the other 90% of a 10%-sampled deployment cost a
-  dict lookup, measured in ``docs/benchmarks.md``.) A trace is sampled or not where
-  it starts: at the request or handshake.
+  came, except on the consumer's replies to its own reply channel (they go nowhere
+  further, and would make no reply span), which carry none. (OpenTelemetry's default
+  sampler, ``ParentBased``, would record no span for it anyway; skipping the span
+  makes the unsampled share of a deployment cost a cached lookup, measured in
+  ``docs/benchmarks.md``.) A trace is sampled or not where it starts: at the request
+  or handshake.
 * Interface: a SERVER span per HTTP request (``HTTP <METHOD> <path>``) or WebSocket
   handshake (``WebSocket <path>``), child of the context in the request's headers.
   Every message the interface sends for that request or socket carries that span's
@@ -113,9 +115,10 @@ class Tracing:
         any), and make it current; the sends of ``scope`` carry its context from now
         on. End it with :meth:`ConsumerSpan.end`, in the same task. None (and the
         sends carry ``carrier`` on) when the trace is not sampled."""
-        parent = _extract(carrier)
-        if _unsampled(parent):
+        parent, sampled = _extract(carrier)
+        if sampled is False:
             scope.trace = cast(Carrier, carrier)  # a valid carrier, as _extract found
+            scope.reply_trace = None  # the reply's span would not be made either
             return None
         attributes = {
             "messaging.system": TRACER_NAME,
@@ -124,15 +127,15 @@ class Tracing:
         }
         span = self._tracer.start_span(f"consume {channel}", parent, SpanKind.CONSUMER, attributes)
         context = _within(span, parent)
-        scope.trace = _inject(context)
+        scope.trace = scope.reply_trace = _inject(context)
         return ConsumerSpan(span, otel_context.attach(context))
 
     def reply(self, carrier: object, reply: dict[str, Any], hand: Callable[[], None]) -> None:
         """Call ``hand``, which hands ``reply`` to its connections, inside one
         INTERNAL ``reply <kind>`` span, child of the context in ``carrier``; without
         a valid context, no span."""
-        parent = _extract(carrier)
-        if _unsampled(parent) or not trace.get_current_span(parent).get_span_context().is_valid:
+        parent, sampled = _extract(carrier)
+        if not sampled:
             hand()
             return
         span = self._tracer.start_span(f"reply {_reply_kind(reply)}", parent, SpanKind.INTERNAL)
@@ -212,31 +215,33 @@ def _headers(scope: Scope) -> dict[str, str]:
     }
 
 
-def _extract(carrier: object) -> Context:
+#: A carried context, and whether it continues a sampled trace (None: it continues
+#: no trace, so a span made in it starts one).
+Carried = tuple[Context, bool | None]
+_NO_TRACE: Carried = (Context(), None)
+
+
+def _extract(carrier: object) -> Carried:
     """The context in a message's carrier; an empty one (so a new trace) if it
     carries none or something that is not a carrier."""
     if not isinstance(carrier, Mapping):
-        return Context()
+        return _NO_TRACE
     traceparent, tracestate = carrier.get("traceparent"), carrier.get("tracestate")
     if type(traceparent) is not str or type(tracestate) not in (str, type(None)):
-        return Context()
+        return _NO_TRACE
     return _carried(traceparent, tracestate)
 
 
 @functools.lru_cache(maxsize=_CARRIED_CACHE)
-def _carried(traceparent: str, tracestate: str | None) -> Context:
-    """The context of a W3C carrier. Cached: every frame of a socket carries the
-    same one, and a context is immutable."""
+def _carried(traceparent: str, tracestate: str | None) -> Carried:
+    """The context of a W3C carrier, and whether its trace is sampled. Cached: every
+    frame of a socket carries the same one, and a context is immutable."""
     carrier = {"traceparent": traceparent}
     if tracestate is not None:
         carrier["tracestate"] = tracestate
-    return _W3C.extract(carrier, Context())
-
-
-def _unsampled(context: Context) -> bool:
-    """True if ``context`` continues a trace that was not sampled."""
+    context = _W3C.extract(carrier, Context())
     parent = trace.get_current_span(context).get_span_context()
-    return parent.is_valid and not parent.trace_flags.sampled
+    return context, parent.trace_flags.sampled if parent.is_valid else None
 
 
 def _within(span: Span, parent: Context) -> Context:

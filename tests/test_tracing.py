@@ -91,6 +91,13 @@ async def later(message: Message) -> None:
     await Channel(message["answer"]).asend({"done": True})
 
 
+@routes.consumer("relay")
+async def relay(message: Message) -> None:
+    """Replies on its reply channel, and sends on to the channel its message names."""
+    await message.reply_channel.asend({"replied": True})  # type: ignore[union-attr]
+    await Channel(message["onward"]).asend({"relayed": True})
+
+
 @pytest.fixture(autouse=True)
 def _forget_seen() -> Iterator[None]:
     SEEN.clear()
@@ -374,3 +381,23 @@ def test_a_message_whose_trace_was_not_sampled_makes_no_span(
     assert [span.name for span in exporter.get_finished_spans()] == ["consume probe"]
     assert SEEN["later"][1] == {"answer": "answers"}  # run again later, still no key
     assert answer == {"done": True, TRACE_KEY: unsampled}
+
+
+def test_the_reply_of_a_trace_not_sampled_carries_no_context(provider: TracerProvider) -> None:
+    """A reply goes nowhere further, and the interface makes no span for a trace that
+    is not sampled: the reply is sent without the context (and the interface skips
+    removing it). What goes to other channels carries it on."""
+    unsampled = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"}
+    sampled = {"traceparent": TRACEPARENT}
+    with traced_client(routes, provider) as client:
+        for carrier in (unsampled, sampled):
+            content = {"reply_channel": "replies!one", "onward": "onward", TRACE_KEY: carrier}
+            client.channel_send("relay", content)
+            reply = client.channel_receive("replies!")
+            onward = client.channel_receive("onward")
+            if carrier is unsampled:
+                assert reply == {"replied": True}
+                assert onward == {"relayed": True, TRACE_KEY: unsampled}
+            else:
+                assert reply[TRACE_KEY]["traceparent"].startswith(f"00-{TRACE_ID}-")
+                assert onward[TRACE_KEY] == reply[TRACE_KEY]
