@@ -17,7 +17,7 @@ wake whoever awaits it one more iteration after it ends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Iterator
 from contextvars import Context
 from typing import Any
 
@@ -47,38 +47,41 @@ class Started:
     def __init__(self) -> None:
         #: The tasks running the rest of those that waited; each runs only its own.
         self.waiting: dict[int, asyncio.Task[None]] = {}
-        #: What those that ended in their first step raised (an ``Exception``).
-        self.failed: dict[int, Exception] = {}
+        #: Those that raised an ``Exception`` in their first step.
+        self.failed: set[int] = set()
 
 
-def start_each_eagerly(coros: Sequence[Coroutine[Any, Any, None]]) -> Started:
+def start_each_eagerly(coros: Iterable[Coroutine[Any, Any, None]]) -> Started:
     """Run ``coros`` one after another, now, in as few tasks as possible.
 
     They run in one eager task while each ends in its first step. When one waits,
     that task goes on with its rest alone, and the coroutines after it start in a
     new eager task. So each coroutine starts in order, in the caller's turn, and a
     task is made only per coroutine that waits (plus one). An ``Exception`` raised
-    in a first step is kept in :attr:`Started.failed`, and the next coroutine
-    starts; any other ``BaseException`` propagates, and the rest are not started.
+    in a first step is noted in :attr:`Started.failed`, and the next coroutine
+    starts; any other ``BaseException`` propagates, and the rest are closed unstarted.
     All of them run in one copy of the current context.
+
+    ``coros`` is read as they start: given a generator, each coroutine is made just
+    before it runs and is gone once it has ended, so a fan-out holds no list of
+    finished ones (which the garbage collector would otherwise carry into its older
+    generations, and pay for in full collections).
     """
     started = Started()
-    at = 0
-    while at < len(coros):
-        turn = _Turn(at)
+    remaining = enumerate(coros)
+    while True:
+        turn = _Turn()
         try:
-            task = start_eagerly(_one_after_another(coros, turn, started))
+            task = start_eagerly(_one_after_another(remaining, turn, started))
         except BaseException:
-            for unstarted in coros[turn.at + 1 :]:
+            for _, unstarted in remaining:
                 unstarted.close()
             raise
         finally:
             turn.starting = False
         if task is None:
-            break
+            return started  # every one has started
         started.waiting[turn.at] = task
-        at = turn.at + 1
-    return started
 
 
 class _Turn:
@@ -86,22 +89,21 @@ class _Turn:
 
     __slots__ = ("at", "starting")
 
-    def __init__(self, at: int) -> None:
-        self.at = at
+    def __init__(self) -> None:
+        self.at = -1
         self.starting = True
 
 
 async def _one_after_another(
-    coros: Sequence[Coroutine[Any, Any, None]], turn: _Turn, started: Started
+    remaining: Iterator[tuple[int, Coroutine[Any, Any, None]]], turn: _Turn, started: Started
 ) -> None:
-    """Run ``coros`` from ``turn.at`` on, until one waits; then finish only that one."""
-    while turn.at < len(coros):
+    """Run the ``remaining`` coroutines until one waits; then finish only that one."""
+    for turn.at, coro in remaining:
         try:
-            await coros[turn.at]
-        except Exception as exc:
+            await coro
+        except Exception:
             if not turn.starting:
                 raise  # its rest raised: the task it waited in reports it
-            started.failed[turn.at] = exc
+            started.failed.add(turn.at)
         if not turn.starting:
             return
-        turn.at += 1

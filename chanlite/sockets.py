@@ -121,7 +121,7 @@ class Socket:
                 self._write_now(reply)
             else:
                 self._batched = True
-                writes.add(self, self._write(reply))
+                writes.add(self, reply)
             return
         if self._pending is None:
             self._pending = deque()
@@ -324,16 +324,16 @@ class Writes:
     (:func:`~chanlite._eager.start_each_eagerly`). Use it as a context manager around
     the ``deliver`` calls; the writes start, in order, as the block ends."""
 
-    __slots__ = ("_sockets", "_writes")
+    __slots__ = ("_replies", "_sockets")
 
     def __init__(self) -> None:
         self._sockets: list[Socket] = []
-        self._writes: list[Coroutine[Any, Any, None]] = []
+        self._replies: list[dict[str, Any]] = []
 
-    def add(self, socket: Socket, write: Coroutine[Any, Any, None]) -> None:
-        """Start ``write``, the next write of ``socket``, with the others."""
+    def add(self, socket: Socket, reply: dict[str, Any]) -> None:
+        """Write ``reply``, the next reply of ``socket``, with the others."""
         self._sockets.append(socket)
-        self._writes.append(write)
+        self._replies.append(reply)
 
     def __enter__(self) -> Writes:
         return self
@@ -343,9 +343,15 @@ class Writes:
 
     def start(self) -> None:
         """Start the writes added so far, each socket's in order."""
-        sockets, writes = self._sockets, self._writes
-        self._sockets, self._writes = [], []
-        started = start_each_eagerly(writes)
+        sockets, replies = self._sockets, self._replies
+        self._sockets, self._replies = [], []
+        writes = (socket._write(reply) for socket, reply in zip(sockets, replies, strict=True))
+        try:
+            started = start_each_eagerly(writes)
+        except BaseException:  # not a write's failure: no socket is left marked
+            for socket in sockets:
+                socket._batched = False
+            raise
         waiting, failed = started.waiting, started.failed
         for index, socket in enumerate(sockets):
             if waiting or failed or socket._pending:
