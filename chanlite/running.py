@@ -116,9 +116,7 @@ class ConsumerRunner:
         reply_channel = content.get("reply_channel")
         metrics = self.metrics
         started = clock() if metrics.timed else 0.0
-        scope = ConsumerScope(
-            self.layer, reply_channel, loop=asyncio.get_running_loop(), metrics=metrics
-        )
+        scope = ConsumerScope(self.layer, reply_channel, asyncio.get_running_loop(), metrics)
         if channel == WEBSOCKET_CONNECT:
             scope.rejoin = Rejoin.from_connect(content)
         enter_scope(scope)

@@ -63,7 +63,6 @@ class ConsumerScope:
         self,
         layer: BaseChannelLayer,
         reply_channel: str | None = None,
-        *,
         loop: asyncio.AbstractEventLoop | None = None,
         metrics: Metrics | None = None,
     ) -> None:

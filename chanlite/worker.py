@@ -145,12 +145,16 @@ class Worker:
         attached = self.layer.attach_taker(self.channels, self._take_handed)
         streak = 0
         try:
-            # A queued message is taken without a coroutine; _receive waits for one.
             while (taken := self._receive_ready() or await self._receive()) is not None:
-                job, found = self._count(*taken)
+                channel, content = taken
+                # Counted in flight in the step the layer gave it up, so wait_idle never
+                # sees a message that is neither on its channel nor in flight.
+                job = self._inflight.start()
+                self.metrics.received[channel] += 1
+                found = self.routes.match_content(channel, content)
                 if found is not None and not found[0].is_async:
                     await self._wait_for_thread(job)
-                if self._start(*taken, found, job):
+                if self._start(channel, content, found, job):
                     streak = 0
                     continue
                 streak += 1
@@ -161,14 +165,6 @@ class Worker:
             if attached:
                 self.layer.detach_taker(self._take_handed)
             self._taker = None
-
-    def _count(self, channel: str, content: dict[str, Any]) -> tuple[Job, Found]:
-        """Count a message just taken as in flight (in the same step as the layer gave
-        it up, so wait_idle never sees one that is neither on its channel nor in
-        flight), and route it."""
-        job = self._inflight.start()
-        self.metrics.received[channel] += 1
-        return job, self.routes.match_content(channel, content)
 
     async def _wait_for_thread(self, job: Job) -> None:
         """Wait for a thread for a ``def`` consumer's job: here, not in the executor's
@@ -181,7 +177,8 @@ class Worker:
 
     def _receive_ready(self) -> tuple[str, dict[str, Any]] | None:
         """A message already queued, if there is room for it (no coroutine, no wait)."""
-        if self._stopping or not self._inflight.has_room:
+        inflight = self._inflight
+        if self._stopping or inflight.count >= inflight.limit:
             return None
         return self.layer.receive_ready(self.channels)
 
@@ -227,7 +224,7 @@ class Worker:
     async def _run_job(self, channel: str, content: dict[str, Any], found: Found, job: Job) -> None:
         try:
             if found is not None and self._sequencer is None:
-                await self._runner.run(channel, content, *found, job)
+                await self._runner.run(channel, content, found[0], found[1], job)
             else:
                 await self._handle(channel, content, found, job)
         except Exception:
