@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import fnmatch
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -42,6 +41,13 @@ from .protocol import WEBSOCKET_CONNECT, WEBSOCKET_DISCONNECT, WEBSOCKET_RECEIVE
 from .routing import Route, Routes
 from .running import MAX_CONSUME_LATER, RETRY_KEY, ConsumerRunner
 from .sessions.decorators import CHANNEL_SESSION_MARK
+from .worker_options import (
+    ASYNC_CONCURRENCY,
+    check_concurrency,
+    check_threads,
+    default_concurrency,
+    select_channels,
+)
 
 if TYPE_CHECKING:
     from .tracing import Tracing
@@ -50,8 +56,6 @@ __all__ = ["ASYNC_CONCURRENCY", "MAX_CONSUME_LATER", "RETRY_KEY", "Worker", "sel
 
 logger = logging.getLogger("chanlite.worker")
 
-#: In-flight limit beyond the thread count when some consumers are async.
-ASYNC_CONCURRENCY = 64
 #: First and longest pause (seconds) before the worker asks a failing layer again.
 RECEIVE_RETRY_MIN = 0.05
 RECEIVE_RETRY_MAX = 2.0
@@ -82,15 +86,13 @@ class Worker:
     ) -> None:
         """``metrics``: where to count (a fresh :class:`~chanlite.metrics.Metrics`
         when None)."""
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigurationError(f"threads must be a positive integer, got {threads!r}")
         self.routes = routes
         self.layer = layer
-        self.threads = threads
+        self.threads = check_threads(threads)
         self.channels = select_channels(routes.channels, only_channels, exclude_channels)
         if not self.channels:
             raise ConfigurationError("the worker has no channels to listen on")
-        self.concurrency = _check_concurrency(concurrency) or _default_concurrency(routes, threads)
+        self.concurrency = check_concurrency(concurrency) or default_concurrency(routes, threads)
         self._inflight = InFlight(self.concurrency, threads)
         #: Seconds a consumer may run before it is given up on; None: no limit.
         self.consumer_timeout = check_consumer_timeout(consumer_timeout)
@@ -362,40 +364,6 @@ class Worker:
         if item.consumer in (default_connect, drop):
             return "strict"
         return ordering_mode(item.consumer)
-
-
-def select_channels(
-    channels: Iterable[str],
-    only: Iterable[str] | None = None,
-    exclude: Iterable[str] | None = None,
-) -> list[str]:
-    """``channels`` filtered by ``only`` and ``exclude`` glob patterns, sorted."""
-    only_list = list(only or ())
-    exclude_list = list(exclude or ())
-    selected = []
-    for name in sorted(channels):
-        if only_list and not any(fnmatch.fnmatchcase(name, glob) for glob in only_list):
-            continue
-        if any(fnmatch.fnmatchcase(name, glob) for glob in exclude_list):
-            continue
-        selected.append(name)
-    return selected
-
-
-def _default_concurrency(routes: Routes, threads: int) -> int:
-    if any(item.is_async for item in routes):
-        return threads + ASYNC_CONCURRENCY
-    return threads
-
-
-def _check_concurrency(concurrency: int | None) -> int | None:
-    if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-    ):
-        raise ConfigurationError(
-            f"concurrency must be a positive integer or None, got {concurrency!r}"
-        )
-    return concurrency
 
 
 def _uncancel_self() -> None:
