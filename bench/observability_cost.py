@@ -46,11 +46,12 @@ DESCRIPTION = (
     "Variants: observability off (the baseline); `metrics=True, health=True`; "
     "`tracing=` an SDK `TracerProvider` with the default parent-based always-on "
     "sampler and a batching processor feeding an exporter that drops spans; the same "
-    "sampling 10% of traces; and 1% (a rate high-volume services run at: a socket "
+    "sampling 10% of traces; 1% (a rate high-volume services run at: a socket "
     "is sampled at its handshake, so a round samples none, one or two of its "
-    "sockets). The variants run in turn in every round; rate = "
-    "operations / the process's CPU time in the timed part (all its threads, the "
-    "span processor's included), medians over the rounds."
+    "sockets); and none (the cost of tracing on with nothing sampled: the trace "
+    "context still travels in every message). The variants run in turn in every "
+    "round; rate = operations / the process's CPU time in the timed part (all its "
+    "threads, the span processor's included), medians over the rounds."
 )
 
 ECHO_SOCKETS = 50
@@ -59,9 +60,9 @@ MEMBERS = 1_000
 BROADCASTS = 20
 FRAME = "x" * 32
 #: Variants, in the order of the table.
-VARIANTS = ("off", "metrics", "tracing", "tracing-sampled", "tracing-1%")
+VARIANTS = ("off", "metrics", "tracing", "tracing-sampled", "tracing-1%", "tracing-none")
 #: The share of traces each sampling variant keeps.
-RATIOS = {"tracing-sampled": 0.1, "tracing-1%": 0.01}
+RATIOS = {"tracing-sampled": 0.1, "tracing-1%": 0.01, "tracing-none": 0.0}
 METRICS_TARGET = Target(0.95, on_ratio=True)
 TRACING_TARGET = Target(0.85, on_ratio=True)
 
@@ -166,6 +167,7 @@ def rows(scenario: str, unit: str, stats: dict[str, Stats]) -> Sequence[Row]:
         "tracing": "`tracing=`, every trace sampled",
         "tracing-sampled": "`tracing=`, 10% of traces sampled",
         "tracing-1%": "`tracing=`, 1% of traces sampled",
+        "tracing-none": "`tracing=`, no trace sampled",
     }
     targets = {"metrics": METRICS_TARGET, "tracing": TRACING_TARGET}
     return [
