@@ -224,7 +224,7 @@ _NO_TRACE: Carried = (Context(), None)
 def _extract(carrier: object) -> Carried:
     """The context in a message's carrier; an empty one (so a new trace) if it
     carries none or something that is not a carrier."""
-    if not isinstance(carrier, dict):  # not Mapping: an ABC check costs 0.3 µs a message
+    if not isinstance(carrier, dict):  # not Mapping: an ABC check costs ten times as much
         return _NO_TRACE
     traceparent, tracestate = carrier.get("traceparent"), carrier.get("tracestate")
     if type(traceparent) is not str or type(tracestate) not in (str, type(None)):
