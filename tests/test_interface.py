@@ -16,6 +16,7 @@ import pytest
 
 from chanlite import Chanlite, Group, Message, Routes, sockets
 from chanlite.layers.memory import InMemoryChannelLayer
+from chanlite.metrics import Metrics
 from chanlite.server import InterfaceServer
 
 from .asgi_clients import TIMEOUT, FakeClient, started, until, until_depth
@@ -686,3 +687,34 @@ async def test_an_http_request_the_layer_cannot_take_gets_503(
         * 2
     )
     assert all(r.exc_info is None for r in caplog.records)
+
+
+class Halt(BaseException):
+    """Stands for a KeyboardInterrupt or SystemExit raised inside a socket write."""
+
+
+async def test_a_broadcast_stopped_by_a_base_exception_leaves_no_socket_waiting_on_it() -> None:
+    # The batch never started its other writes: those sockets must write their next
+    # reply at once, not queue it behind a write that will never come.
+    texts: dict[str, list[str]] = {"halts": [], "other": []}
+
+    def recorder(name: str) -> Any:
+        async def send(message: dict[str, Any]) -> None:
+            if message.get("text") == "halt":
+                raise Halt
+            if message["type"] == "websocket.send":
+                texts[name].append(message["text"])
+
+        return send
+
+    halts, other = (
+        sockets.Socket(recorder(name), f"p!{name}", 10, Metrics()) for name in ("halts", "other")
+    )
+    for sock in (halts, other):
+        sock.deliver({"accept": True})
+    with pytest.raises(Halt), sockets.Writes() as writes:
+        halts.deliver({"text": "halt"}, writes)
+        other.deliver({"text": "never started"}, writes)
+    other.deliver({"text": "after"})
+    halts.deliver({"text": "after"})
+    assert texts == {"halts": ["after"], "other": ["after"]}
