@@ -145,10 +145,8 @@ class Metrics:
         """Count one send to channel (or, if ``group``, group) ``name``."""
         if group:
             self.group_sends += 1
-        elif "!" in name:  # label(name), inline: every reply a consumer sends counts here
-            self.sent["reply"] += 1
         else:
-            self.sent[name if name in self._named else "other"] += 1
+            self.sent[self.label(name)] += 1
 
     def channel_full(self, channel: str) -> None:
         """Count one send to ``channel`` refused because it stayed full."""

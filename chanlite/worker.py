@@ -147,6 +147,7 @@ class Worker:
         attached = self.layer.attach_taker(self.channels, self._take_handed)
         streak = 0
         try:
+            # A queued message is taken without a coroutine; _receive waits for one.
             while (taken := self._receive_ready() or await self._receive()) is not None:
                 channel, content = taken
                 # Counted in flight in the step the layer gave it up, so wait_idle never
@@ -179,8 +180,7 @@ class Worker:
 
     def _receive_ready(self) -> tuple[str, dict[str, Any]] | None:
         """A message already queued, if there is room for it (no coroutine, no wait)."""
-        inflight = self._inflight
-        if self._stopping or inflight.count >= inflight.limit:
+        if self._stopping or not self._inflight.has_room:
             return None
         return self.layer.receive_ready(self.channels)
 
