@@ -188,14 +188,14 @@ def pinned(cpu: int) -> functools.partial[None]:
     return functools.partial(os.sched_setaffinity, 0, {cpu})
 
 
-async def start(spec: ServerSpec, *, cpu: int, log_dir: Path) -> RunningServer:
-    """Start ``spec`` on a free port pinned to ``cpu``; return once it listens."""
+async def start(spec: ServerSpec, *, cpu: int, log_dir: Path, cwd: Path = ROOT) -> RunningServer:
+    """Start ``spec`` in ``cwd`` on a free port pinned to ``cpu``; return once it listens."""
     port = free_port()
     log = log_dir / f"{spec.name}-{port}.log"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
             *spec.command(port),
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **dict(spec.env)},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=output,

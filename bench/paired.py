@@ -1,0 +1,239 @@
+"""Before and after at once: ``python -m bench.paired --baseline DIR --candidate DIR``.
+
+``bench.compare`` runs one side's suites, then the other's, minutes apart. On a machine
+whose speed drifts (a shared host, a CPU that changes its clock), the same commit then
+measures several percent apart from one run to the next: more than the difference a
+change to the runtime makes. This benchmark measures both sides at the same moment:
+
+* every round starts one ``chanlite serve`` per side, both pinned to this process's
+  CPU, and one Node load generator per side (``bench/node/load.mjs``), both on the
+  other CPU, started together with the same closed-loop echo scenario;
+* a side's figure is its server's CPU time per echo over its timed window. The two
+  servers share one CPU, so throughput is not compared: each gets about half;
+* the ratio is candidate / baseline within one round; the table gives each side's
+  median and the median ratio over the rounds (lower is better: a row holds when the
+  candidate costs at most 5% more).
+
+Whatever slows the machine in a round slows both sides alike. As in ``bench.compare``,
+``bench`` is the candidate's, copied into a temporary directory, so both sides serve
+the same apps; each side's servers import that side's ``chanlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .compare import DOCS, Side, check_imports, harness, side_env
+from .comparison import TOLERANCE, CompareError
+from .environment import cpu_model
+from .report import end_marker, markdown_table, replace_section, start_marker
+from .ws_load import LoadError, ensure_node, run_load
+from .ws_servers import LOG_LEVEL, Cpus, RunningServer, ServerSpec, raise_fd_limit, start, stop
+
+#: The docs section's marker name and heading.
+SECTION = "paired"
+TITLE = "Before and after, at the same moment: server CPU per echo"
+DEFAULT_ROUNDS = 5
+#: Seconds of warm-up, then of timed window, per round.
+WARMUP, WINDOW = 2.0, 6.0
+#: Handshakes each load generator keeps in flight while opening its sockets.
+SETUP_CONCURRENCY = 50
+PAYLOAD_BYTES = 32
+#: Client source addresses (127.0.0.N) each load generator spreads its sockets over.
+ADDRESSES = 8
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One echo scenario: what each side serves, where, to how many clients."""
+
+    label: str
+    #: The ``module:attribute`` that ``chanlite serve`` serves.
+    target: str
+    path: str
+    clients: int
+
+
+def _echo(label: str, target: str, path: str) -> list[Scenario]:
+    return [
+        Scenario(f"echo, {n} client{'s' if n > 1 else ''}, {label}", target, path, n)
+        for n in (1, 50, 500)
+    ]
+
+
+_ECHO_APP = "bench.apps.chanlite_echo"
+_DECORATED_APP = "bench.apps.chanlite_decorated"
+SCENARIOS = (
+    *_echo("async", f"{_ECHO_APP}:routes", "/echo/"),
+    *_echo("sync", f"{_ECHO_APP}:routes", "/sync-echo/"),
+    *_echo("async, connect consumer", f"{_ECHO_APP}:accepting_routes", "/echo/"),
+    Scenario(
+        "echo, 50 clients, `@channel_session`", f"{_DECORATED_APP}:session", "/session-echo/", 50
+    ),
+    Scenario(
+        "echo, 50 clients, `@enforce_ordering`", f"{_DECORATED_APP}:ordered", "/ordered-echo/", 50
+    ),
+)
+
+
+@dataclass
+class Outcome:
+    """One scenario's figures, round by round: µs of server CPU per echo per side."""
+
+    baseline: list[float] = field(default_factory=list)
+    candidate: list[float] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> list[float]:
+        """Candidate / baseline, per round."""
+        return [c / b for b, c in zip(self.baseline, self.candidate, strict=True)]
+
+    def row(self, scenario: Scenario) -> list[str]:
+        """The scenario's table row."""
+        ratio = statistics.median(self.ratios)
+        spread = f"{min(self.ratios):.3f} to {max(self.ratios):.3f}"
+        holds = "yes" if ratio <= 1 + TOLERANCE else "**no**"
+        medians = [f"{statistics.median(side):.1f}" for side in (self.baseline, self.candidate)]
+        return [scenario.label, *medians, f"{ratio:.3f}x", spread, holds]
+
+
+def server_spec(side: Side, home: Path, scenario: Scenario) -> ServerSpec:
+    """``chanlite serve TARGET`` importing the harness's ``bench`` and the side's
+    ``chanlite``."""
+    args = ("chanlite", "--log-level", LOG_LEVEL, "serve", scenario.target, "--host", "127.0.0.1")
+    env = (("PYTHONPATH", side_env(home, side)["PYTHONPATH"]),)
+    return ServerSpec(side.role, side.role, args, env)
+
+
+def echo_spec(server: RunningServer, scenario: Scenario) -> dict[str, object]:
+    """The load.mjs spec of one side's closed-loop echo."""
+    return {
+        "scenario": "echo",
+        "url": server.url(scenario.path),
+        "clients": scenario.clients,
+        "concurrency": SETUP_CONCURRENCY,
+        "payload_bytes": PAYLOAD_BYTES,
+        "warmup": WARMUP,
+        "duration": WINDOW,
+        "addresses": ADDRESSES,
+    }
+
+
+async def cpu_per_echo(server: RunningServer, scenario: Scenario, cpus: Cpus) -> float:
+    """µs of the server's CPU per echo in one timed window."""
+    result = await run_load(echo_spec(server, scenario), cpus=cpus, server=server)
+    values = result.values
+    if values["wrong"] or values["stalled"] or result.server_cpu is None:
+        raise LoadError(f"{server.spec.name}: {values['wrong']} wrong echoes, or stalled")
+    return result.server_cpu / float(values["rate"]) * 1e6
+
+
+async def one_round(
+    sides: list[Side], home: Path, scenario: Scenario, cpus: Cpus, log_dir: Path
+) -> list[float]:
+    """Both sides' µs per echo, measured at the same time."""
+    servers = [
+        await start(server_spec(side, home, scenario), cpu=cpus.server, log_dir=log_dir, cwd=home)
+        for side in sides
+    ]
+    try:
+        return list(await asyncio.gather(*(cpu_per_echo(s, scenario, cpus) for s in servers)))
+    finally:
+        for server in servers:
+            await stop(server)
+
+
+async def measure(sides: list[Side], rounds: int) -> dict[Scenario, Outcome]:
+    """Every scenario, ``rounds`` times, the sides starting in turn."""
+    outcomes = {scenario: Outcome() for scenario in SCENARIOS}
+    cpus = Cpus.pick()
+    with harness(sides[1].root) as home, tempfile.TemporaryDirectory() as logs:
+        for side in sides:
+            check_imports(home, side)
+        for index in range(rounds):
+            for scenario in SCENARIOS:
+                order = sides if index % 2 == 0 else sides[::-1]
+                figures = await one_round(order, home, scenario, cpus, Path(logs))
+                by_role = {side.role: value for side, value in zip(order, figures, strict=True)}
+                outcome = outcomes[scenario]
+                outcome.baseline.append(by_role["baseline"])
+                outcome.candidate.append(by_role["candidate"])
+                ratio = by_role["candidate"] / by_role["baseline"]
+                print(f"round {index + 1}/{rounds}: {scenario.label}: {ratio:.3f}", flush=True)
+    return outcomes
+
+
+def section(outcomes: dict[Scenario, Outcome], commits: tuple[str, str], rounds: int) -> str:
+    """The docs section, markers included."""
+    header = [
+        "Scenario",
+        f"`{commits[0]}` µs/echo",
+        f"`{commits[1]}` µs/echo",
+        "Ratio (median)",
+        "Ratio (range)",
+        "Holds",
+    ]
+    table = markdown_table(header, [outcome.row(s) for s, outcome in outcomes.items()])
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    about = (
+        f"Baseline `{commits[0]}` against candidate `{commits[1]}`, both served at the same "
+        "moment on one CPU and loaded together from the other (`bench/paired.py` says "
+        "how). µs/echo: the server's CPU time per echo, median over the rounds; ratio = "
+        f"candidate / baseline within each round (a row holds at most {1 + TOLERANCE:.2f})."
+    )
+    run = (
+        f"Run {date} with `python -m bench.paired --baseline DIR --candidate DIR --rounds "
+        f"{rounds}`: {python}, {os.cpu_count()} cores ({cpu_model()}), servers on CPU "
+        f"{Cpus.pick().server}, uvicorn's defaults, the memory layer at its defaults."
+    )
+    parts = [f"## {TITLE}", "", about, "", table, "", run]
+    return "\n".join([start_marker(SECTION), *parts, end_marker(SECTION)])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line options."""
+    parser = argparse.ArgumentParser(prog="python -m bench.paired", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--baseline", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--candidate", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument("--write", action="store_true", help="update the docs file")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="the Markdown file to update")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure both checkouts at once; return the exit status."""
+    args = parse_args(argv)
+    ensure_node()
+    raise_fd_limit(4 * max(s.clients for s in SCENARIOS))
+    try:
+        sides = [Side.at("baseline", args.baseline), Side.at("candidate", args.candidate)]
+        outcomes = asyncio.run(measure(sides, args.rounds))
+    except (CompareError, LoadError) as exc:
+        print(f"\nbench.paired: {exc}", file=sys.stderr)
+        return 1
+    text = section(outcomes, (sides[0].commit, sides[1].commit), args.rounds)
+    print(f"\n{text}")
+    if args.write:
+        existing = args.docs.read_text(encoding="utf-8")
+        args.docs.write_text(replace_section(existing, SECTION, text), encoding="utf-8")
+        print(f"\nwrote the {TITLE!r} section into {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
