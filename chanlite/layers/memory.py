@@ -46,6 +46,7 @@ from ..exceptions import ChannelFull
 from ..history import KeptHistory, meta_ttl, stamp
 from ..names import queue_name, validate_channel_name, validate_group_name
 from ..presence import Leaves
+from ._deadline import deadline_after, past
 from ._memory_handoff import LocalHandoff
 from ._memory_history import MemoryHistories
 from ._memory_presence import MemoryPresence
@@ -230,14 +231,14 @@ class InMemoryChannelLayer(LocalHandoff):
     async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
         """Take the next message from any of ``channels`` (see the base contract)."""
         keys = self.cached_receive_names(channels)
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        deadline = deadline_after(timeout)
         while True:
             waiter = None
             with self._lock:
                 if self._closed:  # also what a receive woken by aclose() finds
                     raise closed_error()
                 entry = self._pop_first(keys, self._clock())
-                if entry is None and not _past(deadline):
+                if entry is None and not past(deadline):
                     waiter = self._register(keys)
             if entry is not None:
                 return _content(entry)
@@ -344,10 +345,6 @@ class InMemoryChannelLayer(LocalHandoff):
             self._memberships.clear()
             self._histories.clear()
             self._presence.clear()
-
-
-def _past(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
 
 
 def _content(entry: Entry) -> tuple[str, dict[str, Any]]:

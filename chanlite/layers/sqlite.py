@@ -52,6 +52,7 @@ from ..history import KeptHistory, meta_ttl, stamp
 from ..names import is_process_specific, queue_name, validate_channel_name, validate_group_name
 from . import _sqlite_history as sql_history
 from . import _sqlite_schema as sql
+from ._deadline import deadline_after, past, pause
 from ._sqlite_connection import SQLiteConnection, database_path, immediate
 from ._sqlite_presence import SQLitePresence
 from ._sqlite_schema import GROUPS as GROUPS  # re-exported: the table names
@@ -205,15 +206,15 @@ class SQLiteChannelLayer(SQLitePresence, BaseChannelLayer):
     async def receive(self, channels: Iterable[str], timeout: float | None = None) -> ReceiveResult:
         """Take the next message from any of ``channels`` (see the base contract)."""
         queues = self.receive_names(channels)
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        deadline = deadline_after(timeout)
         delay = self.poll_min
         while True:
             # Registered before the take, so a send committed during it still wakes us.
             waiter = self._notifier.register(queues)
             try:
                 taken = await self._take(queues)
-                if taken is None and not _past(deadline):
-                    await waiter.wait(_pause(deadline, delay))
+                if taken is None and not past(deadline):
+                    await waiter.wait(pause(deadline, delay))
             except BaseException:
                 self._notifier.leave(waiter, queues)
                 raise
@@ -222,7 +223,7 @@ class SQLiteChannelLayer(SQLitePresence, BaseChannelLayer):
                 return taken.channel, decode(taken.payload)
             if self._notifier.unregister(waiter, queues):
                 self.local_wakeups += 1
-            elif _past(deadline):
+            elif past(deadline):
                 return None, None
             else:
                 delay = min(delay * 2, self.poll_max)
@@ -392,13 +393,3 @@ def _log_failure(future: Future[None]) -> None:
         logger.error(
             "could not put back a message after a cancelled receive: %s", future.exception()
         )
-
-
-def _past(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
-def _pause(deadline: float | None, delay: float) -> float:
-    if deadline is None:
-        return delay
-    return max(0.0, min(delay, deadline - time.monotonic()))
