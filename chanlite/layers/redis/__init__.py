@@ -32,6 +32,7 @@ from .addresses import SCHEMES as SCHEMES
 from .addresses import SENTINEL_PORT as SENTINEL_PORT
 from .addresses import RedisAddress, parse_redis_url
 from .layer import RedisChannelLayer
+from .lua_glob import lua_pattern as lua_pattern
 from .reader import DRAIN_TARGET as DRAIN_TARGET
 from .reader import LINGER as LINGER
 from .reader import PROCESS_BATCH as PROCESS_BATCH
@@ -50,7 +51,6 @@ from .scripts import QUEUE_KEY as QUEUE_KEY
 from .scripts import REQUEUE_SCRIPT as REQUEUE_SCRIPT
 from .scripts import SEND_SCRIPT as SEND_SCRIPT
 from .scripts import RedisScript
-from .scripts import lua_pattern as lua_pattern
 from .scripts import parse_entry as parse_entry
 from .sending import SEND_BATCH as SEND_BATCH
 from .shard import BACKOFF_MAX as BACKOFF_MAX

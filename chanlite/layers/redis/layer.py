@@ -13,6 +13,7 @@ from ...history import EMPTY, KeptHistory, meta_ttl, new_epoch, stamp
 from ...names import queue_name, validate_channel_name, validate_group_name
 from .addresses import DEFAULT_URL
 from .local import LocalReaders
+from .lua_glob import lua_pattern
 from .presence import RedisPresence
 from .scripts import (
     BUCKETS_KEY,
@@ -28,7 +29,6 @@ from .scripts import (
     HISTORY_START_SCRIPT,
     QUEUE_KEY,
     RedisScript,
-    lua_pattern,
 )
 from .sending import SendingLayer
 from .shard import READ_GRACE, RedisShard

@@ -25,9 +25,7 @@ the ``*_SCRIPT`` constants below.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
-import string
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -47,8 +45,6 @@ HISTORY_META_KEY = "{prefix}:hm:{name}"
 #: On a cluster only, in the group's own bucket: the indexes of the buckets that hold
 #: members of the group (a set), so a group send runs only where members are.
 BUCKETS_KEY = "{prefix}:b:{name}"
-# Characters a channel name can hold: capacity globs are resolved against them.
-_NAME_ALPHABET = string.ascii_letters + string.digits + "-_.!?"
 
 
 def parse_entry(entry: bytes) -> tuple[int, list[str], bytes]:
@@ -356,46 +352,3 @@ async def run_script(
     if isinstance(reply, NoScriptError):
         [reply] = await call_many([("EVAL", script.source, *tail)], retry=retry, patience=patience)
     return reply
-
-
-def lua_pattern(glob: str) -> str:
-    """Translate an ``fnmatch`` glob to an anchored Lua pattern.
-
-    Exact for channel names: a ``[...]`` set becomes the characters of the channel
-    name alphabet that ``fnmatch`` itself says it matches.
-    """
-    out, index = ["^"], 0
-    while index < len(glob):
-        char = glob[index]
-        index += 1
-        if char == "*":
-            out.append(".*")
-        elif char == "?":
-            out.append(".")
-        elif char == "[" and (end := _set_end(glob, index)) >= 0:
-            matched = [
-                c for c in _NAME_ALPHABET if fnmatch.fnmatchcase(c, glob[index - 1 : end + 1])
-            ]
-            # %z (the NUL byte) is in no name: an empty set matches nothing.
-            out.append("[" + "".join(map(_lua_escape, matched)) + "]" if matched else "%z")
-            index = end + 1
-        else:
-            out.append(_lua_escape(char))
-    return "".join(out) + "$"
-
-
-def _set_end(glob: str, start: int) -> int:
-    """Where the ``]`` closing a set opened just before ``start`` is, as fnmatch reads
-    it; -1 if the ``[`` is a literal."""
-    end = start
-    if end < len(glob) and glob[end] == "!":
-        end += 1
-    if end < len(glob) and glob[end] == "]":
-        end += 1
-    while end < len(glob) and glob[end] != "]":
-        end += 1
-    return end if end < len(glob) else -1
-
-
-def _lua_escape(char: str) -> str:
-    return char if char.isascii() and char.isalnum() else "%" + char
