@@ -131,9 +131,7 @@ class Chanlite(AppSetup):
     ) -> None:
         self.routes = routes if isinstance(routes, Routes) else Routes(routes or [])
         self.host_app = app
-        self.layer_setting: str | BaseChannelLayer = (
-            layer or os.environ.get(LAYER_ENV) or "memory://"
-        )
+        self.layer_setting = layer or os.environ.get(LAYER_ENV) or "memory://"
         #: Options for the layer built from a URL (a layer instance has its own).
         self.layer_options = layer_options(
             group_history, history_ttl, group_presence, presence_grace
