@@ -7,9 +7,11 @@ change to the runtime makes. This benchmark measures both sides at the same mome
 
 * every round starts one ``chanlite serve`` per side, both pinned to this process's
   CPU, and one Node load generator per side (``bench/node/load.mjs``), both on the
-  other CPU, started together with the same closed-loop echo scenario;
-* a side's figure is its server's CPU time per echo over its timed window. The two
-  servers share one CPU, so throughput is not compared: each gets about half;
+  other CPU, started together with the same scenario: a closed-loop echo, or a room
+  of 1,000 sockets flooded with broadcasts (10 in flight);
+* a side's figure is its server's CPU time per echo, or per delivery, over its timed
+  window. The two servers share one CPU, so throughput is not compared: each gets
+  about half;
 * the ratio is candidate / baseline within one round; the table gives each side's
   median and the median ratio over the rounds (lower is better: a row holds when the
   candidate costs at most 5% more).
@@ -41,7 +43,7 @@ from .ws_servers import LOG_LEVEL, Cpus, RunningServer, ServerSpec, raise_fd_lim
 
 #: The docs section's marker name and heading.
 SECTION = "paired"
-TITLE = "Before and after, at the same moment: server CPU per echo"
+TITLE = "Before and after, at the same moment: server CPU per echo and per delivery"
 DEFAULT_ROUNDS = 5
 #: Seconds of warm-up, then of timed window, per round.
 WARMUP, WINDOW = 2.0, 6.0
@@ -50,17 +52,23 @@ SETUP_CONCURRENCY = 50
 PAYLOAD_BYTES = 32
 #: Client source addresses (127.0.0.N) each load generator spreads its sockets over.
 ADDRESSES = 8
+#: The fan-out room: its members, and the broadcasts kept in flight.
+MEMBERS, FLOOD_WINDOW = 1_000, 10
+#: A layer with room for a flood's deliveries (the ws-channels fan-out server's).
+FANOUT_LAYER = "memory://?capacity=20000"
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """One echo scenario: what each side serves, where, to how many clients."""
+    """One scenario: what each side serves, where, to how many clients; an echo, or
+    (``fanout``) a flooded room whose every member is a client."""
 
     label: str
     #: The ``module:attribute`` that ``chanlite serve`` serves.
     target: str
     path: str
     clients: int
+    fanout: bool = False
 
 
 def _echo(label: str, target: str, path: str) -> list[Scenario]:
@@ -82,12 +90,20 @@ SCENARIOS = (
     Scenario(
         "echo, 50 clients, `@enforce_ordering`", f"{_DECORATED_APP}:ordered", "/ordered-echo/", 50
     ),
+    Scenario(
+        "fan-out to 1,000, flood (µs per delivery)",
+        f"{_ECHO_APP}:routes",
+        "/room/paired/",
+        MEMBERS,
+        fanout=True,
+    ),
 )
 
 
 @dataclass
 class Outcome:
-    """One scenario's figures, round by round: µs of server CPU per echo per side."""
+    """One scenario's figures, round by round: µs of server CPU per echo (or
+    delivery), per side."""
 
     baseline: list[float] = field(default_factory=list)
     candidate: list[float] = field(default_factory=list)
@@ -109,44 +125,45 @@ class Outcome:
 def server_spec(side: Side, home: Path, scenario: Scenario) -> ServerSpec:
     """``chanlite serve TARGET`` importing the harness's ``bench`` and the side's
     ``chanlite``."""
-    args = ("chanlite", "--log-level", LOG_LEVEL, "serve", scenario.target, "--host", "127.0.0.1")
+    layer = ("--layer", FANOUT_LAYER) if scenario.fanout else ()
+    serve = ("serve", scenario.target, "--host", "127.0.0.1", *layer)
+    args = ("chanlite", "--log-level", LOG_LEVEL, *serve)
     env = (("PYTHONPATH", side_env(home, side)["PYTHONPATH"]),)
     return ServerSpec(side.role, side.role, args, env)
 
 
-def echo_spec(server: RunningServer, scenario: Scenario) -> dict[str, object]:
-    """The load.mjs spec of one side's closed-loop echo."""
-    return {
-        "scenario": "echo",
-        "url": server.url(scenario.path),
-        "clients": scenario.clients,
-        "concurrency": SETUP_CONCURRENCY,
-        "payload_bytes": PAYLOAD_BYTES,
-        "warmup": WARMUP,
-        "duration": WINDOW,
-        "addresses": ADDRESSES,
-    }
+def load_spec(server: RunningServer, scenario: Scenario) -> dict[str, object]:
+    """The load.mjs spec of one side's closed-loop echo or flooded room."""
+    common = {"url": server.url(scenario.path), "concurrency": SETUP_CONCURRENCY}
+    timing = {"warmup": WARMUP, "duration": WINDOW, "addresses": ADDRESSES}
+    if not scenario.fanout:
+        echo = {"scenario": "echo", "clients": scenario.clients, "payload_bytes": PAYLOAD_BYTES}
+        return {**common, **timing, **echo}
+    light = {"pace": 20.0, "probe_seconds": 0.5, "pace_seconds": 1.0, "stall_seconds": 3.0}
+    room = {"scenario": "fanout", "members": scenario.clients, "window": FLOOD_WINDOW}
+    return {**common, **timing, **light, **room, "flood": True}
 
 
-async def cpu_per_echo(server: RunningServer, scenario: Scenario, cpus: Cpus) -> float:
-    """µs of the server's CPU per echo in one timed window."""
-    result = await run_load(echo_spec(server, scenario), cpus=cpus, server=server)
+async def cpu_per_unit(server: RunningServer, scenario: Scenario, cpus: Cpus) -> float:
+    """µs of the server's CPU per echo (or delivery) in one timed window."""
+    result = await run_load(load_spec(server, scenario), cpus=cpus, server=server)
     values = result.values
-    if values["wrong"] or values["stalled"] or result.server_cpu is None:
-        raise LoadError(f"{server.spec.name}: {values['wrong']} wrong echoes, or stalled")
+    failed = values.get("wrong") or values.get("lost") or values["stalled"]
+    if failed or result.server_cpu is None:
+        raise LoadError(f"{server.spec.name}: wrong or lost messages, or stalled: {values}")
     return result.server_cpu / float(values["rate"]) * 1e6
 
 
 async def one_round(
     sides: list[Side], home: Path, scenario: Scenario, cpus: Cpus, log_dir: Path
 ) -> list[float]:
-    """Both sides' µs per echo, measured at the same time."""
+    """Both sides' µs per echo (or delivery), measured at the same time."""
     servers = [
         await start(server_spec(side, home, scenario), cpu=cpus.server, log_dir=log_dir, cwd=home)
         for side in sides
     ]
     try:
-        return list(await asyncio.gather(*(cpu_per_echo(s, scenario, cpus) for s in servers)))
+        return list(await asyncio.gather(*(cpu_per_unit(s, scenario, cpus) for s in servers)))
     finally:
         for server in servers:
             await stop(server)
@@ -176,8 +193,8 @@ def section(outcomes: dict[Scenario, Outcome], commits: tuple[str, str], rounds:
     """The docs section, markers included."""
     header = [
         "Scenario",
-        f"`{commits[0]}` µs/echo",
-        f"`{commits[1]}` µs/echo",
+        f"`{commits[0]}` µs",
+        f"`{commits[1]}` µs",
         "Ratio (median)",
         "Ratio (range)",
         "Holds",
@@ -188,13 +205,15 @@ def section(outcomes: dict[Scenario, Outcome], commits: tuple[str, str], rounds:
     about = (
         f"Baseline `{commits[0]}` against candidate `{commits[1]}`, both served at the same "
         "moment on one CPU and loaded together from the other (`bench/paired.py` says "
-        "how). µs/echo: the server's CPU time per echo, median over the rounds; ratio = "
+        "how). µs: the server's CPU time per echo (per delivery for the fan-out), median "
+        "over the rounds; ratio = "
         f"candidate / baseline within each round (a row holds at most {1 + TOLERANCE:.2f})."
     )
     run = (
         f"Run {date} with `python -m bench.paired --baseline DIR --candidate DIR --rounds "
         f"{rounds}`: {python}, {os.cpu_count()} cores ({cpu_model()}), servers on CPU "
-        f"{Cpus.pick().server}, uvicorn's defaults, the memory layer at its defaults."
+        f"{Cpus.pick().server}, uvicorn's defaults, the memory layer at its defaults (at "
+        f"`{FANOUT_LAYER}` for the fan-out)."
     )
     parts = [f"## {TITLE}", "", about, "", table, "", run]
     return "\n".join([start_marker(SECTION), *parts, end_marker(SECTION)])
