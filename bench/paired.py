@@ -148,10 +148,13 @@ async def cpu_per_unit(server: RunningServer, scenario: Scenario, cpus: Cpus) ->
     """µs of the server's CPU per echo (or delivery) in one timed window."""
     result = await run_load(load_spec(server, scenario), cpus=cpus, server=server)
     values = result.values
-    failed = values.get("wrong") or values.get("lost") or values["stalled"]
+    if scenario.fanout:
+        failed, rate = values["flood_lost"] or values["flood_stalled"], values["flood_rate"]
+    else:
+        failed, rate = values["wrong"] or values["stalled"], values["rate"]
     if failed or result.server_cpu is None:
         raise LoadError(f"{server.spec.name}: wrong or lost messages, or stalled: {values}")
-    return result.server_cpu / float(values["rate"]) * 1e6
+    return result.server_cpu / float(rate) * 1e6
 
 
 async def one_round(
