@@ -7,11 +7,15 @@ change to the runtime makes. This benchmark measures both sides at the same mome
 
 * every round starts one ``chanlite serve`` per side, both pinned to this process's
   CPU, and one Node load generator per side (``bench/node/load.mjs``), both on the
-  other CPU, started together with the same scenario: a closed-loop echo, or a room
-  of 1,000 sockets flooded with broadcasts (10 in flight);
-* a side's figure is its server's CPU time per echo, or per delivery, over its timed
-  window. The two servers share one CPU, so throughput is not compared: each gets
-  about half;
+  other CPU, started together with the same scenario: a closed-loop echo, a room
+  of 1,000 sockets flooded with broadcasts (10 in flight), or 2,000 handshakes (200
+  in flight);
+* a side's figure is its server's CPU time per echo, per delivery or per handshake,
+  over its timed window. The two servers share one CPU, so throughput is not
+  compared: each gets about half;
+* worker dispatch runs ``bench.dispatch``'s round (50,000 no-op ``async def``
+  messages through a ``Worker``) in one process per side, both at once on this
+  process's CPU; the figure is the process's CPU time per message;
 * the ratio is candidate / baseline within one round; the table gives each side's
   median and the median ratio over the rounds (lower is better: a row holds when the
   candidate costs at most 5% more).
@@ -39,7 +43,16 @@ from .comparison import TOLERANCE, CompareError
 from .environment import cpu_model
 from .report import end_marker, markdown_table, replace_section, start_marker
 from .ws_load import LoadError, ensure_node, run_load
-from .ws_servers import LOG_LEVEL, Cpus, RunningServer, ServerSpec, raise_fd_limit, start, stop
+from .ws_servers import (
+    LOG_LEVEL,
+    Cpus,
+    RunningServer,
+    ServerSpec,
+    pinned,
+    raise_fd_limit,
+    start,
+    stop,
+)
 
 #: The docs section's marker name and heading.
 SECTION = "paired"
@@ -56,19 +69,34 @@ ADDRESSES = 8
 MEMBERS, FLOOD_WINDOW = 1_000, 10
 #: A layer with room for a flood's deliveries (the ws-channels fan-out server's).
 FANOUT_LAYER = "memory://?capacity=20000"
+#: Handshakes per connects round, and how many are in flight (as in ws-channels).
+CONNECTS, CONNECT_CONCURRENCY = 2_000, 200
+#: Messages per dispatch round, after a warm-up round of a tenth as many.
+DISPATCHED = 50_000
+# What a side's dispatch process runs: bench.dispatch's round, timed in CPU time.
+_DISPATCH_CODE = """
+import asyncio, sys, time
+from bench.dispatch import async_noop, dispatch_round
+async def main(count):
+    await dispatch_round(async_noop, count // 10)
+    sample = await dispatch_round(async_noop, count, clock=time.process_time)
+    print(sample.seconds / sample.count * 1e6)
+asyncio.run(main(int(sys.argv[1])))
+"""
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """One scenario: what each side serves, where, to how many clients; an echo, or
-    (``fanout``) a flooded room whose every member is a client."""
+    """One scenario: what each side serves, where, to how many clients, and its
+    ``kind``: ``echo``, ``fanout`` (a flooded room whose every member is a client),
+    ``connect`` (``clients`` handshakes) or ``dispatch`` (no server)."""
 
     label: str
     #: The ``module:attribute`` that ``chanlite serve`` serves.
     target: str
     path: str
     clients: int
-    fanout: bool = False
+    kind: str = "echo"
 
 
 def _echo(label: str, target: str, path: str) -> list[Scenario]:
@@ -95,8 +123,23 @@ SCENARIOS = (
         f"{_ECHO_APP}:routes",
         "/room/paired/",
         MEMBERS,
-        fanout=True,
+        kind="fanout",
     ),
+    Scenario(
+        "connects, 2,000 sockets, 200 in flight (µs per handshake)",
+        f"{_ECHO_APP}:routes",
+        "/echo/",
+        CONNECTS,
+        kind="connect",
+    ),
+    Scenario(
+        "connects, 2,000 sockets, 200 in flight, connect consumer (µs per handshake)",
+        f"{_ECHO_APP}:accepting_routes",
+        "/echo/",
+        CONNECTS,
+        kind="connect",
+    ),
+    Scenario("worker dispatch, `async def` no-op (µs per message)", "", "", 0, kind="dispatch"),
 )
 
 
@@ -125,7 +168,7 @@ class Outcome:
 def server_spec(side: Side, home: Path, scenario: Scenario) -> ServerSpec:
     """``chanlite serve TARGET`` importing the harness's ``bench`` and the side's
     ``chanlite``."""
-    layer = ("--layer", FANOUT_LAYER) if scenario.fanout else ()
+    layer = ("--layer", FANOUT_LAYER) if scenario.kind == "fanout" else ()
     serve = ("serve", scenario.target, "--host", "127.0.0.1", *layer)
     args = ("chanlite", "--log-level", LOG_LEVEL, *serve)
     env = (("PYTHONPATH", side_env(home, side)["PYTHONPATH"]),)
@@ -133,10 +176,13 @@ def server_spec(side: Side, home: Path, scenario: Scenario) -> ServerSpec:
 
 
 def load_spec(server: RunningServer, scenario: Scenario) -> dict[str, object]:
-    """The load.mjs spec of one side's closed-loop echo or flooded room."""
+    """The load.mjs spec of one side's echo, flooded room or handshakes."""
     common = {"url": server.url(scenario.path), "concurrency": SETUP_CONCURRENCY}
     timing = {"warmup": WARMUP, "duration": WINDOW, "addresses": ADDRESSES}
-    if not scenario.fanout:
+    if scenario.kind == "connect":
+        connects = {"scenario": "connect", "total": scenario.clients}
+        return {**common, **connects, "concurrency": CONNECT_CONCURRENCY, "addresses": ADDRESSES}
+    if scenario.kind == "echo":
         echo = {"scenario": "echo", "clients": scenario.clients, "payload_bytes": PAYLOAD_BYTES}
         return {**common, **timing, **echo}
     light = {"pace": 20.0, "probe_seconds": 0.5, "pace_seconds": 1.0, "stall_seconds": 3.0}
@@ -145,11 +191,13 @@ def load_spec(server: RunningServer, scenario: Scenario) -> dict[str, object]:
 
 
 async def cpu_per_unit(server: RunningServer, scenario: Scenario, cpus: Cpus) -> float:
-    """µs of the server's CPU per echo (or delivery) in one timed window."""
+    """µs of the server's CPU per echo (delivery, handshake) in one timed window."""
     result = await run_load(load_spec(server, scenario), cpus=cpus, server=server)
     values = result.values
-    if scenario.fanout:
+    if scenario.kind == "fanout":
         failed, rate = values["flood_lost"] or values["flood_stalled"], values["flood_rate"]
+    elif scenario.kind == "connect":
+        failed, rate = values["failed"], values["rate"]
     else:
         failed, rate = values["wrong"] or values["stalled"], values["rate"]
     if failed or result.server_cpu is None:
@@ -160,7 +208,9 @@ async def cpu_per_unit(server: RunningServer, scenario: Scenario, cpus: Cpus) ->
 async def one_round(
     sides: list[Side], home: Path, scenario: Scenario, cpus: Cpus, log_dir: Path
 ) -> list[float]:
-    """Both sides' µs per echo (or delivery), measured at the same time."""
+    """Both sides' µs per echo (delivery, handshake, message), measured at once."""
+    if scenario.kind == "dispatch":
+        return list(await asyncio.gather(*(dispatch_cpu(side, home, cpus) for side in sides)))
     servers = [
         await start(server_spec(side, home, scenario), cpu=cpus.server, log_dir=log_dir, cwd=home)
         for side in sides
@@ -170,6 +220,25 @@ async def one_round(
     finally:
         for server in servers:
             await stop(server)
+
+
+async def dispatch_cpu(side: Side, home: Path, cpus: Cpus) -> float:
+    """µs of CPU per message of one side's dispatch process."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _DISPATCH_CODE,
+        str(DISPATCHED),
+        cwd=home,
+        env=side_env(home, side),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=pinned(cpus.server),
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise LoadError(f"dispatch on the {side.role} failed:\n{err.decode(errors='replace')}")
+    return float(out)
 
 
 async def measure(sides: list[Side], rounds: int) -> dict[Scenario, Outcome]:
@@ -208,8 +277,8 @@ def section(outcomes: dict[Scenario, Outcome], commits: tuple[str, str], rounds:
     about = (
         f"Baseline `{commits[0]}` against candidate `{commits[1]}`, both served at the same "
         "moment on one CPU and loaded together from the other (`bench/paired.py` says "
-        "how). µs: the server's CPU time per echo (per delivery for the fan-out), median "
-        "over the rounds; ratio = "
+        "how). µs: the server's CPU time per echo (per delivery, per handshake; for "
+        "dispatch, the process's per message), median over the rounds; ratio = "
         f"candidate / baseline within each round (a row holds at most {1 + TOLERANCE:.2f})."
     )
     run = (
